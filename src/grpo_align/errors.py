@@ -1,0 +1,18 @@
+"""Errors raised on bad input.
+
+Every message names the offending field and what is expected, on one line, so the CLI can
+print it as it is and exit with status 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError"]
+
+
+class InputError(ValueError):
+    """Bad input: the message names the field and the fix."""
+
+    def __init__(self, field: str, expected: str) -> None:
+        self.field = field
+        self.expected = expected
+        super().__init__(f"{field}: {expected}")

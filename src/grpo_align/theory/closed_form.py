@@ -1,0 +1,180 @@
+"""Explicit stationary policies (THEORY.md sections 5-8), each an independent route.
+
+These do not call the general solver: they are the paper's closed forms and
+one-dimensional equations, written from the formulas, so tests can hold the general
+solver against them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import binom
+
+from grpo_align.errors import InputError
+from grpo_align.theory.problem import Problem
+
+__all__ = [
+    "binary_preference",
+    "binary_policy",
+    "binary_g2_policy",
+    "binary_direct_kl_g2_policy",
+    "binary_limit_policy",
+    "binary_shift_policy",
+    "pairwise_policy",
+    "nash_policy",
+    "rlhf_policy",
+]
+
+
+def _check_p0_beta(p0: float, beta: float) -> None:
+    if not (0 < p0 < 1):
+        raise InputError("p0", f"expected a reference probability in (0, 1), got {p0}")
+    if not (beta > 0 and math.isfinite(beta)):
+        raise InputError("beta", f"expected beta > 0, got {beta}")
+
+
+def binary_preference(p: float, group_size: int) -> tuple[float, float]:
+    """(P_correct(p), P_wrong(p)) for a binary question, shift_scale with ddof 0.
+
+    THEORY.md section 6: P_correct = sum_k Binom(k; G-1, p) sqrt((G-1-k)/(k+1)),
+    P_wrong = -sum_k Binom(k; G-1, p) sqrt(k/(G-k)), k = number of other correct answers.
+    """
+    g = int(group_size)
+    k = np.arange(g)
+    pmf = binom.pmf(k, g - 1, p)
+    return float(np.sum(pmf * np.sqrt((g - 1 - k) / (k + 1)))), float(-np.sum(pmf * np.sqrt(k / (g - k))))
+
+
+def binary_policy(p0: float, beta: float, group_size: int, ddof: int = 0) -> float:
+    """Stationary p for a binary question, shift_scale, k3: p (1 - P_correct(p)/beta) = p0.
+
+    THEORY.md section 6. The left side increases in p where 1 - P_correct(p)/beta > 0, so
+    the root is unique; ddof = 1 is ddof = 0 with beta * sqrt(G/(G-1)).
+    """
+    _check_p0_beta(p0, beta)
+    g = int(group_size)
+    if ddof == 1:
+        beta = beta * math.sqrt(g / (g - 1))
+
+    def excess(p: float) -> float:
+        return p * (1.0 - binary_preference(p, g)[0] / beta) - p0
+
+    # the valid region starts where the denominator turns positive: P_correct(p) < beta
+    lo = 0.0
+    if binary_preference(0.0, g)[0] >= beta:
+        lo = brentq(lambda p: binary_preference(p, g)[0] - beta, 0.0, 1.0, xtol=1e-15)
+    return float(brentq(excess, lo, 1.0, xtol=1e-15, rtol=1e-15))
+
+
+def binary_g2_policy(p0: float, beta: float, gamma: float = 1.0, ddof: int = 0) -> float:
+    """G = 2, k3: p = ((1 - b) + sqrt((1 - b)^2 + 4 b p0)) / 2 with b = beta / (s gamma).
+
+    THEORY.md section 6; gamma = Pr[a beats b] - Pr[b beats a] is the confidence margin of
+    two answers with random rewards (gamma = 1 for a binary question), s = 1 for ddof 0 and
+    1/sqrt(2) for ddof 1.
+    """
+    _check_p0_beta(p0, beta)
+    if not (0 < gamma <= 1):
+        raise InputError("gamma", f"expected a confidence margin in (0, 1], got {gamma}")
+    s = 1.0 if ddof == 0 else 1.0 / math.sqrt(2.0)
+    b = beta / (s * gamma)
+    return ((1 - b) + math.sqrt((1 - b) ** 2 + 4 * b * p0)) / 2
+
+
+def binary_direct_kl_g2_policy(p0: float, beta: float, gamma: float = 1.0, ddof: int = 0) -> float:
+    """G = 2, direct KL (k2 or exact): p/(1-p) = p0/(1-p0) exp(s gamma / beta) (section 6)."""
+    _check_p0_beta(p0, beta)
+    s = 1.0 if ddof == 0 else 1.0 / math.sqrt(2.0)
+    odds = p0 / (1 - p0) * math.exp(s * gamma / beta)
+    return odds / (1 + odds)
+
+
+def binary_limit_policy(p0: float, beta: float) -> float:
+    """G -> infinity, shift_scale, k3 (section 6):
+
+    p = (2 p0 beta^2 + 1 + sqrt(1 + 4 p0 (1 - p0) beta^2)) / (2 (beta^2 + 1)).
+    """
+    _check_p0_beta(p0, beta)
+    return (2 * p0 * beta**2 + 1 + math.sqrt(1 + 4 * p0 * (1 - p0) * beta**2)) / (2 * (beta**2 + 1))
+
+
+def binary_shift_policy(p0: float, beta: float, group_size: float) -> float:
+    """shift normalisation (no scale), k3: P_correct = a (1 - p), a = (G-1)/G (section 6).
+
+    p (1 - a (1 - p)/beta) = p0 is the quadratic (a/beta) p^2 + (1 - a/beta) p - p0 = 0;
+    its positive root. G = math.inf gives a = 1.
+    """
+    _check_p0_beta(p0, beta)
+    a = 1.0 if group_size == math.inf else (group_size - 1) / group_size
+    q = a / beta
+    return (-(1 - q) + math.sqrt((1 - q) ** 2 + 4 * q * p0)) / (2 * q)
+
+
+def _margin(win_prob: np.ndarray) -> np.ndarray:
+    return win_prob - win_prob.T
+
+
+def pairwise_policy(ref: Any, win_prob: Any, beta: float, scale: float = 1.0, tol: float = 1e-14) -> np.ndarray:
+    """GRPO at G = 2 with k3 for a preference matrix: pi = pi_ref / (1 - (s (M pi) - c)/beta).
+
+    THEORY.md section 7. The map pi -> s M pi is monotone (M antisymmetric) and the reverse
+    KL is strictly convex, so the equilibrium is unique; it is found here by the
+    extragradient method on the variational inequality in the log-domain form
+    (mirror-prox), independent of the general solver.
+    """
+    return _mirror_prox(ref, win_prob, beta, scale, "k3", tol)
+
+
+def nash_policy(ref: Any, win_prob: Any, tau: float, tol: float = 1e-14) -> np.ndarray:
+    """Regularised Nash equilibrium of NLHF (Munos et al. 2023): pi prop. to pi_ref exp((P pi)/tau).
+
+    P[o, o'] = Pr[o beats o'] + ties/2 (Munos's preference, P + P^T = 1), so
+    (P pi)(o) = ((M pi)(o) + 1)/2 and the constant drops out: GRPO at G = 2 with a direct-KL
+    penalty and weight beta is this equilibrium with tau = beta / (2 s) (section 7).
+    """
+    return _mirror_prox(ref, win_prob, 2 * tau, 1.0, "k2", tol)
+
+
+def _mirror_prox(ref: Any, win_prob: Any, beta: float, scale: float, penalty: str, tol: float) -> np.ndarray:
+    prob = Problem.from_preference(ref, win_prob)  # validates
+    ref_v = prob.ref[0]
+    margin = _margin(prob.win_prob[0]) * scale
+    if not (beta > 0):
+        raise InputError("beta", "expected a positive regularisation weight")
+    support = ref_v > 0
+
+    def operator(pi: np.ndarray) -> np.ndarray:
+        # gradient of the regularised payoff in pi: s (M pi) - beta phi
+        phi = (1 - ref_v / pi) if penalty == "k3" else np.log(pi / ref_v)
+        return np.where(support, margin @ pi - beta * phi, 0.0)
+
+    def step(pi: np.ndarray, grad: np.ndarray, eta: float) -> np.ndarray:
+        logits = np.where(support, np.log(np.where(support, pi, 1.0)) + eta * grad, -np.inf)
+        out = np.exp(logits - logits.max())
+        return out / out.sum()
+
+    pi = ref_v.copy()
+    eta = 0.5 / (np.max(np.abs(margin)) + beta * 4 + 1e-12)
+    for _ in range(200_000):
+        half = step(pi, operator(pi), eta)
+        new = step(pi, operator(half), eta)
+        if np.max(np.abs(new - pi)) < tol:
+            return new
+        pi = new
+    return pi
+
+
+def rlhf_policy(problem: Problem, beta: float) -> np.ndarray:
+    """RLHF's optimum: logarithmic pooling pi(o) prop. to pi_ref(o) exp(E r(o) / beta) (section 5)."""
+    if not isinstance(problem, Problem):
+        raise InputError("problem", "expected a grpo_align.Problem")
+    if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
+        raise InputError("beta", f"expected beta > 0, got {beta!r}")
+    reward = problem.expected_reward()
+    logits = np.where(problem.ref > 0, np.log(np.where(problem.ref > 0, problem.ref, 1.0)) + reward / beta, -np.inf)
+    pi = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return problem.squeeze(pi / pi.sum(axis=1, keepdims=True))

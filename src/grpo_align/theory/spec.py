@@ -1,0 +1,138 @@
+"""The algorithm specification: one object says what is trained and what is predicted.
+
+``GRPO`` fixes the group size G, the penalty weight beta, the group advantage
+normalisation (THEORY.md section 2) and the penalty estimator (section 3). The theory
+engine solves it; the trainers run it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from grpo_align.errors import InputError
+
+__all__ = ["GRPO", "NORMALIZATIONS", "PENALTIES", "PRESETS"]
+
+NORMALIZATIONS = ("shift_scale", "shift", "rloo", "raw")
+PENALTIES = ("k3", "k2", "k1", "abs", "kl")
+
+#: Named presets: the trainer settings each mirrors. Values are the defaults; any field
+#: can be overridden, e.g. ``GRPO.preset("trl", beta=0.04)``.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Vojnovic & Yun (arXiv:2502.18548): population std, no epsilon, k3 penalty in the
+    # loss. G and beta as in DeepSeekMath's GRPO (Shao et al. 2024): 64 and 0.04.
+    "paper": dict(group_size=64, beta=0.04, normalization="shift_scale", ddof=0, eps=0.0, penalty="k3"),
+    # Hugging Face TRL GRPOConfig (0.19-0.2x): num_generations=8, beta=0.0 (no penalty, no
+    # reference model), scale_rewards="group" = (r - mean) / (torch.std(r) + 1e-4) with the
+    # sample std, k3 penalty in the loss when beta > 0.
+    "trl": dict(group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="k3"),
+    # verl (0.3-0.5) algorithm.adv_estimator=grpo, norm_adv_by_std_in_grpo=True:
+    # (r - mean) / (torch.std(r) + 1e-6); actor.use_kl_loss=True, kl_loss_type=low_var_kl
+    # (k3), kl_loss_coef=0.001; rollout.n=5 as in verl's GRPO examples.
+    "verl": dict(group_size=5, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-6, penalty="k3"),
+    # OpenRLHF (0.5-0.8) --advantage_estimator group_norm: (r - mean) / (std + 1e-9) with
+    # torch's sample std; GRPO example: --use_kl_loss --kl_estimator k3 --init_kl_coef 1e-3,
+    # --n_samples_per_prompt 8.
+    "openrlhf": dict(group_size=8, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-9, penalty="k3"),
+    # Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): no std scaling,
+    # no length normalisation, beta = 0 (TRL: loss_type="dr_grpo", scale_rewards="none").
+    "dr_grpo": dict(group_size=8, beta=0.0, normalization="shift", ddof=0, eps=0.0, penalty="k3"),
+    # RLOO (Ahmadian et al. 2024; TRL RLOOConfig, kl_coef 0.05, rloo_k 4) puts the k1 KL in
+    # the reward; with an unscaled leave-one-out baseline that has the same stationary
+    # policies as the k2 penalty in the loss (THEORY.md section 5), modelled here that way.
+    "rloo": dict(group_size=4, beta=0.05, normalization="rloo", ddof=0, eps=0.0, penalty="k2"),
+}
+
+
+@dataclass(frozen=True)
+class GRPO:
+    """A GRPO variant: group size, penalty weight, advantage normalisation and penalty.
+
+    Parameters
+    ----------
+    group_size : int or math.inf
+        G, outputs sampled per context per step (>= 2); ``math.inf`` gives the
+        G -> infinity limit (THEORY.md section 8).
+    beta : float
+        Penalty weight (>= 0). beta = 0 leaves no interior stationary policy.
+    normalization : {"shift_scale", "shift", "rloo", "raw"}
+        Group advantage normalisation, THEORY.md section 2.
+    ddof : {0, 1}
+        Standard deviation of ``shift_scale``: 0 population (the paper), 1 sample (TRL, verl).
+    eps : float
+        Added to the standard deviation of ``shift_scale`` (>= 0).
+    penalty : {"k3", "k2", "k1", "abs", "kl"}
+        Penalty estimator in the loss, THEORY.md section 3; ``kl`` is the exact direct KL.
+    """
+
+    group_size: float = 8
+    beta: float = 0.04
+    normalization: str = "shift_scale"
+    ddof: int = 0
+    eps: float = 0.0
+    penalty: str = "k3"
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+
+    def __post_init__(self) -> None:
+        g = self.group_size
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or math.isnan(g):
+            raise InputError("group_size", "expected an integer >= 2 or math.inf")
+        if g != math.inf:
+            if g != int(g) or g < 2:
+                raise InputError("group_size", f"expected an integer >= 2 or math.inf, got {g}")
+            object.__setattr__(self, "group_size", int(g))
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not math.isfinite(self.beta) or self.beta < 0:
+            raise InputError("beta", f"expected a finite number >= 0, got {self.beta!r}")
+        object.__setattr__(self, "beta", float(self.beta))
+        if self.normalization not in NORMALIZATIONS:
+            raise InputError("normalization", f"unknown {self.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+        if self.ddof not in (0, 1):
+            raise InputError("ddof", f"expected 0 (population std) or 1 (sample std), got {self.ddof!r}")
+        object.__setattr__(self, "ddof", int(self.ddof))
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) or self.eps < 0:
+            raise InputError("eps", f"expected a finite number >= 0, got {self.eps!r}")
+        object.__setattr__(self, "eps", float(self.eps))
+        if self.penalty not in PENALTIES:
+            raise InputError("penalty", f"unknown {self.penalty!r}; expected one of {', '.join(PENALTIES)}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "GRPO":
+        """The specification a named trainer runs: one of ``GRPO.presets``.
+
+        >>> GRPO.preset("trl", beta=0.04)
+        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='k3')
+        """
+        if name not in PRESETS:
+            raise InputError("preset", f"unknown {name!r}; expected one of {', '.join(PRESETS)}")
+        unknown = set(overrides) - set(PRESETS[name])
+        if unknown:
+            raise InputError("preset", f"unknown option(s) {', '.join(sorted(unknown))}; expected GRPO fields")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> "GRPO":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @property
+    def is_limit(self) -> bool:
+        """True for the G -> infinity limit."""
+        return self.group_size == math.inf
+
+    @property
+    def regularised(self) -> bool:
+        """Whether the penalty pulls toward pi_ref (beta > 0 and not k1)."""
+        return self.beta > 0 and self.penalty != "k1"
+
+    @property
+    def pairwise_scale(self) -> float:
+        """s in A_1 = s sign(r_1 - r_2) at G = 2 (THEORY.md section 7)."""
+        if self.group_size != 2:
+            raise InputError("group_size", "the pairwise scale is defined for G = 2 only")
+        if self.normalization == "shift_scale":
+            if self.eps > 0:
+                raise InputError("eps", "the pairwise form at G = 2 needs eps = 0 (it scales by 1/(std + eps))")
+            return 1.0 if self.ddof == 0 else 1.0 / math.sqrt(2.0)
+        raise InputError("normalization", "the pairwise form at G = 2 holds for shift_scale only")
