@@ -67,7 +67,8 @@ def binary_policy(p0: float, beta: float, group_size: int, ddof: int = 0) -> flo
     lo = 0.0
     if binary_preference(0.0, g)[0] >= beta:
         lo = brentq(lambda p: binary_preference(p, g)[0] - beta, 0.0, 1.0, xtol=1e-15)
-    return float(brentq(excess, lo, 1.0, xtol=1e-15, rtol=1e-15))
+    # xtol relative to p (rtol), not absolute: a root near 1e-13 needs digits below 1e-15
+    return float(brentq(excess, lo, 1.0, xtol=1e-300, rtol=1e-15))
 
 
 def binary_g2_policy(p0: float, beta: float, gamma: float = 1.0, ddof: int = 0) -> float:
@@ -82,7 +83,17 @@ def binary_g2_policy(p0: float, beta: float, gamma: float = 1.0, ddof: int = 0) 
         raise InputError("gamma", f"expected a confidence margin in (0, 1], got {gamma}")
     s = 1.0 if ddof == 0 else 1.0 / math.sqrt(2.0)
     b = beta / (s * gamma)
-    return ((1 - b) + math.sqrt((1 - b) ** 2 + 4 * b * p0)) / 2
+    return _positive_root(1.0, b - 1.0, b * p0)
+
+
+def _positive_root(a: float, b: float, c: float) -> float:
+    """The positive root of a p^2 + b p - c = 0 (a, c > 0), without cancellation.
+
+    (-b + sqrt(b^2 + 4ac)) / (2a) loses every digit when b > 0 and 4ac << b^2 (large beta,
+    small p0: p ~ 1e-13 came out 2e-4 off); the conjugate form 2c / (b + sqrt(...)) does not.
+    """
+    disc = math.sqrt(b * b + 4 * a * c)
+    return 2 * c / (b + disc) if b > 0 else (-b + disc) / (2 * a)
 
 
 def binary_direct_kl_g2_policy(p0: float, beta: float, gamma: float = 1.0, ddof: int = 0) -> float:
@@ -111,7 +122,7 @@ def binary_shift_policy(p0: float, beta: float, group_size: float) -> float:
     _check_p0_beta(p0, beta)
     a = 1.0 if group_size == math.inf else (group_size - 1) / group_size
     q = a / beta
-    return (-(1 - q) + math.sqrt((1 - q) ** 2 + 4 * q * p0)) / (2 * q)
+    return _positive_root(q, 1 - q, p0)
 
 
 def _margin(win_prob: np.ndarray) -> np.ndarray:

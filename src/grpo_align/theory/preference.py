@@ -200,7 +200,19 @@ def preference(problem: Problem, algo: GRPO, policy: Any) -> np.ndarray:
         return problem.squeeze(scale * np.einsum("cop,cp->co", problem.margin_matrix(), pi))
     w = np.einsum("co,col->cl", pi, problem.dist)
     h = LevelPreference(problem.levels, algo)(w)
-    return problem.squeeze(np.einsum("col,cl->co", problem.dist, h))
+    return problem.squeeze(expect_levels(problem.dist, h, algo))
+
+
+def expect_levels(dist: np.ndarray, h: np.ndarray, algo: GRPO) -> np.ndarray:
+    """sum_l F_o(l) h_l, (C, K) from dist (C, K, L) and h (C, L).
+
+    For G = inf at a point-mass w, h is +-inf on the levels w never draws; an output that
+    never draws them either must get 0 there, not 0 * inf = NaN.
+    """
+    if algo.is_limit and not np.all(np.isfinite(h)):
+        with np.errstate(invalid="ignore"):
+            return np.where(dist > 0, dist * h[:, None, :], 0.0).sum(axis=-1)
+    return np.einsum("col,cl->co", dist, h)
 
 
 def preference_limit(problem: Problem, algo: GRPO, policy: Any) -> np.ndarray:

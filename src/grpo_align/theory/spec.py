@@ -8,6 +8,7 @@ engine solves it; the trainers run it.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -78,13 +79,14 @@ class GRPO:
 
     def __post_init__(self) -> None:
         g = self.group_size
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or math.isnan(g):
+        # numbers.Real so that numpy scalars (np.int64 from a grid) are accepted
+        if isinstance(g, bool) or not isinstance(g, numbers.Real) or math.isnan(g):
             raise InputError("group_size", "expected an integer >= 2 or math.inf")
         if g != math.inf:
-            if g != int(g) or g < 2:
+            if g == -math.inf or g != int(g) or g < 2:
                 raise InputError("group_size", f"expected an integer >= 2 or math.inf, got {g}")
             object.__setattr__(self, "group_size", int(g))
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not math.isfinite(self.beta) or self.beta < 0:
+        if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real) or not math.isfinite(self.beta) or self.beta < 0:
             raise InputError("beta", f"expected a finite number >= 0, got {self.beta!r}")
         object.__setattr__(self, "beta", float(self.beta))
         if self.normalization not in NORMALIZATIONS:
@@ -92,7 +94,7 @@ class GRPO:
         if self.ddof not in (0, 1):
             raise InputError("ddof", f"expected 0 (population std) or 1 (sample std), got {self.ddof!r}")
         object.__setattr__(self, "ddof", int(self.ddof))
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) or self.eps < 0:
+        if isinstance(self.eps, bool) or not isinstance(self.eps, numbers.Real) or not math.isfinite(self.eps) or self.eps < 0:
             raise InputError("eps", f"expected a finite number >= 0, got {self.eps!r}")
         object.__setattr__(self, "eps", float(self.eps))
         if self.penalty not in PENALTIES:

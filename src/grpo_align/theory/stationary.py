@@ -201,7 +201,14 @@ class _Reduced:
 
     def class_preference_from_mixture(self, w: np.ndarray) -> np.ndarray:
         """P_j = F_j . h(w), (C, ..., J)."""
-        return np.einsum("cjl,c...l->c...j", self.class_dist, self.level_pref(w))
+        h = self.level_pref(w)
+        if self.algo.is_limit and not np.all(np.isfinite(h)):
+            # G = inf at a point-mass w: 0 * inf must count as 0 (see preference.expect_levels)
+            extra = (1,) * (w.ndim - 2)
+            dist = self.class_dist.reshape(self.class_dist.shape[:1] + extra + self.class_dist.shape[1:])
+            with np.errstate(invalid="ignore"):
+                return np.where(dist > 0, dist * h[..., None, :], 0.0).sum(axis=-1)
+        return np.einsum("cjl,c...l->c...j", self.class_dist, h)
 
     def class_preference(self, masses: np.ndarray) -> np.ndarray:
         """P_G of every class when the classes carry ``masses``, (C, ..., J)."""
@@ -333,58 +340,72 @@ def _newton(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Damped Newton on z = T(z) over the simplex, batched over (C, S) starts.
 
-    z has D coordinates summing to 1; the first D - 1 are free. The Jacobian is taken by
-    forward differences (D is the number of reward levels, or outputs for a preference
-    problem). A step is halved until the residual falls and z stays in the simplex.
-    Returns the final z (C, S, D), the residual norm (C, S) and the iteration count.
+    z has D coordinates summing to 1; each start's largest coordinate is the dependent
+    one and the other D - 1 are free (a coordinate that should stay at 0, such as a padded
+    level or one no output draws, must be free: as the dependent one every Newton step
+    would push it out of the simplex). The Jacobian is taken by forward differences (D is
+    the number of reward levels, or outputs for a preference problem). A step is halved
+    until the residual falls and z stays in the simplex. Returns the final z (C, S, D),
+    the residual norm max_d |T(z)_d - z_d| (C, S) and the iteration count.
     """
     z = starts.copy()
     dim = z.shape[-1]
+    axis = np.arange(dim)
 
     def resid(zz: np.ndarray) -> np.ndarray:
-        return fixed_map(zz)[..., :-1] - zz[..., :-1]
+        return fixed_map(zz) - zz
 
-    f = resid(z)
-    norm = np.max(np.abs(f), axis=-1)
+    res = resid(z)
+    norm = np.max(np.abs(res), axis=-1)
+    # a start whose line search accepts no step would fail identically from then on
+    # (the iteration is deterministic): freeze it instead of spending every iteration on it
+    frozen = np.zeros(z.shape[:-1], bool)
     nit = 0
     for nit in range(1, max_iter + 1):
-        if np.all(norm < 1e-14):
+        if np.all((norm < 1e-14) | frozen):
             break
+        dep = np.argmax(z, axis=-1)
+        is_dep = axis == dep[..., None]  # (C, S, D)
+        free = np.argsort(axis + dim * is_dep, axis=-1, kind="stable")[..., :-1]  # (C, S, D-1)
+        f = np.take_along_axis(res, free, axis=-1)
         h = 1e-7
         jac = np.empty(z.shape[:-1] + (dim - 1, dim - 1))
         for k in range(dim - 1):
-            zk = z.copy()
-            zk[..., k] += h
-            zk[..., -1] -= h
-            jac[..., :, k] = (resid(zk) - f) / h
+            # move h from the dependent coordinate (>= 1/D) to free coordinate k
+            zk = z + h * ((axis == free[..., k : k + 1]).astype(float) - is_dep)
+            jac[..., :, k] = (np.take_along_axis(resid(zk), free, axis=-1) - f) / h
+        finite = np.all(np.isfinite(jac), axis=(-2, -1))
+        jac = np.where(finite[..., None, None], jac, np.eye(dim - 1))
         try:
             step = -np.linalg.solve(jac, f[..., None])[..., 0]
         except np.linalg.LinAlgError:
-            step = 0.5 * f
-        bad = ~np.all(np.isfinite(step), axis=-1)
+            # one singular Jacobian must not cost the other starts their Newton step
+            step = -(np.linalg.pinv(jac) @ f[..., None])[..., 0]
+        bad = ~np.all(np.isfinite(step), axis=-1) | ~finite
         step = np.where(bad[..., None], 0.5 * f, step)
-        full = np.concatenate([step, -step.sum(axis=-1, keepdims=True)], axis=-1)
+        full = np.zeros_like(z)
+        np.put_along_axis(full, free, step, axis=-1)
+        full = full - is_dep * step.sum(axis=-1, keepdims=True)
         lam = np.ones(z.shape[:-1])
         accepted = np.zeros(z.shape[:-1], bool)
-        new_z, new_f, new_norm = z.copy(), f.copy(), norm.copy()
+        new_z, new_res, new_norm = z.copy(), res.copy(), norm.copy()
         for _ in range(40):
             trial = z + lam[..., None] * full
             inside = np.all(trial >= -1e-15, axis=-1)
             trial = np.clip(trial, 0.0, None)
             trial /= trial.sum(axis=-1, keepdims=True)
-            tf = resid(trial)
-            tn = np.max(np.abs(tf), axis=-1)
+            tr = resid(trial)
+            tn = np.max(np.abs(tr), axis=-1)
             ok = inside & (tn < norm * (1 - 1e-4 * lam) + 1e-300) & ~accepted
             new_z = np.where(ok[..., None], trial, new_z)
-            new_f = np.where(ok[..., None], tf, new_f)
+            new_res = np.where(ok[..., None], tr, new_res)
             new_norm = np.where(ok, tn, new_norm)
             accepted |= ok
-            if np.all(accepted | (norm < 1e-14)):
+            if np.all(accepted | (norm < 1e-14) | frozen):
                 break
             lam = np.where(accepted, lam, 0.5 * lam)
-        if not np.any(accepted):
-            break
-        z, f, norm = new_z, new_f, new_norm
+        frozen |= ~accepted & ~(norm < 1e-14)  # (a NaN residual freezes too)
+        z, res, norm = new_z, new_res, new_norm
     return z, norm, nit
 
 
@@ -406,12 +427,16 @@ def _abs_masses(red: _Reduced, max_iter: int = 50_000) -> tuple[np.ndarray, np.n
     t = eta * beta
     nit = 0
     for nit in range(1, max_iter + 1):
-        y = m + eta * red.class_preference(m)
+        # G = inf at a point-mass mixture gives P = -inf to the drained classes; the prox
+        # only needs "far below": a finite stand-in keeps the arithmetic exact elsewhere
+        y = m + eta * np.clip(red.class_preference(m), -1e12, 1e12)
         new = _prox_tv_simplex(y, ref_mass, t, active)
-        if np.max(np.abs(new - m)) < 1e-15:
-            m = new
-            break
+        # a context whose P_G diverged (G = inf at a point-mass mixture) cannot recover
+        finite = np.all(np.isfinite(new), axis=-1)
+        still = finite & (np.max(np.abs(np.where(finite[:, None], new - m, 0.0)), axis=-1) >= 1e-15)
         m = new
+        if not np.any(still):
+            break
     return m, red.class_preference(m), nit
 
 
@@ -454,15 +479,31 @@ def _limit_masses(red: _Reduced, max_iter: int = 200_000) -> tuple[np.ndarray, n
     """
     active = red.ref_mass > 0
     log_m = np.where(active, np.log(np.where(active, red.ref_mass, 1.0)), -np.inf)
+    m_prev = None
     for _ in range(max_iter):
         m = np.exp(log_m - np.max(log_m, axis=-1, keepdims=True))
         m /= m.sum(axis=-1, keepdims=True)
-        if np.all(np.max(m, axis=-1) > 1 - 1e-12):
+        done = np.max(m, axis=-1) > 1 - 1e-12
+        if np.all(done):
             break
+        # every class's advantage is 0 (e.g. two classes tie exactly): nothing moves again
+        if m_prev is not None and np.all(done | np.all(m == m_prev, axis=-1)):
+            break
+        m_prev = m
         pref = red.class_preference(m)
-        adv = pref - np.sum(m * pref, axis=-1, keepdims=True)
-        scale = np.max(np.abs(np.where(active, adv, 0.0)), axis=-1, keepdims=True)
-        log_m = log_m + np.where(active, adv, 0.0) / np.maximum(scale, 1e-300) * 0.5
+        adv = np.where(active, pref - np.sum(m * pref, axis=-1, keepdims=True), 0.0)
+        # differences at rounding level are ties: normalised, they would be steps of 0.5
+        size = np.max(np.abs(np.where(active, pref, 0.0)), axis=-1, keepdims=True)
+        adv = np.where(np.abs(adv) <= 1e-13 * (1.0 + size), 0.0, adv)
+        # The step is normalised by the largest advantage among classes that still carry
+        # mass: a drained class keeps a large negative advantage, and letting it set the
+        # scale would slow the race between two nearly tied leaders to a crawl. A class
+        # below the threshold grows by at most 0.5 per iteration in log space.
+        carries = m > 1e-6
+        scale = np.max(np.where(carries, np.abs(adv), 0.0), axis=-1, keepdims=True)
+        scale = np.where(scale > 0, scale, np.max(np.abs(adv), axis=-1, keepdims=True))
+        step = np.clip(adv / np.maximum(scale, 1e-300) * 0.5, -50.0, 0.5)
+        log_m = log_m + np.where(active, step, 0.0)
     m = np.exp(log_m - np.max(log_m, axis=-1, keepdims=True))
     m /= m.sum(axis=-1, keepdims=True)
     top = np.argmax(m, axis=-1)
@@ -513,9 +554,16 @@ def _stability(red: _Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | Non
             out.append((np.zeros(0), True))
             continue
         sub = jac[c][np.ix_(idx, idx)]
+        if not np.all(np.isfinite(sub)):
+            out.append((None, None))
+            continue
         basis = np.linalg.qr(np.eye(n_act) - 1.0 / n_act)[0][:, : n_act - 1]
         eig = np.linalg.eigvals(basis.T @ sub @ basis)
-        scale = max(1.0, float(np.max(np.abs(eig))))
+        # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
+        # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
+        # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
+        # threshold does too.
+        scale = max(1.0, float(np.max(np.abs(eig)))) * min(1.0, float(np.min(masses[c, idx])))
         out.append((eig, bool(np.all(eig.real < -1e-7 * scale))))
     return out
 
@@ -525,7 +573,11 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: Any) -> tuple[np
 
     c = sum_o pi(o)(P_G(o|pi) - beta phi(o)) (THEORY.md section 5). For abs the residual is
     the distance of P_G(o) - c to the set beta * sign(log pi/pi_ref), with c the best such
-    constant. Returns (residual (C,), c (C,)).
+    constant; an output with pi(o) = 0 < pi_ref(o) (drained by the bounded pull) also counts,
+    by how much P_G(o) - c exceeds -beta. For k2 and kl such an output counts only where the
+    formula pi_ref exp((P - c)/beta) underflows for a finite P (infinite residual otherwise);
+    for k3 never.
+    Returns (residual (C,), c (C,)).
     """
     pi = np.atleast_2d(np.asarray(policy, dtype=float))
     pref = np.atleast_2d(preference(problem, algo, problem.squeeze(pi)))
@@ -534,19 +586,45 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: Any) -> tuple[np
         x = np.where(support & (problem.ref > 0), np.log(np.where(support, pi, 1.0) / np.where(problem.ref > 0, problem.ref, 1.0)), 0.0)
         up, down = support & (x > 1e-9), support & (x < -1e-9)
         # c candidates from the determined outputs; otherwise the middle of the P range
-        cands = np.where(up, pref - algo.beta, np.where(down, pref + algo.beta, np.nan))
+        determined = up | down
+        cands = np.where(up, pref - algo.beta, np.where(down, pref + algo.beta, 0.0))
+        n_det = determined.sum(axis=1)
+        # (np.nanmean would warn on contexts where no output is determined)
         c = np.where(
-            np.all(np.isnan(cands), axis=1),
+            n_det == 0,
             0.5 * (np.max(np.where(support, pref, -np.inf), 1) + np.min(np.where(support, pref, np.inf), 1)),
-            np.nanmean(cands, axis=1),
+            cands.sum(axis=1) / np.maximum(n_det, 1),
         )
         dev = pref - c[:, None]
         res = np.where(up, np.abs(dev - algo.beta), np.where(down, np.abs(dev + algo.beta), np.maximum(np.abs(dev) - algo.beta, 0)))
-        return np.max(np.where(support, res, 0.0), axis=1), c
+        # an output drained to 0 (the abs pull is bounded) stays there only if the pull back,
+        # beta, does not beat its advantage: P(o) - c <= -beta
+        drained = ~support & (problem.ref > 0)
+        res = np.where(drained, np.maximum(dev + algo.beta, 0.0), res)
+        return np.max(np.where(support | drained, res, 0.0), axis=1), c
     phi = penalty_coefficient(algo.penalty, pi, problem.ref)
     g = pref - algo.beta * phi
-    c = np.sum(pi * g, axis=1)
-    return np.max(np.where(support, np.abs(g - c[:, None]), 0.0), axis=1), c
+    # (P_G may be -inf off the support: G = inf at a point-mass mixture)
+    c = np.sum(np.where(support, pi * np.where(support, g, 0.0), 0.0), axis=1)
+    res = np.where(support, np.abs(np.where(support, g, 0.0) - c[:, None]), 0.0)
+    starved = ~support & (problem.ref > 0)
+    if algo.regularised and algo.penalty in ("k3", "k2", "kl") and np.any(starved):
+        # pi(o) = 0 < pi_ref(o) is stationary only where the penalty's formula for its mass
+        # (THEORY.md section 5) underflows: for k2/kl pi_ref exp((P - c)/beta) < tiny,
+        # measured as the excess of P - c over beta log(tiny/pi_ref). An infinite P(o)
+        # (G = inf at a point-mass mixture) makes the policy a boundary limit, not an
+        # interior stationary policy: it never counts, as in the L = 2 scan.
+        if algo.penalty == "k3":
+            # k3 masses are beta pi_ref / (beta - P + c): they never underflow for finite P
+            excess = np.full_like(pref, np.inf)
+        else:
+            safe_ref = np.where(starved, problem.ref, 1.0)
+            bound = algo.beta * np.log(np.finfo(float).tiny / safe_ref)
+            with np.errstate(invalid="ignore"):
+                excess = np.maximum(np.where(starved, pref, 0.0) - c[:, None] - bound, 0.0)
+            excess = np.where(np.isfinite(pref), excess, np.inf)
+        res = np.where(starved, excess, res)
+    return np.max(res, axis=1), c
 
 
 def _validate(problem: Problem, algo: GRPO) -> None:
@@ -578,6 +656,16 @@ def stationary_policy(problem: Problem, algo: GRPO) -> StationaryResult:
     array([0.653113, 0.155904, 0.190983])
     """
     _validate(problem, algo)
+    if not algo.is_limit:
+        return _solve(problem, algo)
+    # For G = inf, P_G diverges at a point-mass mixture (a deviant member's advantage grows
+    # like sqrt(G)); iterates can land there and produce inf/NaN on the way. Every candidate
+    # is checked from scratch below (finite, residual), so the warnings carry no news.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _solve(problem, algo)
+
+
+def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
     red = _Reduced(problem, algo)
     n_ctx = problem.n_contexts
     status = ["interior"] * n_ctx
@@ -601,6 +689,7 @@ def stationary_policy(problem: Problem, algo: GRPO) -> StationaryResult:
             roots[c] = [StationaryRoot(np.asarray(best), red.mixture(limit)[c] if red.class_dist is not None else limit[c], math.nan, 0.0, bool(converged[c]))]
         return _finish(problem, algo, policy, np.asarray(converged), status, messages, roots, 0, residual=np.zeros(n_ctx))
 
+    single = np.sum(red.ref_mass > 0, axis=1) == 1
     if algo.penalty == "abs":
         masses, _, nit = _abs_masses(red)
         candidates = [[masses[c]] for c in range(n_ctx)]
@@ -609,13 +698,21 @@ def stationary_policy(problem: Problem, algo: GRPO) -> StationaryResult:
     elif red.class_dist is not None and problem.n_levels == 2:
         mixtures, nit = _scan_binary(red)
         candidates = _masses_of_mixtures(red, mixtures)
+    elif np.all(single):
+        candidates = [[red.ref_mass[c]] for c in range(n_ctx)]
     else:
         candidates, nit = _newton_candidates(red)
+    for c in np.nonzero(single)[0]:
+        # one reward class: P_G is the same for every output, so pi_ref is the only
+        # stationary policy (and a point-mass mixture would make G = inf diverge)
+        candidates[c] = [red.ref_mass[c]]
 
     # every candidate is checked from scratch; roots are handled in slots across contexts
     n_slots = max((len(c) for c in candidates), default=0)
     for slot in range(n_slots):
-        has = np.array([len(candidates[c]) > slot for c in range(n_ctx)])
+        # a candidate with non-finite entries (P_G diverging at a point-mass mixture for
+        # G = inf) is no root; it must not reach the residual check as a "policy"
+        has = np.array([len(candidates[c]) > slot and bool(np.all(np.isfinite(candidates[c][slot]))) for c in range(n_ctx)])
         masses = np.stack([candidates[c][slot] if has[c] else red.ref_mass[c] for c in range(n_ctx)])
         pi = red.policy(masses)
         res, mult = stationarity_residual(problem, algo, problem.squeeze(pi))
@@ -636,10 +733,14 @@ def stationary_policy(problem: Problem, algo: GRPO) -> StationaryResult:
             if best is not None:
                 policy[c] = best.policy
                 residual[c] = best.residual
+            else:
+                # nothing usable was found: still return a probability vector
+                policy[c] = problem.ref[c]
             messages[c] = (
                 f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g}"
                 + (f" (best residual {best.residual:.2e})" if best is not None else "")
                 + "; the expected dynamics may cycle or the solver did not converge"
+                + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
             )
             continue
         stable_roots = [r for r in good if r.stable is not False] or good
@@ -694,7 +795,9 @@ def _newton_candidates(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
         corners = red.class_dist
     starts = [ref_z, fixed_map(ref_z[:, None, :])[:, 0, :]]
     for j in range(min(corners.shape[1], 8)):
-        starts.append(0.9 * corners[:, j, :] + 0.1 * ref_z)
+        # a padded class slot has no distribution (a zero row): start from the reference
+        real = np.sum(corners[:, j, :], axis=-1, keepdims=True) > 0
+        starts.append(np.where(real, 0.9 * corners[:, j, :] + 0.1 * ref_z, ref_z))
     z, norm, nit = _newton(red, np.stack(starts, axis=1), fixed_map)
     found: list[list[np.ndarray]] = []
     for c in range(problem.n_contexts):
