@@ -57,6 +57,10 @@ class StationaryRoot:
     residual: float
     stable: bool | None
     eigenvalues: np.ndarray | None = field(default=None, repr=False)
+    #: residual accepted for this root: RESIDUAL_TOLERANCE times the size of the terms
+    #: (1, |P_G| and beta |phi| on the support), since rounding in phi = 1 - pi_ref/pi
+    #: grows with pi_ref/pi
+    tolerance: float = field(default=RESIDUAL_TOLERANCE, repr=False)
 
     def __repr__(self) -> str:
         pol = np.array2string(self.policy, precision=6, threshold=8)
@@ -73,7 +77,7 @@ class StationaryResult:
         The stationary policy (the stable root nearest the reference where several exist),
         or the limit policy where no interior one exists (``status == "limit"``).
     success : bool or ndarray of bool
-        True when ``policy`` satisfies the stationarity conditions to ``RESIDUAL_TOLERANCE``
+        True when ``policy`` satisfies the stationarity conditions to ``RESIDUAL_TOLERANCE`` times the size of the terms (``StationaryRoot.tolerance``)
         (or is the reported limit).
     status : str or list of str
         "interior", "limit" or "failed" per context.
@@ -627,6 +631,17 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: Any) -> tuple[np
     return np.max(res, axis=1), c
 
 
+def _term_scale(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
+    """max(1, |P_G(o)|, beta |phi(o)|) over the support, per context: the size of the terms
+    whose cancellation the stationarity residual measures."""
+    with np.errstate(all="ignore"):
+        pref = np.atleast_2d(preference(problem, algo, problem.squeeze(pi)))
+        phi = penalty_coefficient(algo.penalty, pi, problem.ref)
+    support = (pi > 0) & np.isfinite(pref)
+    size = np.where(support, np.maximum(np.abs(pref), algo.beta * np.abs(phi)), 0.0)
+    return np.maximum(1.0, np.max(size, axis=1))
+
+
 def _validate(problem: Problem, algo: GRPO) -> None:
     if not isinstance(problem, Problem):
         raise InputError("problem", "expected a grpo_align.Problem")
@@ -716,17 +731,18 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
         masses = np.stack([candidates[c][slot] if has[c] else red.ref_mass[c] for c in range(n_ctx)])
         pi = red.policy(masses)
         res, mult = stationarity_residual(problem, algo, problem.squeeze(pi))
+        tol = RESIDUAL_TOLERANCE * _term_scale(problem, algo, pi)
         stab = _stability(red, masses) if algo.penalty != "abs" else [(None, None)] * n_ctx
         mix = red.mixture(masses) if red.class_dist is not None else masses
         for c in np.nonzero(has)[0]:
-            roots[c].append(StationaryRoot(pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0]))
+            roots[c].append(StationaryRoot(pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c])))
 
     policy = np.zeros_like(problem.ref)
     success = np.zeros(n_ctx, bool)
     residual = np.full(n_ctx, np.inf)
     ref_mix = problem.reference_mixture() if red.class_dist is not None else problem.ref
     for c in range(n_ctx):
-        good = [r for r in roots[c] if r.residual <= RESIDUAL_TOLERANCE]
+        good = [r for r in roots[c] if r.residual <= r.tolerance]
         if not good:
             status[c] = "failed"
             best = min(roots[c], key=lambda r: r.residual, default=None)
@@ -737,7 +753,7 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
                 # nothing usable was found: still return a probability vector
                 policy[c] = problem.ref[c]
             messages[c] = (
-                f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g}"
+                f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
                 + (f" (best residual {best.residual:.2e})" if best is not None else "")
                 + "; the expected dynamics may cycle or the solver did not converge"
                 + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")

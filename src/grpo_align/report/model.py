@@ -1,0 +1,105 @@
+"""What a report section is: a claim, figures, tables, the data behind them and a verdict."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["ReportConfig", "FigureOut", "Table", "Verdict", "SectionResult", "SectionSpec"]
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings shared by every section.
+
+    quick : fewer grid points, problems and seeds (the whole report within two minutes
+        on 2 cores); seed : base seed, each section derives its own from it and its name,
+        so ``--only`` does not change a section's numbers.
+    """
+
+    quick: bool = False
+    seed: int = 0
+    #: called with a short status line while a section runs (progress display)
+    status: Callable[[str], None] = field(default=lambda _msg: None, repr=False, compare=False)
+
+    def rng(self, section: str) -> np.random.Generator:
+        """The section's random generator: a function of (seed, section name) only."""
+        return np.random.default_rng([self.seed, zlib.crc32(section.encode())])
+
+    def section_seed(self, section: str) -> int:
+        """An integer seed for a section's trainer runs, derived like ``rng``."""
+        return int(self.rng(section).integers(2**31 - 1))
+
+
+@dataclass
+class FigureOut:
+    """A matplotlib figure to write as ``figures/<section>-<name>.png`` and ``.svg``."""
+
+    name: str
+    figure: Any  # matplotlib.figure.Figure
+    caption: str
+    alt: str = ""
+
+
+@dataclass
+class Table:
+    """A small table: ``rows`` hold numbers or strings, formatted by the writers."""
+
+    name: str
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+
+@dataclass
+class Verdict:
+    """Pass or fail of a section's claim, with the measured numbers in words."""
+
+    passed: bool
+    text: str
+
+    def __repr__(self) -> str:
+        return f"Verdict({'PASS' if self.passed else 'FAIL'}: {self.text})"
+
+
+@dataclass
+class SectionResult:
+    """One finding, reproduced: written as an HTML/Markdown section, JSON and CSV data."""
+
+    key: str
+    number: int
+    title: str
+    claim: str
+    verdict: Verdict
+    figures: list[FigureOut] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    #: the numbers the verdict rests on (summary.json)
+    measured: dict[str, Any] = field(default_factory=dict)
+    #: the data behind every figure (data/<key>.json)
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"SectionResult({self.number}. {self.key}: {self.verdict!r}, figures={len(self.figures)}, tables={len(self.tables)})"
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """A registered section: its key (for ``--only``), number, title and builder."""
+
+    key: str
+    number: int
+    title: str
+    build: Callable[[ReportConfig], SectionResult]
+
+
+def max_abs(a: Any, b: Any) -> float:
+    """max |a - b| over all entries (nan-aware: a NaN anywhere gives inf, never a pass)."""
+    d = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    if d.size == 0:
+        return 0.0
+    return math.inf if np.any(~np.isfinite(d)) else float(np.max(d))
