@@ -25,10 +25,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Vojnovic & Yun (arXiv:2502.18548): population std, no epsilon, k3 penalty in the
     # loss. G and beta as in DeepSeekMath's GRPO (Shao et al. 2024): 64 and 0.04.
     "paper": dict(group_size=64, beta=0.04, normalization="shift_scale", ddof=0, eps=0.0, penalty="k3"),
-    # Hugging Face TRL GRPOConfig (0.19-0.2x): num_generations=8, beta=0.0 (no penalty, no
-    # reference model), scale_rewards="group" = (r - mean) / (torch.std(r) + 1e-4) with the
-    # sample std, k3 penalty in the loss when beta > 0.
-    "trl": dict(group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="k3"),
+    # Hugging Face TRL GRPOConfig (checked in TRL 1.16.0's source): num_generations=8,
+    # beta=0.0 (no penalty, no reference model), scale_rewards="group" =
+    # (r - mean) / (torch.std(r) + 1e-4) with the sample std, and the k3 term in the loss
+    # multiplied by the importance ratio (use_bias_correction_kl=True, the default since
+    # TRL 1.x): its gradient is the direct KL's, so penalty="kl". With
+    # use_bias_correction_kl=False (the only behaviour of TRL <= 0.2x) use penalty="k3".
+    "trl": dict(group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="kl"),
     # verl (0.3-0.5) algorithm.adv_estimator=grpo, norm_adv_by_std_in_grpo=True:
     # (r - mean) / (torch.std(r) + 1e-6); actor.use_kl_loss=True, kl_loss_type=low_var_kl
     # (k3), kl_loss_coef=0.001; rollout.n=5 as in verl's GRPO examples.
@@ -105,7 +108,7 @@ class GRPO:
         """The specification a named trainer runs: one of ``GRPO.presets``.
 
         >>> GRPO.preset("trl", beta=0.04)
-        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='k3')
+        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl')
         """
         if name not in PRESETS:
             raise InputError("preset", f"unknown {name!r}; expected one of {', '.join(PRESETS)}")
@@ -113,6 +116,16 @@ class GRPO:
         if unknown:
             raise InputError("preset", f"unknown option(s) {', '.join(sorted(unknown))}; expected GRPO fields")
         return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_trl(cls, config: Any) -> "GRPO":
+        """The specification a TRL ``GRPOConfig`` trains (mapping in docs/lm.md).
+
+        TRL itself is not imported here; the mapping lives in grpo_align.integrations.trl.
+        """
+        from grpo_align.integrations.trl import grpo_spec_from_trl
+
+        return grpo_spec_from_trl(config)
 
     def replace(self, **changes: Any) -> "GRPO":
         """A copy with some fields changed (validated again)."""
