@@ -153,3 +153,10 @@ def test_atomic_write_and_json(tmp_path):
     atomic_write(target, json_bytes({"b": np.array([1.0, np.nan, np.inf]), "a": np.float64(0.1)}))
     assert json.loads(target.read_text()) == {"a": 0.1, "b": [1.0, None, "inf"]}
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_cli_help_lists_the_real_sections():
+    from grpo_align.commands.reproduce import SECTION_KEYS
+    from grpo_align.report.runner import SECTIONS
+
+    assert SECTION_KEYS == ", ".join(f"{s.number}={s.key}" for s in SECTIONS)

@@ -10,10 +10,13 @@ import argparse
 from rich.console import Console
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from grpo_align.report.runner import SECTIONS
+#: section numbers and keys for --help, kept here so that building the CLI does not import
+#: the report (matplotlib, scipy.stats); tests/test_report.py checks it against SECTIONS
+SECTION_KEYS = "1=binary, 2=pooling, 3=reverse-kl, 4=pairwise, 5=large-groups, 6=variants, 7=training, 8=practice"
 
-    keys = ", ".join(f"{s.number}={s.key}" for s in SECTIONS)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    keys = SECTION_KEYS
     parser.add_argument("--out", default="report", metavar="DIR", help="output folder (default: report)")
     parser.add_argument(
         "--quick", action="store_true", help="fewer grid points, problems and seeds (within 2 minutes on 2 cores)"

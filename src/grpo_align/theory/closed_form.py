@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import binom
 
 from grpo_align.errors import InputError
 from grpo_align.theory.problem import Problem
@@ -43,6 +42,8 @@ def binary_preference(p: float, group_size: int) -> tuple[float, float]:
     THEORY.md section 6: P_correct = sum_k Binom(k; G-1, p) sqrt((G-1-k)/(k+1)),
     P_wrong = -sum_k Binom(k; G-1, p) sqrt(k/(G-k)), k = number of other correct answers.
     """
+    from scipy.stats import binom  # imported here: scipy.stats costs a second at start-up
+
     g = int(group_size)
     k = np.arange(g)
     pmf = binom.pmf(k, g - 1, p)

@@ -43,10 +43,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): no std scaling,
     # no length normalisation, beta = 0 (TRL: loss_type="dr_grpo", scale_rewards="none").
     "dr_grpo": dict(group_size=8, beta=0.0, normalization="shift", ddof=0, eps=0.0, penalty="k3"),
-    # RLOO (Ahmadian et al. 2024; TRL RLOOConfig, kl_coef 0.05, rloo_k 4) puts the k1 KL in
-    # the reward; with an unscaled leave-one-out baseline that has the same stationary
-    # policies as the k2 penalty in the loss (THEORY.md section 5), modelled here that way.
-    "rloo": dict(group_size=4, beta=0.05, normalization="rloo", ddof=0, eps=0.0, penalty="k2"),
+    # RLOO (Ahmadian et al. 2024; TRL 1.16 RLOOConfig: num_generations=2, beta=0.05) puts
+    # the sequence k1 KL in the reward; with an unscaled leave-one-out baseline that has
+    # the same stationary policies as the k2 penalty in the loss (THEORY.md section 5),
+    # modelled here that way.
+    "rloo": dict(group_size=2, beta=0.05, normalization="rloo", ddof=0, eps=0.0, penalty="k2"),
 }
 
 

@@ -157,7 +157,11 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
         fprime = -np.sum(rb / denom**2, axis=-1, keepdims=True)
         step = -f / fprime
         c = c + step
-        if np.all(np.abs(step) <= 1e-16 * np.maximum(1.0, np.abs(c))) or np.all(np.abs(f) < 1e-15):
+        # Newton converges quadratically: stop once every step is small against the
+        # nearest pole (the smallest denominator sets the masses' sensitivity to c) or
+        # at the rounding level of c, below which the noisy sum over J terms cannot go
+        min_denom = np.min(np.where(active, denom, np.inf), axis=-1, keepdims=True)
+        if np.all(np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(c)))):
             break
     denom = np.where(active, beta - pref + c, 1.0)
     masses = np.where(active, rb / denom, 0.0)
@@ -287,7 +291,9 @@ def _scan_binary(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
         masses, _ = red.masses_given(red.class_preference_from_mixture(w))
         return red.mixture(masses)[..., 1] - u
 
-    values = g(grid)
+    # chunks of grid points keep the (C, points, J) work arrays near 2^24 entries
+    chunk = max(1, (1 << 24) // max(1, grid.shape[0] * red.n_classes))
+    values = np.concatenate([g(grid[:, i : i + chunk]) for i in range(0, grid.shape[1], chunk)], axis=1)
     roots: list[list[float]] = [[] for _ in range(grid.shape[0])]
     zero = values == 0
     for c, i in zip(*np.nonzero(zero)):
