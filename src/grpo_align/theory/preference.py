@@ -160,6 +160,15 @@ class LevelPreference:
             self.shared = False
         self.counts_f = self.counts.astype(float)
 
+    def take(self, idx: np.ndarray) -> "LevelPreference":
+        """The same h for the contexts ``idx`` (repeats allowed), sharing the tables."""
+        sub = LevelPreference.__new__(LevelPreference)
+        sub.__dict__.update(self.__dict__)
+        sub.levels = self.levels[idx]
+        if not self.algo.is_limit and not self.shared:
+            sub.table = self.table[idx]
+        return sub
+
     def __call__(self, w: np.ndarray) -> np.ndarray:
         """h(w), shape (C, ..., L) for w of shape (C, ..., L)."""
         if self.algo.is_limit:

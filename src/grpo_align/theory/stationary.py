@@ -23,6 +23,7 @@ use the policy itself as the variable.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -145,27 +146,36 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
     where f >= 0 increases monotonically to the unique root, so the result is always a
     probability vector with positive denominators. Shapes (..., J).
     """
-    active = ref_mass > 0
-    p_max = np.max(np.where(active, pref, -np.inf), axis=-1, keepdims=True)
-    top_mass = np.sum(np.where(active & (pref >= p_max), ref_mass, 0.0), axis=-1, keepdims=True)
+    shape = np.broadcast_shapes(pref.shape, ref_mass.shape)
+    pref2 = np.broadcast_to(pref, shape).reshape(-1, shape[-1])
+    ref2 = np.broadcast_to(ref_mass, shape).reshape(-1, shape[-1])
+    active = ref2 > 0
+    p_max = np.max(np.where(active, pref2, -np.inf), axis=-1)
+    top_mass = np.sum(np.where(active & (pref2 >= p_max[:, None]), ref2, 0.0), axis=-1)
     # at c0 the top class alone contributes exactly 1, so f(c0) >= 0
     c = p_max - beta + beta * top_mass
-    rb = ref_mass * beta
+    rb = ref2 * beta
+    # iterate only on the rows not yet converged (most converge in a few steps)
+    todo = np.arange(c.size)
     for _ in range(200):
-        denom = np.where(active, beta - pref + c, 1.0)
-        f = np.sum(rb / denom, axis=-1, keepdims=True) - 1.0
-        fprime = -np.sum(rb / denom**2, axis=-1, keepdims=True)
+        act, cc = active[todo], c[todo, None]
+        denom = np.where(act, beta - pref2[todo] + cc, 1.0)
+        f = np.sum(rb[todo] / denom, axis=-1) - 1.0
+        fprime = -np.sum(rb[todo] / denom**2, axis=-1)
         step = -f / fprime
-        c = c + step
-        # Newton converges quadratically: stop once every step is small against the
-        # nearest pole (the smallest denominator sets the masses' sensitivity to c) or
-        # at the rounding level of c, below which the noisy sum over J terms cannot go
-        min_denom = np.min(np.where(active, denom, np.inf), axis=-1, keepdims=True)
-        if np.all(np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(c)))):
+        c[todo] += step
+        # Newton converges quadratically: a row is done once its step is small against
+        # the nearest pole (the smallest denominator sets the masses' sensitivity to c)
+        # or at the rounding level of c, below which the noisy sum cannot go
+        min_denom = np.min(np.where(act, denom, np.inf), axis=-1)
+        done = np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(c[todo])))
+        todo = todo[~done]
+        if todo.size == 0:
             break
-    denom = np.where(active, beta - pref + c, 1.0)
+    denom = np.where(active, beta - pref2 + c[:, None], 1.0)
     masses = np.where(active, rb / denom, 0.0)
-    return masses / masses.sum(axis=-1, keepdims=True), c[..., 0]
+    masses = (masses / masses.sum(axis=-1, keepdims=True)).reshape(shape)
+    return masses, c.reshape(shape[:-1])
 
 
 def _kl_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +242,17 @@ class _Reduced:
             return _k3_masses(pref, ref_mass, self.beta)
         return _kl_masses(pref, ref_mass, self.beta)
 
+    def take(self, idx: np.ndarray) -> "_Reduced":
+        """The contexts ``idx`` (repeats allowed) of a reward problem, as a new reduction."""
+        sub = _Reduced.__new__(_Reduced)
+        sub.__dict__.update(self.__dict__)
+        sub.class_of = self.class_of[idx]
+        sub.ref_mass = self.ref_mass[idx]
+        sub.class_dist = self.class_dist[idx]
+        sub.within = self.within[idx]
+        sub.level_pref = self.level_pref.take(idx)
+        return sub
+
     def policy(self, masses: np.ndarray) -> np.ndarray:
         """Spread class masses over outputs in reference ratios, (C, K) from (C, J)."""
         return np.take_along_axis(masses, self.class_of, axis=1) * self.within
@@ -286,14 +307,14 @@ def _scan_binary(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
     s = np.unique(np.concatenate([np.linspace(0, 1, 129), ends, 1 - ends]))
     grid = a[:, None] + (b - a)[:, None] * s[None, :]  # (C, M)
 
-    def g(u: np.ndarray) -> np.ndarray:
+    def g(r: _Reduced, u: np.ndarray) -> np.ndarray:
         w = np.stack([1 - u, u], axis=-1)
-        masses, _ = red.masses_given(red.class_preference_from_mixture(w))
-        return red.mixture(masses)[..., 1] - u
+        masses, _ = r.masses_given(r.class_preference_from_mixture(w))
+        return r.mixture(masses)[..., 1] - u
 
     # chunks of grid points keep the (C, points, J) work arrays near 2^24 entries
     chunk = max(1, (1 << 24) // max(1, grid.shape[0] * red.n_classes))
-    values = np.concatenate([g(grid[:, i : i + chunk]) for i in range(0, grid.shape[1], chunk)], axis=1)
+    values = np.concatenate([g(red, grid[:, i : i + chunk]) for i in range(0, grid.shape[1], chunk)], axis=1)
     roots: list[list[float]] = [[] for _ in range(grid.shape[0])]
     zero = values == 0
     for c, i in zip(*np.nonzero(zero)):
@@ -304,11 +325,11 @@ def _scan_binary(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
     g_lo, g_hi = values[ctx, idx], values[ctx, idx + 1]
     nit = 0
     if ctx.size:
-        # each bracket is solved as its own pseudo-context of the same class structure
+        # each bracket is solved as its own pseudo-context: a copy of its context's classes
+        brackets = red.take(ctx)
+
         def g_at(u: np.ndarray) -> np.ndarray:
-            full = np.full((grid.shape[0], ctx.size), 0.5)
-            full[ctx, np.arange(ctx.size)] = u
-            return g(full)[ctx, np.arange(ctx.size)]
+            return g(brackets, u[:, None])[:, 0]
 
         side = np.zeros(ctx.size)
         for nit in range(1, 200):
@@ -556,26 +577,38 @@ def _stability(red: _Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | Non
         plus[:, j] += h
         minus[:, j] -= h
         jac[:, :, j] = (_class_field(red, plus) - _class_field(red, minus)) / (2 * h)
-    out: list[tuple[np.ndarray | None, bool | None]] = []
-    for c in range(masses.shape[0]):
-        idx = np.nonzero(active[c])[0]
+    out: list[tuple[np.ndarray | None, bool | None]] = [(None, None)] * masses.shape[0]
+    # contexts with the same set of active classes are handled together
+    patterns, which = np.unique(active, axis=0, return_inverse=True)
+    for pattern, members in ((p, np.nonzero(which.ravel() == k)[0]) for k, p in enumerate(patterns)):
+        idx = np.nonzero(pattern)[0]
         n_act = idx.size
         if n_act <= 1:
-            out.append((np.zeros(0), True))
+            for c in members:
+                out[c] = (np.zeros(0), True)
             continue
-        sub = jac[c][np.ix_(idx, idx)]
-        if not np.all(np.isfinite(sub)):
-            out.append((None, None))
-            continue
-        basis = np.linalg.qr(np.eye(n_act) - 1.0 / n_act)[0][:, : n_act - 1]
-        eig = np.linalg.eigvals(basis.T @ sub @ basis)
-        # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
-        # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
-        # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
-        # threshold does too.
-        scale = max(1.0, float(np.max(np.abs(eig)))) * min(1.0, float(np.min(masses[c, idx])))
-        out.append((eig, bool(np.all(eig.real < -1e-7 * scale))))
+        sub = jac[np.ix_(members, idx, idx)]
+        finite = np.all(np.isfinite(sub), axis=(1, 2))
+        basis = _null_free_basis(n_act)
+        eigs = np.full((members.size, n_act - 1), np.nan, dtype=complex)
+        if np.any(finite):
+            eigs[finite] = np.linalg.eigvals(basis.T @ sub[finite] @ basis)
+        for c, eig, ok in zip(members, eigs, finite):
+            if not ok:
+                continue
+            # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
+            # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
+            # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
+            # threshold does too.
+            scale = max(1.0, float(np.max(np.abs(eig)))) * min(1.0, float(np.min(masses[c, idx])))
+            out[c] = (eig, bool(np.all(eig.real < -1e-7 * scale)))
     return out
+
+
+@lru_cache(maxsize=64)
+def _null_free_basis(n: int) -> np.ndarray:
+    """Orthonormal basis (n, n - 1) of the vectors orthogonal to (1, ..., 1)."""
+    return np.linalg.qr(np.eye(n) - 1.0 / n)[0][:, : n - 1]
 
 
 def stationarity_residual(problem: Problem, algo: GRPO, policy: Any) -> tuple[np.ndarray, np.ndarray]:
