@@ -23,12 +23,21 @@ _LAZY = {
     "expected_dynamics": "grpo_align.training",
     "DynamicsResult": "grpo_align.training",
     "grpo_loss": "grpo_align.training",
+    "LossOutput": "grpo_align.training",
+    "expected_gradient": "grpo_align.training",
 }
 
-__all__ = ["InputError", "__version__", *_theory_all, *_LAZY]
+# the lazy names stay out of __all__ so that `from grpo_align import *` does not load torch
+__all__ = ["InputError", "__version__", *_theory_all]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'grpo_align' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

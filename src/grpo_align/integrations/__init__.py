@@ -1,0 +1,1 @@
+"""Bridges to other training libraries (optional extras; nothing here is imported eagerly)."""

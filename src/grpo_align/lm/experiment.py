@@ -1,0 +1,297 @@
+"""Predict, train, measure: GRPO on a tiny causal LM against the theory engine.
+
+1. Build the task and the tokenizer, fit the reference model to noisy labels (``sft``).
+2. Read the reference answer probabilities exactly (teacher forcing), "anything else"
+   included, and predict every question's stationary answer distribution for each
+   (beta, G) with ``ga.stationary_policy`` (one batched ``Problem`` over all questions),
+   beside RLHF's logarithmic pooling (``ga.rlhf_policy``) and the reference itself.
+3. Train a copy of the reference with GRPO for each (beta, G) (``train_lm``) and measure
+   the answer probabilities exactly, averaged over the tail of the run.
+4. Report the mean absolute error of the correct answer's probability against each
+   prediction; write ``summary.json`` (one entry per run), per-question JSON, figures.
+
+Everything is resumable: the reference model is saved with ``save_pretrained`` and each
+run checkpoints in ``DIR/runs/<name>/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from grpo_align.errors import InputError
+from grpo_align.lm.model import ModelConfig, build_model, count_parameters, save_pretrained
+from grpo_align.lm.probs import AnswerProbabilities, answer_probabilities
+from grpo_align.lm.sft import SFTConfig, supervised_finetune
+from grpo_align.lm.task import Task, build_task, noisy_labels, task_words
+from grpo_align.lm.tokenizer import build_tokenizer
+from grpo_align.lm.trainer import LMTrainConfig, LMTrainResult, _atomic_write, train_lm
+from grpo_align.theory.closed_form import rlhf_policy
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary import stationary_policy
+
+__all__ = [
+    "LMExperimentConfig",
+    "Prediction",
+    "RunSummary",
+    "build_reference",
+    "predict",
+    "reward_problem",
+    "run_experiment",
+]
+
+
+@dataclass(frozen=True)
+class LMExperimentConfig:
+    """The whole experiment: task, model, supervised phase, GRPO runs."""
+
+    n_binary: int = 12
+    """yes/no questions"""
+    n_choice: int = 12
+    """three-way multiple-choice questions"""
+    n_labels: int = 40
+    """noisy labels per question in the supervised phase"""
+    seed: int = 0
+    """seed of the task, the labels and the model initialisation"""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    train: LMTrainConfig = field(default_factory=LMTrainConfig)
+    runs: tuple[tuple[float, int], ...] = ((0.5, 8), (0.5, 2), (0.25, 4))
+    """(beta, G) pairs trained"""
+    normalization: str = "shift_scale"
+    """group advantage normalisation of every run (GRPO field)"""
+    ddof: int = 0
+    """std of shift_scale: 0 population (the paper), 1 sample (TRL)"""
+    penalty: str = "k3"
+    """penalty estimator of every run (GRPO field)"""
+
+    @classmethod
+    def quick(cls) -> LMExperimentConfig:
+        """A few minutes on 2 cores: three (beta, G) runs of 500 steps."""
+        return cls(train=LMTrainConfig(steps=500, lr=1e-3), runs=((0.5, 8), (0.5, 2), (0.25, 4)))
+
+    @classmethod
+    def full(cls) -> LMExperimentConfig:
+        """Six (beta, G) runs of 1500 steps at a smaller learning rate."""
+        return cls(train=LMTrainConfig(steps=1500, lr=5e-4),
+                   runs=((0.25, 2), (0.25, 8), (0.5, 2), (0.5, 8), (1.0, 2), (1.0, 8)))
+
+    def algo(self, beta: float, group_size: int) -> GRPO:
+        return GRPO(group_size=group_size, beta=beta, normalization=self.normalization, ddof=self.ddof,
+                    penalty=self.penalty)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["runs"] = [list(r) for r in self.runs]
+        return d
+
+
+def reward_problem(task: Task, probs: AnswerProbabilities) -> Problem:
+    """One batched ``Problem``: per question the candidates plus "anything else" (reward 0)."""
+    rewards = [list(q.rewards) + [0.0] for q in task.questions]
+    return Problem.from_rewards(probs.ragged(), rewards, renormalize=True)
+
+
+def _pad(ragged: np.ndarray, task: Task, width: int) -> np.ndarray:
+    """(C, K'+1) solver output (ragged rows padded at the end) -> (C, K+1) with "other" last."""
+    out = np.zeros((len(task), width + 1))
+    for c, q in enumerate(task.questions):
+        k = len(q.candidates)
+        out[c, :k] = ragged[c, :k]
+        out[c, -1] = ragged[c, k]
+    return out
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted answer distributions (C, K+1) for one GRPO spec, beside RLHF's and the reference."""
+
+    algo: GRPO
+    grpo: np.ndarray
+    rlhf: np.ndarray
+    reference: np.ndarray
+    success: bool
+    message: str
+
+    def __repr__(self) -> str:
+        return f"Prediction(beta={self.algo.beta}, G={self.algo.group_size}, success={self.success})"
+
+
+def predict(task: Task, probs: AnswerProbabilities, algo: GRPO) -> Prediction:
+    """Stationary answer distributions of every question from the reference probabilities.
+
+    THEORY.md section 5: all outputs with reward 0 (wrong candidates and everything else)
+    form one reward class, so the "anything else" mass is treated as one output.
+    """
+    problem = reward_problem(task, probs)
+    res = stationary_policy(problem, algo)
+    width = task.max_candidates
+    rl = rlhf_policy(problem, algo.beta) if algo.beta > 0 else np.full(problem.ref.shape, np.nan)
+    msgs = res.message if isinstance(res.message, list) else [res.message]
+    return Prediction(algo=algo, grpo=_pad(np.atleast_2d(res.policy), task, width), rlhf=_pad(np.atleast_2d(rl), task, width),
+                      reference=_pad(problem.ref, task, width), success=bool(np.all(res.success)),
+                      message=msgs[0] if np.all(res.success) else next(m for m, ok in zip(msgs, np.atleast_1d(res.success)) if not ok))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One (beta, G) run: errors of the correct answer's probability, mean over questions."""
+
+    beta: float
+    group_size: int
+    mae: float
+    """|measured - GRPO prediction|"""
+    mae_rlhf: float
+    """|measured - RLHF's logarithmic pooling|"""
+    mae_reference: float
+    """|measured - reference|"""
+    questions: int
+    steps: int
+    stderr: float
+    """mean standard error of the measured probabilities"""
+    max_abs_error: float
+    seconds: float
+    completions_per_second: float
+
+    def __repr__(self) -> str:
+        return (f"RunSummary(beta={self.beta}, G={self.group_size}, mae={self.mae:.4f}, mae_rlhf={self.mae_rlhf:.4f}, "
+                f"mae_reference={self.mae_reference:.4f}, stderr={self.stderr:.4f})")
+
+
+@dataclass(frozen=True)
+class LMExperimentResult:
+    summaries: list[RunSummary]
+    reference: AnswerProbabilities
+    parameters: int
+    out_dir: Path
+    figures: list[Path] = field(default_factory=list)
+
+
+def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
+    """(task, tokenizer, reference model): fitted once, saved to ``out_dir/reference``, reloaded after."""
+    task = build_task(config.n_binary, config.n_choice, seed=config.seed)
+    tokenizer = build_tokenizer(task_words())
+    stamp = json.dumps({k: v for k, v in config.to_json().items() if k in ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")},
+                       sort_keys=True)
+    ref_dir = out_dir / "reference" if out_dir is not None else None
+    if ref_dir is not None and (ref_dir / "grpo_align.json").exists() and (ref_dir / "grpo_align.json").read_text() == stamp:
+        from transformers import AutoModelForCausalLM
+
+        return task, tokenizer, AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+    model = build_model(tokenizer, config.model, seed=config.seed)
+    supervised_finetune(model, tokenizer, task, noisy_labels(task, config.n_labels, seed=config.seed), config.sft)
+    if ref_dir is not None:
+        save_pretrained(model, tokenizer, ref_dir)
+        _atomic_write(ref_dir / "grpo_align.json", lambda tmp: Path(tmp).write_text(stamp))
+    return task, tokenizer, model
+
+
+def _run_name(beta: float, group_size: int) -> str:
+    return f"beta{beta:g}_G{group_size}"
+
+
+def summarise(task: Task, pred: Prediction, result: LMTrainResult, steps: int) -> RunSummary:
+    idx, ci = np.arange(len(task)), task.correct_index()
+    measured = result.mean_policy[idx, ci]
+    err = np.abs(measured - pred.grpo[idx, ci])
+    return RunSummary(
+        beta=pred.algo.beta, group_size=int(pred.algo.group_size), mae=float(err.mean()),
+        mae_rlhf=float(np.abs(measured - pred.rlhf[idx, ci]).mean()),
+        mae_reference=float(np.abs(measured - pred.reference[idx, ci]).mean()),
+        questions=len(task), steps=steps, stderr=float(result.stderr[idx, ci].mean()), max_abs_error=float(err.max()),
+        seconds=result.seconds, completions_per_second=result.completions_per_second)
+
+
+def run_experiment(config: LMExperimentConfig, out_dir: str | Path, *,
+                   progress: Callable[[str, int, int], None] | None = None, plots: bool = True) -> LMExperimentResult:
+    """Run the experiment, writing ``out_dir/summary.json`` and figures; resumes what exists."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task, tokenizer, reference = build_reference(config, out)
+    ref_probs = answer_probabilities(reference, tokenizer, task)
+    summaries: list[RunSummary] = []
+    per_run = []
+    for beta, group_size in config.runs:
+        algo = config.algo(beta, group_size)
+        pred = predict(task, ref_probs, algo)
+        if not pred.success:
+            raise InputError("runs", f"no stationary policy for beta={beta}, G={group_size}: {pred.message}")
+        name = _run_name(beta, group_size)
+        policy = copy.deepcopy(reference)
+        for p in policy.parameters():
+            p.requires_grad_(True)
+        cb = (lambda step, m, _n=name: progress(_n, step, config.train.steps)) if progress is not None else None
+        result = train_lm(policy, reference, tokenizer, task, algo, config.train, out_dir=out / "runs" / name, progress=cb)
+        summary = summarise(task, pred, result, config.train.steps)
+        summaries.append(summary)
+        per_run.append((summary, pred, result))
+        _write_json(out / "runs" / name / "questions.json", _question_records(task, pred, result))
+    _write_json(out / "summary.json", [asdict(s) for s in summaries])
+    eos_gap = float(1 - ref_probs.eos[ref_probs.valid].min())
+    _write_json(out / "experiment.json", {
+        "config": config.to_json(), "parameters": count_parameters(reference),
+        "reference_correct": ref_probs.correct(task).tolist(), "reference_other": ref_probs.other.tolist(),
+        "max_eos_gap": eos_gap,
+    })
+    figures = _plot(task, per_run, out) if plots else []
+    return LMExperimentResult(summaries=summaries, reference=ref_probs, parameters=count_parameters(reference),
+                              out_dir=out, figures=figures)
+
+
+def _question_records(task: Task, pred: Prediction, result: LMTrainResult) -> list[dict]:
+    recs = []
+    for c, q in enumerate(task.questions):
+        k = q.correct
+        recs.append(dict(prompt=q.prompt, candidates=list(q.candidates), correct=q.candidates[k],
+                         reference=float(pred.reference[c, k]), predicted=float(pred.grpo[c, k]), rlhf=float(pred.rlhf[c, k]),
+                         measured=float(result.mean_policy[c, k]), stderr=float(result.stderr[c, k]),
+                         predicted_other=float(pred.grpo[c, -1]), measured_other=float(result.mean_policy[c, -1])))
+    return recs
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def _plot(task: Task, per_run, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx, ci = np.arange(len(task)), task.correct_index()
+    n = len(per_run)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    for ax, (s, pred, res) in zip(axes[0], per_run):
+        measured, err = res.mean_policy[idx, ci], res.stderr[idx, ci]
+        ax.plot([0, 1], [0, 1], color="0.7", lw=1)
+        ax.errorbar(pred.grpo[idx, ci], measured, yerr=2 * err, fmt="o", ms=4, label=f"GRPO prediction (MAE {s.mae:.3f})")
+        ax.plot(pred.rlhf[idx, ci], measured, "x", ms=5, label=f"RLHF pooling (MAE {s.mae_rlhf:.3f})")
+        ax.plot(pred.reference[idx, ci], measured, ".", color="0.5", label=f"reference (MAE {s.mae_reference:.3f})")
+        ax.set(xlabel="predicted P(correct)", ylabel="measured P(correct)", title=f"beta={s.beta:g}, G={s.group_size}",
+               xlim=(0, 1.02), ylim=(0, 1.02))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    scatter = out / "predicted_vs_measured.png"
+    fig.savefig(scatter, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s, pred, res in per_run:
+        gap = np.abs(res.trajectory[:, idx, ci] - pred.grpo[idx, ci]).mean(axis=1)
+        ax.plot(res.record_steps, gap, label=f"beta={s.beta:g}, G={s.group_size}")
+    ax.set(yscale="log", xlabel="GRPO step", ylabel="mean |P(correct) - predicted|",
+           title="gap to the predicted stationary policy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    traj = out / "gap_trajectory.png"
+    fig.savefig(traj, dpi=110)
+    plt.close(fig)
+    return [scatter, traj]

@@ -1,0 +1,160 @@
+"""A task family whose answers form a known finite set per question.
+
+Every prompt has the same number of words (``PROMPT_WORDS``), so batches need no padding
+and every position id is the same across questions. Every candidate answer is one word
+followed by ``<eos>`` (``ANSWER_TOKENS`` = 2 tokens); any other completion (a junk word,
+an answer that does not stop, an empty answer) is the "anything else" class with reward 0.
+
+Two kinds of question:
+
+* binary:           ``is <a> <rel> <b> ? :``          candidates ``yes``, ``no``
+* multiple choice:  ``which <a> <o1> <o2> <o3> :``    candidates ``o1``, ``o2``, ``o3``
+
+The content words are arbitrary; the model learns each question's answer distribution by
+heart from noisy labels (``noisy_labels``), which is what gives the reference model its
+per-question probability of the correct answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from grpo_align.errors import InputError
+
+__all__ = [
+    "ANSWER_TOKENS",
+    "PROMPT_WORDS",
+    "Question",
+    "Task",
+    "build_task",
+    "noisy_labels",
+    "task_words",
+]
+
+ENTITIES = ("ant", "bee", "cat", "dog", "elk", "fox", "gnu", "hen", "ibis", "jay", "kiwi", "lynx", "mole", "newt")
+RELATIONS = ("eats", "likes", "fears", "sees")
+OPTIONS = ("red", "green", "blue", "gold", "gray", "pink", "teal", "plum")
+JUNK = ("maybe", "unsure", "pass")  # labels outside every candidate set: the "anything else" class
+FIXED = ("is", "which", "?", ":", "yes", "no")
+
+PROMPT_WORDS = 6
+ANSWER_TOKENS = 2  # the answer word and <eos>
+
+
+def task_words() -> tuple[str, ...]:
+    """Every word the task uses, in a fixed order (the tokenizer's vocabulary after specials)."""
+    return FIXED + ENTITIES + RELATIONS + OPTIONS + JUNK
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question: its prompt, its candidate answers and their rewards.
+
+    Any completion whose decoded text is not one of ``candidates`` earns 0.
+    """
+
+    prompt: str
+    candidates: tuple[str, ...]
+    rewards: tuple[float, ...]
+    kind: str
+
+    @property
+    def correct(self) -> int:
+        """Index of the best candidate."""
+        return int(np.argmax(self.rewards))
+
+    def reward(self, text: str) -> float:
+        """Reward of a decoded completion (the text before ``<eos>``)."""
+        text = text.strip()
+        for cand, r in zip(self.candidates, self.rewards):
+            if text == cand:
+                return float(r)
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """A list of questions with a known finite answer set each."""
+
+    questions: tuple[Question, ...]
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    @property
+    def prompts(self) -> list[str]:
+        return [q.prompt for q in self.questions]
+
+    @property
+    def max_candidates(self) -> int:
+        return max(len(q.candidates) for q in self.questions)
+
+    def rewards(self, index: Sequence[int], texts: Sequence[str]) -> np.ndarray:
+        """Rewards of decoded completions ``texts[i]`` to questions ``index[i]``."""
+        return np.array([self.questions[i].reward(t) for i, t in zip(index, texts)], dtype=float)
+
+    def correct_index(self) -> np.ndarray:
+        return np.array([q.correct for q in self.questions])
+
+    def __repr__(self) -> str:
+        kinds = [q.kind for q in self.questions]
+        return f"Task(questions={len(self)}, binary={kinds.count('binary')}, choice={kinds.count('choice')})"
+
+
+def build_task(n_binary: int = 12, n_choice: int = 12, seed: int = 0) -> Task:
+    """Distinct random questions: ``n_binary`` yes/no and ``n_choice`` three-way choices."""
+    if n_binary < 0 or n_choice < 0 or n_binary + n_choice < 1:
+        raise InputError("questions", f"expected at least one question, got n_binary={n_binary}, n_choice={n_choice}")
+    rng = np.random.default_rng(seed)
+    seen: set[str] = set()
+    questions: list[Question] = []
+    while len(questions) < n_binary:
+        a, b = rng.choice(ENTITIES, size=2, replace=False)
+        prompt = f"is {a} {rng.choice(RELATIONS)} {b} ? :"
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        correct = int(rng.integers(2))
+        questions.append(Question(prompt, ("yes", "no"), (1.0, 0.0) if correct == 0 else (0.0, 1.0), "binary"))
+    while len(questions) < n_binary + n_choice:
+        a = rng.choice(ENTITIES)
+        opts = tuple(str(o) for o in rng.choice(OPTIONS, size=3, replace=False))
+        prompt = f"which {a} {' '.join(opts)} :"
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        rewards = [0.0, 0.0, 0.0]
+        rewards[int(rng.integers(3))] = 1.0
+        questions.append(Question(prompt, opts, tuple(rewards), "choice"))
+    for q in questions:
+        assert len(q.prompt.split()) == PROMPT_WORDS
+    return Task(tuple(questions))
+
+
+def noisy_labels(task: Task, n_labels: int = 40, low: float = 0.05, high: float = 0.95,
+                 junk_rate: float = 0.1, seed: int = 0) -> list[dict[str, int]]:
+    """Label counts per question for the supervised phase: {answer word: count}.
+
+    Question c is labelled correctly ``round(s_c n_labels)`` times, with s_c evenly spread
+    over [low, high] in a random order; the other labels are junk words (the "anything
+    else" class) with probability ``junk_rate`` and otherwise wrong candidates at random.
+    The reference model fitted to these counts has a correct-answer probability near s_c.
+    """
+    if not 0 <= low <= high <= 1:
+        raise InputError("low/high", f"expected 0 <= low <= high <= 1, got {low}, {high}")
+    rng = np.random.default_rng(seed)
+    targets = rng.permutation(np.linspace(low, high, len(task)))
+    out = []
+    for q, s in zip(task.questions, targets):
+        counts: dict[str, int] = {}
+        n_correct = int(round(s * n_labels))
+        counts[q.candidates[q.correct]] = n_correct
+        wrong = [c for i, c in enumerate(q.candidates) if i != q.correct]
+        for _ in range(n_labels - n_correct):
+            word = str(rng.choice(JUNK)) if rng.random() < junk_rate else str(rng.choice(wrong))
+            counts[word] = counts.get(word, 0) + 1
+        out.append({w: c for w, c in counts.items() if c > 0})
+    return out

@@ -1,0 +1,305 @@
+"""GRPO on a causal language model, on the shared loss ``grpo_align.training.grpo_loss``.
+
+One step, as in GRPO (cleanRL style, the loop is ``train_lm``):
+
+1. sample G completions per question from pi_old at temperature 1 (``sample_completions``);
+2. decode them and score the text with the task's reward;
+3. group advantages with ``ga.group_advantages`` (the one advantage definition);
+4. log-probabilities of the frozen reference model;
+5. ``inner_iterations`` optimiser steps on ``grpo_loss`` (token-level ratios, clipping,
+   penalty, aggregation); the first inner step runs at theta = theta_old, so its detached
+   log-probabilities are pi_old's and no extra forward pass is needed.
+
+Speed: a group holds few distinct completions (a question has a handful of likely
+answers), so each step scores the distinct (question, completion) rows once and gathers
+them back; gradients flow through the gather, so the loss is unchanged.
+
+Every ``eval_every`` steps the exact answer probabilities (teacher forcing) are recorded;
+the end point is their Polyak average over the tail, with a batch-means standard error.
+Checkpoints (atomic) hold the model, optimiser, sampler state and records, so a resumed run
+finishes bit-for-bit like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grpo_align.errors import InputError
+from grpo_align.lm.probs import (
+    AnswerProbabilities,
+    answer_probabilities,
+    candidate_tokens,
+    encode_prompts,
+    sample_completions,
+    token_logprobs,
+)
+from grpo_align.lm.task import ANSWER_TOKENS, Task
+from grpo_align.theory.preference import group_advantages
+from grpo_align.theory.spec import GRPO
+from grpo_align.training.loss import AGGREGATIONS, grpo_loss
+
+__all__ = ["LMTrainConfig", "LMTrainResult", "train_lm"]
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """How an LM GRPO run is carried out (what is trained is the ``GRPO`` spec)."""
+
+    steps: int = 600
+    """GRPO steps; every step samples G completions for every question"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    warmup_steps: int = 20
+    """the learning rate rises linearly from 0 over these first steps (Adam's first steps are large)"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clip per optimiser step (0: none), as TRL's default; it rescales the
+    gradient, so it cannot move the points where the expected gradient vanishes"""
+    lr_final: float = 0.25
+    """the learning rate decays linearly over the tail to lr * lr_final (less noise at the end point)"""
+    inner_iterations: int = 1
+    """optimiser steps per sampled batch (GRPO's mu); the clip acts from the second on"""
+    clip_eps: float = 0.2
+    """clip range low side"""
+    clip_eps_high: float | None = None
+    """clip range high side (DAPO's clip-higher); None means clip_eps"""
+    aggregation: str = "sequence_mean"
+    """'sequence_mean' (GRPO), 'token_mean' (DAPO) or 'constant' (Dr. GRPO)"""
+    max_new_tokens: int = ANSWER_TOKENS
+    """completion length limit (answers are ANSWER_TOKENS long)"""
+    eval_every: int = 10
+    """record the exact answer probabilities every this many steps"""
+    tail_fraction: float = 0.3
+    """fraction of the run at the end over which the answer probabilities are averaged"""
+    n_batches: int = 6
+    """batches of the tail records for the batch-means standard error"""
+    checkpoint_every: int = 100
+    """checkpoint every this many steps (when an output directory is given); 0: never"""
+    seed: int = 0
+    """seed of the sampler (runs are reproducible)"""
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("warmup_steps", 0), ("inner_iterations", 1), ("max_new_tokens", 1), ("eval_every", 1),
+                          ("n_batches", 2), ("checkpoint_every", 0), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InputError(name, f"expected an integer >= {low}, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise InputError("lr", f"expected a positive number, got {self.lr!r}")
+        if not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm >= 0):
+            raise InputError("max_grad_norm", f"expected a number >= 0, got {self.max_grad_norm!r}")
+        if not 0 < self.lr_final <= 1:
+            raise InputError("lr_final", f"expected a number in (0, 1], got {self.lr_final!r}")
+        if not 0 <= self.clip_eps < 1:
+            raise InputError("clip_eps", f"expected a number in [0, 1), got {self.clip_eps!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise InputError("aggregation", f"unknown {self.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
+        if not 0 < self.tail_fraction <= 1:
+            raise InputError("tail_fraction", f"expected a number in (0, 1], got {self.tail_fraction!r}")
+        if self.tail_records < self.n_batches:
+            raise InputError("steps", f"the tail holds {self.tail_records} records, fewer than n_batches={self.n_batches}; "
+                             "run longer or record more often")
+
+    @property
+    def tail_start(self) -> int:
+        return int(round(self.steps * (1 - self.tail_fraction)))
+
+    @property
+    def tail_records(self) -> int:
+        return len([s for s in range(0, self.steps + 1, self.eval_every) if s >= self.tail_start])
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, constant, then linear decay over the tail."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / (self.warmup_steps + 1)
+        if step < self.tail_start:
+            return self.lr
+        frac = (step - self.tail_start) / max(1, self.steps - self.tail_start)
+        return self.lr * (1 - (1 - self.lr_final) * frac)
+
+
+@dataclass(frozen=True)
+class LMTrainResult:
+    """Outcome of ``train_lm``; probabilities are (C, K+1): candidates then "anything else".
+
+    Attributes
+    ----------
+    policy : answer probabilities at the end.
+    mean_policy : their average over the tail records (the measured end point).
+    stderr : batch-means standard error of ``mean_policy``.
+    trajectory : (records, C, K+1) answer probabilities at ``record_steps``.
+    record_steps : steps of the records (0 = the start).
+    metrics : one dict per step (loss, reward, clip fraction, ...), also in metrics.jsonl.
+    """
+
+    policy: np.ndarray
+    mean_policy: np.ndarray
+    stderr: np.ndarray
+    trajectory: np.ndarray
+    record_steps: np.ndarray
+    metrics: list[dict] = field(repr=False)
+    seconds: float = 0.0
+    completions_per_second: float = 0.0
+
+    def __repr__(self) -> str:
+        return (f"LMTrainResult(steps={int(self.record_steps[-1])}, questions={self.policy.shape[0]}, "
+                f"max stderr={self.stderr.max():.3g}, seconds={self.seconds:.1f})")
+
+
+def _table(probs: AnswerProbabilities) -> np.ndarray:
+    """(C, K+1): candidate probabilities then the "anything else" mass."""
+    return np.concatenate([probs.probs, probs.other[:, None]], axis=1)
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_metrics(path: Path, metrics: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.writelines(json.dumps(m) + "\n" for m in metrics)
+
+    _atomic_write(path, write)
+
+
+def _batch_means_stderr(records: np.ndarray, n_batches: int) -> np.ndarray:
+    """Standard error of the mean of correlated records (first axis) by batch means."""
+    batches = np.array_split(records, n_batches, axis=0)
+    means = np.stack([b.mean(axis=0) for b in batches if len(b)])
+    return means.std(axis=0, ddof=1) / math.sqrt(len(means))
+
+
+def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTrainConfig = LMTrainConfig(), *,
+             out_dir: str | os.PathLike[str] | None = None, resume: bool = True,
+             progress: Callable[[int, dict], None] | None = None, stop_after: int | None = None) -> LMTrainResult:
+    """Train ``policy`` (in place) with GRPO variant ``algo`` on ``task``; ``reference`` stays frozen.
+
+    ``out_dir`` receives ``checkpoint.pt`` and ``metrics.jsonl``; with ``resume`` an existing
+    checkpoint is continued. ``progress(step, metrics)`` is called after every step.
+    ``stop_after`` ends the run early after that many steps (to test resuming).
+    """
+    if not isinstance(algo, GRPO):
+        raise InputError("algo", "expected a grpo_align.GRPO")
+    if algo.is_limit:
+        raise InputError("group_size", "training needs a finite group size")
+    start_time = time.perf_counter()
+    group = int(algo.group_size)
+    eos = tokenizer.eos_token_id
+    prompt_ids = encode_prompts(tokenizer, task)
+    cands = candidate_tokens(tokenizer, task)
+    n_ctx = len(task)
+    reference.eval()  # frozen: only ever run under no_grad
+    policy.eval()  # no dropout: the sampling policy is the trained one
+    opt = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    step = 0
+    records: list[np.ndarray] = []
+    record_steps: list[int] = []
+    metrics: list[dict] = []
+    done_seconds, n_completions = 0.0, 0  # carried over a resume, for the speed report
+    ckpt = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None and resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["config"] != asdict(config) or state["algo"] != asdict(algo):
+            raise InputError("out_dir", f"{ckpt} belongs to a different run; remove it or use another directory")
+        policy.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        step, records, record_steps, metrics = state["step"], state["records"], state["record_steps"], state["metrics"]
+        done_seconds, n_completions = state["seconds"], state["completions"]
+    if not records:
+        records.append(_table(answer_probabilities(policy, tokenizer, task, prompt_ids, cands)))
+        record_steps.append(0)
+
+    def save() -> None:
+        if ckpt is None:
+            return
+        state = dict(model=policy.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(), step=step,
+                     records=records, record_steps=record_steps, metrics=metrics, config=asdict(config), algo=asdict(algo),
+                     seconds=done_seconds + time.perf_counter() - start_time, completions=n_completions)
+        _atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
+        _write_metrics(ckpt.parent / "metrics.jsonl", metrics)
+
+    while step < config.steps:
+        for g in opt.param_groups:
+            g["lr"] = config.lr_at(step)
+        # 1. sample from pi_old
+        comp = sample_completions(policy, prompt_ids, group, config.max_new_tokens, eos, gen)
+        # 2. reward on the decoded text
+        texts = tokenizer.batch_decode(comp.tokens, skip_special_tokens=True)
+        rewards = task.rewards(comp.question.tolist(), texts).reshape(n_ctx, group)
+        # 3. group advantages (THEORY.md section 2)
+        adv = torch.as_tensor(group_advantages(rewards, algo).reshape(-1), dtype=torch.float64)
+        # distinct rows, scored once
+        rows = torch.cat([comp.question[:, None], comp.tokens], dim=1)
+        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        u_prompts, u_tokens = prompt_ids[uniq[:, 0]], uniq[:, 1:]
+        # 4. frozen reference
+        with torch.no_grad():
+            logp_ref = token_logprobs(reference, u_prompts, u_tokens)[inverse]
+        # 5. inner optimiser steps
+        for it in range(config.inner_iterations):
+            logp = token_logprobs(policy, u_prompts, u_tokens)[inverse]
+            if it == 0:
+                logp_old = logp.detach()
+            out = grpo_loss(logp, logp_old, logp_ref, adv, comp.mask, algo, clip_eps_low=config.clip_eps,
+                            clip_eps_high=config.clip_eps_high, aggregation=config.aggregation,
+                            max_length=config.max_new_tokens)
+            opt.zero_grad()
+            out.loss.backward()
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            opt.step()
+        step += 1
+        n_completions += comp.tokens.shape[0]
+        m = {
+            "step": step,
+            "loss": out.loss.item(),
+            "policy_loss": out.policy_loss.item(),
+            "penalty": out.penalty.item(),
+            "clip_fraction": out.clip_fraction.item(),
+            "reward": float(rewards.mean()),
+            "distinct": int(uniq.shape[0]),
+            "tokens": int(comp.mask.sum()),
+            "lr": config.lr_at(step - 1),
+        }
+        if step % config.eval_every == 0 or step == config.steps:
+            table = _table(answer_probabilities(policy, tokenizer, task, prompt_ids, cands))
+            records.append(table)
+            record_steps.append(step)
+            m["p_correct"] = float(table[np.arange(n_ctx), task.correct_index()].mean())
+        metrics.append(m)
+        if progress is not None:
+            progress(step, m)
+        if ckpt is not None and config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+            save()
+        if stop_after is not None and step >= stop_after and step < config.steps:
+            break
+
+    traj = np.stack(records)
+    steps_arr = np.array(record_steps)
+    tail = traj[steps_arr >= config.tail_start] if step == config.steps else traj[-1:]
+    stderr = _batch_means_stderr(tail, config.n_batches) if len(tail) >= config.n_batches else np.full(traj.shape[1:], np.nan)
+    seconds = done_seconds + time.perf_counter() - start_time
+    return LMTrainResult(policy=traj[-1], mean_policy=tail.mean(axis=0), stderr=stderr, trajectory=traj,
+                         record_steps=steps_arr, metrics=metrics, seconds=seconds,
+                         completions_per_second=n_completions / seconds if seconds > 0 else 0.0)

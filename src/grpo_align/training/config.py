@@ -1,0 +1,108 @@
+"""Training configuration: one dataclass, each field documented (the CLI's [train] table)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from grpo_align.errors import InputError
+
+__all__ = ["OPTIMIZERS", "TrainConfig"]
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(name, f"expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def _float(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low) and value <= high
+    if not ok:
+        bound = f"> {low}" if open_low else f">= {low}"
+        raise InputError(name, f"expected a finite number {bound}" + (f" and <= {high}" if high < math.inf else "") + f", got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a tabular GRPO run is carried out (what is trained is the ``GRPO`` spec)."""
+
+    steps: int = 1000
+    """number of GRPO steps (each: sample groups from pi_old, then the inner optimiser steps)"""
+    groups_per_step: int = 16
+    """groups of G outputs sampled per context per step"""
+    lr: float = 0.1
+    """learning rate of the optimiser on the logits"""
+    optimizer: str = "sgd"
+    """'sgd' (plain gradient descent on the loss) or 'adam'"""
+    inner_iterations: int = 1
+    """optimiser steps per sampled batch (GRPO's mu); the clip is active from the second on"""
+    clip_eps: float = 0.2
+    """clip range low side: rho is clipped to [1 - clip_eps, 1 + clip_eps_high]"""
+    clip_eps_high: float | None = None
+    """clip range high side (DAPO's clip-higher); None means clip_eps"""
+    seed: int = 0
+    """seed of the sampling generator (runs are bit-for-bit reproducible)"""
+    tail_fraction: float = 0.5
+    """fraction of the steps at the end over which the policy is Polyak-averaged"""
+    n_batches: int = 20
+    """batches of the tail for the batch-means standard error"""
+    record_every: int = 0
+    """store the policy in the trajectory every this many steps; 0: about 1000 points in all"""
+    checkpoint_every: int = 0
+    """write a checkpoint every this many steps (with a checkpoint path); 0: never"""
+    threads: int = 1
+    """torch intra-op threads during the run (restored after); 0 keeps torch's setting.
+    One is fastest for small batches: thread hand-offs cost more than the arithmetic."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", _int("steps", self.steps, 1))
+        object.__setattr__(self, "groups_per_step", _int("groups_per_step", self.groups_per_step, 1))
+        object.__setattr__(self, "lr", _float("lr", self.lr, 0.0, open_low=True))
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError("optimizer", f"unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        object.__setattr__(self, "inner_iterations", _int("inner_iterations", self.inner_iterations, 1))
+        object.__setattr__(self, "clip_eps", _float("clip_eps", self.clip_eps, 0.0, 0.999999))
+        if self.clip_eps_high is not None:
+            object.__setattr__(self, "clip_eps_high", _float("clip_eps_high", self.clip_eps_high, 0.0))
+        object.__setattr__(self, "seed", _int("seed", self.seed, 0))
+        object.__setattr__(self, "tail_fraction", _float("tail_fraction", self.tail_fraction, 0.0, 1.0, open_low=True))
+        object.__setattr__(self, "n_batches", _int("n_batches", self.n_batches, 2))
+        object.__setattr__(self, "record_every", _int("record_every", self.record_every, 0))
+        object.__setattr__(self, "checkpoint_every", _int("checkpoint_every", self.checkpoint_every, 0))
+        object.__setattr__(self, "threads", _int("threads", self.threads, 0))
+        if self.tail_steps < self.n_batches:
+            raise InputError(
+                "tail_fraction",
+                f"the tail ({self.tail_steps} steps) must hold at least n_batches = {self.n_batches} steps; "
+                "raise steps or tail_fraction",
+            )
+
+    @property
+    def tail_steps(self) -> int:
+        """Steps in the averaged tail: a multiple of n_batches (the first steps are dropped)."""
+        n = round(self.tail_fraction * self.steps)
+        return (n // self.n_batches) * self.n_batches
+
+    @property
+    def record_interval(self) -> int:
+        return self.record_every or max(1, self.steps // 1000)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], field_prefix: str = "train") -> TrainConfig:
+        """Build from a mapping (a TOML table); unknown keys are an InputError."""
+        if not isinstance(data, dict):
+            raise InputError(field_prefix, "expected a table of TrainConfig fields")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"{field_prefix}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(names))}")
+        return cls(**data)

@@ -1,0 +1,366 @@
+"""GRPO on a tabular softmax policy, one loop in one function (``train``).
+
+Every context c has its own logits theta_c (K of them); outputs whose reference
+probability is 0 are masked to -inf so they keep probability 0. A step samples
+``groups_per_step`` groups of G outputs per context from pi_old, draws their rewards from
+the problem's reward distributions (for a pairwise-preference problem, the outcome of the
+pair from its win probabilities), forms the group advantages with ``ga.group_advantages``
+and takes ``inner_iterations`` optimiser steps on ``grpo_loss`` (THEORY.md section 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grpo_align.errors import InputError
+from grpo_align.theory.preference import group_advantages
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary import stationary_policy
+from grpo_align.training.config import TrainConfig
+from grpo_align.training.loss import LossOutput, grpo_loss
+from grpo_align.training.results import TrainResult
+
+__all__ = ["CHECKPOINT_FORMAT", "RewardSampler", "TabularPolicy", "context_sum_loss", "make_optimizer", "train"]
+
+CHECKPOINT_FORMAT = 1
+DTYPE = torch.float64
+
+#: called after every step with (step, metrics of that step); may raise to stop the run
+Callback = Callable[[int, dict[str, float]], None]
+
+
+class TabularPolicy(torch.nn.Module):
+    """Softmax policies of C contexts over K outputs: logits (C, K), masked where pi_ref = 0."""
+
+    def __init__(self, ref: np.ndarray, init: Any = None) -> None:
+        super().__init__()
+        ref_t = torch.as_tensor(ref, dtype=DTYPE)
+        support = ref_t > 0
+        start = ref_t if init is None else torch.as_tensor(init, dtype=DTYPE)
+        self.register_buffer("support", support)
+        self.register_buffer("log_ref", torch.where(support, ref_t.clamp(min=1e-300).log(), torch.zeros_like(ref_t)))
+        self.logits = torch.nn.Parameter(torch.where(support, start.clamp(min=1e-300).log(), torch.zeros_like(ref_t)))
+
+    def log_probs(self) -> torch.Tensor:
+        """log pi_theta, (C, K); -inf outside the support."""
+        return torch.log_softmax(self.logits.masked_fill(~self.support, -math.inf), dim=-1)
+
+    def probs(self) -> np.ndarray:
+        with torch.no_grad():
+            return self.log_probs().exp().numpy().copy()
+
+
+def check_init(problem: Problem, init: Any) -> np.ndarray | None:
+    """A starting policy of the problem's shape, positive wherever pi_ref is (or None)."""
+    if init is None:
+        return None
+    pol = problem.check_policy(init, "init")
+    if np.any((problem.ref > 0) & (pol <= 0)):
+        raise InputError("init", "must be positive wherever ref is (a softmax cannot reach 0)")
+    return np.where(problem.ref > 0, pol, 0.0)
+
+
+def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Plain SGD or Adam (torch defaults) on the logits."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise InputError("optimizer", f"unknown {name!r}; expected sgd or adam")
+
+
+class RewardSampler:
+    """Draws rewards of sampled outputs from a problem's reward distributions (torch, seeded)."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.preference = problem.is_preference
+        if self.preference:
+            self.win = torch.as_tensor(problem.win_prob, dtype=DTYPE)  # (C, K, K)
+            return
+        dist = torch.as_tensor(problem.dist, dtype=DTYPE)  # (C, K, L)
+        self.levels = torch.as_tensor(problem.levels, dtype=DTYPE)  # (C, L)
+        self.deterministic = bool(torch.all((dist == 0) | (dist == 1)))
+        if self.deterministic:
+            self.reward_of = self.levels.gather(1, dist.argmax(dim=2))  # (C, K)
+            return
+        self.cdf = dist.cumsum(dim=2)
+        n_levels = dist.shape[2]
+        # rounding can leave u above the last cdf entry: fall back to the last level that occurs
+        positive = dist > 0
+        self.last_level = (n_levels - 1 - positive.flip(2).to(torch.int64).argmax(dim=2))  # (C, K)
+
+    def __call__(self, outputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Rewards of ``outputs`` (C, N, G), same shape, float64."""
+        n_ctx = outputs.shape[0]
+        if self.preference:
+            # G = 2: the first member wins with W[o1, o2], the second with W[o2, o1], else a tie
+            flat = outputs.reshape(n_ctx, -1, 2)
+            o1, o2 = flat[..., 0], flat[..., 1]
+            k = self.win.shape[1]
+            w12 = self.win.reshape(n_ctx, -1).gather(1, o1 * k + o2)
+            w21 = self.win.reshape(n_ctx, -1).gather(1, o2 * k + o1)
+            u = torch.rand(w12.shape, generator=generator, dtype=DTYPE)
+            first = (u < w12).to(DTYPE)
+            second = ((u >= w12) & (u < w12 + w21)).to(DTYPE)
+            return torch.stack([first, second], dim=-1).reshape(outputs.shape)
+        flat = outputs.reshape(n_ctx, -1)  # (C, M)
+        if self.deterministic:
+            return self.reward_of.gather(1, flat).reshape(outputs.shape)
+        n_levels = self.cdf.shape[2]
+        cdf = self.cdf.gather(1, flat[..., None].expand(-1, -1, n_levels))  # (C, M, L)
+        u = torch.rand(flat.shape, generator=generator, dtype=DTYPE)
+        level = (cdf <= u[..., None]).sum(dim=2)
+        level = torch.minimum(level, self.last_level.gather(1, flat))
+        return self.levels.gather(1, level).reshape(outputs.shape)
+
+
+def context_sum_loss(
+    policy: TabularPolicy,
+    outputs: torch.Tensor,
+    logp_old: torch.Tensor,
+    logp_ref: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    algo: GRPO,
+    config: TrainConfig,
+) -> LossOutput:
+    """grpo_loss of all sampled outputs (C, N) under the current logits, times C.
+
+    Every context has its own logits, so the sum over contexts of their own GRPO losses
+    (each the mean over that context's groups) gives each context exactly the gradient
+    of its own GRPO run, whatever the number of contexts. ``loss`` is that sum; the
+    other fields are means over the whole batch.
+    """
+    logp_new = policy.log_probs().gather(1, outputs).reshape(-1, 1)  # (B, 1)
+    out = grpo_loss(
+        logp_new, logp_old, logp_ref, advantages, mask, algo,
+        clip_eps_low=config.clip_eps, clip_eps_high=config.clip_eps_high,
+    )
+    return out._replace(loss=out.loss * outputs.shape[0])
+
+
+def _fingerprint(problem: Problem, algo: GRPO, config: TrainConfig, init: np.ndarray | None) -> str:
+    """What a checkpoint must match to be resumed: problem, spec, config (but checkpoint_every), start."""
+    h = hashlib.sha256()
+    for arr in (problem.ref, problem.levels, problem.dist, problem.win_prob, init):
+        h.update(b"none" if arr is None else np.ascontiguousarray(arr, dtype=float).tobytes() + str(np.shape(arr)).encode())
+    cfg = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
+    h.update(json.dumps([repr(algo), cfg], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary file, then an atomic rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return torch.load(Path(path), weights_only=True)
+
+
+def train(
+    problem: Problem,
+    algo: GRPO,
+    config: TrainConfig | None = None,
+    *,
+    init: Any = None,
+    callback: Callback | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    predict: bool = True,
+) -> TrainResult:
+    """Run GRPO variant ``algo`` on a tabular softmax policy and compare with the theory.
+
+    Parameters
+    ----------
+    problem, algo : what is trained; ``ga.stationary_policy(problem, algo)`` is the prediction.
+    config : TrainConfig (steps, groups_per_step, lr, optimizer, inner_iterations, clip, seed, tail).
+    init : starting policy ((K,) or (C, K)); pi_ref by default.
+    callback : called as ``callback(step, metrics)`` after every step (progress bars).
+    checkpoint_path : file for checkpoints, written every ``config.checkpoint_every`` steps.
+    resume : continue from ``checkpoint_path`` if it exists; the result is bit-for-bit that
+        of an uninterrupted run.
+    predict : solve for the stationary policy (``predicted``, ``gap``, ``distance``); False
+        skips the solve (they are None / NaN), e.g. for timing the loop alone.
+
+    Returns
+    -------
+    TrainResult with the final and tail-averaged policies, the batch-means standard error,
+    the trajectory and the gap to the predicted stationary policy.
+    """
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise InputError("config", "expected a grpo_align.TrainConfig")
+    with torch_threads(config.threads):
+        return _train(problem, algo, config, init, callback, checkpoint_path, resume, predict)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with n torch intra-op threads (0: unchanged), restoring the setting afterwards."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    problem: Problem,
+    algo: GRPO,
+    config: TrainConfig,
+    init: Any,
+    callback: Callback | None,
+    checkpoint_path: str | os.PathLike[str] | None,
+    resume: bool,
+    predict: bool,
+) -> TrainResult:
+    if not isinstance(algo, GRPO):
+        raise InputError("algo", "expected a grpo_align.GRPO")
+    if algo.is_limit:
+        raise InputError("group_size", "training samples groups: expected a finite G")
+    if not isinstance(problem, Problem):
+        raise InputError("problem", "expected a grpo_align.Problem")
+    if problem.is_preference and algo.group_size != 2:
+        raise InputError("group_size", "a pairwise-preference problem defines P_G for G = 2 only")
+    predicted = stationary_policy(problem, algo) if predict else None
+    init_arr = check_init(problem, init)
+    g = int(algo.group_size)
+    n_ctx, n_out = problem.ref.shape
+    n_groups = config.groups_per_step
+
+    policy = TabularPolicy(problem.ref, init_arr)
+    optimizer = make_optimizer(config.optimizer, [policy.logits], config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    rewards_of = RewardSampler(problem)
+    mask = torch.ones(n_ctx * n_groups * g, 1, dtype=DTYPE)  # (B, 1): one token per "sequence"
+
+    steps = config.steps
+    tail_first = steps - config.tail_steps + 1
+    batch_len = config.tail_steps // config.n_batches
+    batch_sums = np.zeros((config.n_batches, n_ctx, n_out))
+    tail_sumsq = np.zeros((n_ctx, n_out))
+    metric_names = ("losses/loss", "losses/policy", "losses/penalty", "charts/clip_fraction", "charts/reward")
+    metrics = {name: np.zeros(steps) for name in metric_names}
+    records, record_steps = [policy.probs()], [0]
+    start_step = 1
+    fingerprint = _fingerprint(problem, algo, config, init_arr)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+
+    if resume and ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
+            raise InputError("resume", f"{ckpt} was written by a different problem, algorithm or config")
+        with torch.no_grad():
+            policy.logits.copy_(state["logits"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        batch_sums = state["batch_sums"].numpy().copy()
+        tail_sumsq = state["tail_sumsq"].numpy().copy()
+        metrics = {k: v.numpy().copy() for k, v in state["metrics"].items()}
+        records = list(state["records"].numpy())
+        record_steps = state["record_steps"].tolist()
+        start_step = int(state["step"]) + 1
+
+    t0 = time.perf_counter()
+    for step in range(start_step, steps + 1):
+        # 1. sample groups from pi_old: (C, n_groups * G) output indices
+        with torch.no_grad():
+            logp_old_all = policy.log_probs()  # (C, K)
+            outputs = torch.multinomial(logp_old_all.exp(), n_groups * g, replacement=True, generator=generator)
+            rewards = rewards_of(outputs.view(n_ctx, n_groups, g), generator)  # (C, n_groups, G)
+        # 2. group advantages: the one definition, shared with the theory
+        advantages = torch.from_numpy(group_advantages(rewards.numpy(), algo)).reshape(-1)  # (B,)
+        logp_old = logp_old_all.gather(1, outputs).reshape(-1, 1)  # (B, 1), constant
+        logp_ref = policy.log_ref.gather(1, outputs).reshape(-1, 1)  # (B, 1)
+        # 3. inner optimiser steps on the clipped loss (the clip acts from the second one)
+        clip_total = 0.0
+        for inner in range(config.inner_iterations):
+            out = context_sum_loss(policy, outputs, logp_old, logp_ref, advantages, mask, algo, config)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            clip_total += out.clip_fraction.item()
+            if inner == 0:
+                first = (out.loss.item() / n_ctx, out.policy_loss.item(), out.penalty.item())
+        # 4. bookkeeping: metrics, tail average, trajectory, checkpoint
+        i = step - 1
+        metrics["losses/loss"][i], metrics["losses/policy"][i], metrics["losses/penalty"][i] = first
+        metrics["charts/clip_fraction"][i] = clip_total / config.inner_iterations
+        metrics["charts/reward"][i] = float(rewards.mean())
+        pi = policy.probs()
+        if step >= tail_first:
+            batch_sums[(step - tail_first) // batch_len] += pi
+            tail_sumsq += pi * pi
+        if step % config.record_interval == 0 or step == steps:
+            records.append(pi)
+            record_steps.append(step)
+        if ckpt is not None and config.checkpoint_every and (step % config.checkpoint_every == 0 or step == steps):
+            _save_checkpoint(ckpt, {
+                "format": CHECKPOINT_FORMAT,
+                "fingerprint": fingerprint,
+                "step": step,
+                "logits": policy.logits.detach().clone(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "batch_sums": torch.from_numpy(batch_sums.copy()),
+                "tail_sumsq": torch.from_numpy(tail_sumsq.copy()),
+                "metrics": {k: torch.from_numpy(v.copy()) for k, v in metrics.items()},
+                "records": torch.from_numpy(np.stack(records)),
+                "record_steps": torch.tensor(record_steps, dtype=torch.int64),
+            })
+        if callback is not None:
+            callback(step, {name: float(values[i]) for name, values in metrics.items()})
+    elapsed = time.perf_counter() - t0
+    run_steps = steps - start_step + 1
+
+    n_tail = config.tail_steps
+    mean_policy = batch_sums.sum(axis=0) / n_tail
+    batch_means = batch_sums / batch_len  # (n_batches, C, K)
+    stderr = batch_means.std(axis=0, ddof=1) / math.sqrt(config.n_batches)
+    tail_std = np.sqrt(np.maximum(tail_sumsq / n_tail - mean_policy**2, 0.0))
+    dev = batch_means - mean_policy
+    denom = float(np.sum(dev * dev))
+    autocorr = float(np.sum(dev[1:] * dev[:-1]) / denom) if denom > 0 else 0.0
+    if predicted is not None:
+        gap = mean_policy - np.atleast_2d(predicted.policy)
+        distance = np.max(np.abs(gap), axis=1)
+    else:
+        gap = np.full_like(mean_policy, np.nan)
+        distance = np.full(n_ctx, np.nan)
+    sq = problem.squeeze
+    return TrainResult(
+        policy=sq(policy.probs()),
+        mean_policy=sq(mean_policy),
+        stderr=sq(stderr),
+        tail_std=sq(tail_std),
+        batch_autocorrelation=autocorr,
+        trajectory=np.stack([sq(r) for r in records]),
+        trajectory_steps=np.asarray(record_steps),
+        predicted=predicted,
+        gap=sq(gap),
+        distance=distance if problem.batched else float(distance[0]),
+        metrics=metrics,
+        config=config,
+        algo=algo,
+        problem=problem,
+        elapsed=elapsed,
+        outputs_per_second=run_steps * n_ctx * n_groups * g / elapsed if elapsed > 0 else math.inf,
+    )

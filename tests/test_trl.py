@@ -1,0 +1,155 @@
+"""TRL parity: one identical batch through TRL's GRPO loss and ours gives the same value
+and gradient; the GRPOConfig -> GRPO mapping. Skipped when trl is not installed."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+torch = pytest.importorskip("torch")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import grpo_align as ga
+from grpo_align.errors import InputError
+from grpo_align.integrations.trl import PredictionGapCallback, grpo_spec_from_trl, trl_aggregation
+from grpo_align.lm.model import ModelConfig, build_model, save_pretrained
+from grpo_align.lm.probs import encode_prompts, token_logprobs
+from grpo_align.lm.task import build_task, task_words
+from grpo_align.lm.tokenizer import build_tokenizer
+from grpo_align.training.loss import grpo_loss
+
+# transformers and trl warn about their own deprecations while building a trainer
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+def _config(tmp_path, **kw):
+    from trl import GRPOConfig
+
+    base = dict(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", max_completion_length=2,
+                per_device_train_batch_size=8, num_generations=4, beta=0.3, use_bias_correction_kl=False)
+    base.update(kw)
+    return GRPOConfig(**base)
+
+
+def test_trl_defaults_are_what_the_docs_say(tmp_path):
+    """The facts docs/lm.md relies on, read from the installed TRL."""
+    from trl import GRPOConfig
+
+    c = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert (c.beta, c.loss_type, c.scale_rewards, c.num_generations) == (0.0, "dapo", "group", 8)
+    assert (c.temperature, c.top_p) == (1.0, 1.0) and c.top_k in (0, None)
+    spec = grpo_spec_from_trl(c)
+    assert (spec.group_size, spec.beta, spec.normalization, spec.ddof, spec.eps) == (8, 0.0, "shift_scale", 1, 1e-4)
+    assert spec.penalty == ("kl" if getattr(c, "use_bias_correction_kl", False) else "k3")
+    assert ga.stationary_policy(ga.Problem.from_rewards([0.3, 0.7], [1.0, 0.0]), spec).status != "interior"
+
+
+def test_spec_mapping_and_refusals(tmp_path):
+    spec = grpo_spec_from_trl(_config(tmp_path, scale_rewards="none", loss_type="dr_grpo"))
+    assert (spec.normalization, spec.penalty, spec.beta, spec.group_size) == ("shift", "k3", 0.3, 4)
+    assert trl_aggregation(_config(tmp_path, loss_type="grpo")) == "sequence_mean"
+    assert grpo_spec_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "kl"
+    for bad in (dict(scale_rewards="batch"), dict(temperature=0.7), dict(top_p=0.9), dict(loss_type="cispo")):
+        with pytest.raises(InputError):
+            grpo_spec_from_trl(_config(tmp_path, **bad))
+
+
+@pytest.fixture(scope="module")
+def trl_setup(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("model")
+    task = build_task(2, 0, seed=2)
+    tok = build_tokenizer(task_words())
+    save_pretrained(build_model(tok, ModelConfig(n_layer=1, n_embd=32, n_head=2), seed=3), tok, path)
+    return task, tok, path
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "bnpo", "dr_grpo"])
+def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type):
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    task, tok, path = trl_setup
+    args = _config(tmp_path, loss_type=loss_type, epsilon=0.2, epsilon_high=0.28)
+    trainer = GRPOTrainer(model=str(path), reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,
+                          train_dataset=Dataset.from_list([{"prompt": p} for p in task.prompts]), processing_class=tok)
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    g = torch.Generator().manual_seed(0)
+    prompts = encode_prompts(tok, task).repeat_interleave(4, 0)  # (8, P)
+    completions = torch.randint(1, len(tok), (8, 2), generator=g)
+    completions[1, 0] = tok.eos_token_id  # an empty answer: one valid token
+    completions[1, 1] = tok.eos_token_id
+    completions[2, 1] = tok.eos_token_id
+    mask = torch.ones(8, 2, dtype=torch.long)
+    mask[1, 1] = 0
+    with torch.no_grad():
+        base = token_logprobs(model, prompts, completions).float()
+    # old and reference log-probs away from the current ones, so clip and penalty both act
+    old = base + 0.4 * torch.randn(base.shape, generator=g)
+    ref = base + 0.5 * torch.randn(base.shape, generator=g)
+    adv = torch.randn(8, generator=g)
+    inputs = dict(prompt_ids=prompts, prompt_mask=torch.ones_like(prompts), completion_ids=completions,
+                  completion_mask=mask, advantages=adv, old_per_token_logps=old, ref_per_token_logps=ref,
+                  num_items_in_batch=mask.sum())
+    model.zero_grad()
+    trl_loss = trainer._compute_loss(model, inputs)
+    trl_loss.backward()
+    trl_grads = [p.grad.clone() for p in model.parameters()]
+
+    model.zero_grad()
+    spec = grpo_spec_from_trl(args)
+    logp = token_logprobs(model, prompts, completions)
+    out = grpo_loss(logp, old.double(), ref.double(), adv.double(), mask.double(), spec, clip_eps_low=args.epsilon,
+                    clip_eps_high=args.epsilon_high, aggregation=trl_aggregation(args), max_length=args.max_completion_length)
+    out.loss.backward()
+    assert float(out.clip_fraction) > 0  # the clip is active in this batch
+    assert out.loss.item() == pytest.approx(trl_loss.item(), rel=1e-5, abs=1e-7)
+    for ours, theirs in zip([p.grad for p in model.parameters()], trl_grads):
+        assert torch.allclose(ours.double(), theirs.double(), rtol=1e-4, atol=1e-7)
+
+
+def test_callback_measures_gap(trl_setup):
+    task, tok, path = trl_setup
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    cb = PredictionGapCallback(tok, task, [0.5] * len(task), every=2)
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(global_step=0)
+    cb.on_train_begin(None, state, None, model=model)
+    state.global_step = 1
+    cb.on_step_end(None, state, None, model=model)  # not a multiple of every: nothing measured
+    state.global_step = 2
+    cb.on_step_end(None, state, None, model=model)
+    assert [r.step for r in cb.history] == [0, 2]
+    logs: dict = {}
+    cb.on_log(None, state, None, logs=logs)
+    assert logs["grpo_align/gap"] == pytest.approx(np.mean(np.abs(np.array(cb.history[-1].correct) - 0.5)))
+    with pytest.raises(InputError):
+        PredictionGapCallback(tok, task, [0.5], every=2)
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun(tmp_path):
+    """Data-parallel on CPU (gloo): the same command, two processes, one gap log from rank 0."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "grpo_align.cli", "lm", "--trl",
+                           "--steps", "2", "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "trl_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 2
+    lines = (tmp_path / "trl_gap.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0]  # rank 0 alone writes; every=10 > 2 steps
