@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="three short runs (a few minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="three runs of 1500 steps (about 3 minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=Path("lm-results"), help="output directory (default lm-results)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (overrides the preset)")
     parser.add_argument("--seed", type=int, default=0, help="seed of task, labels, model and sampler")

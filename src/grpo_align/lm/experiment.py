@@ -73,8 +73,12 @@ class LMExperimentConfig:
 
     @classmethod
     def quick(cls) -> LMExperimentConfig:
-        """A few minutes on 2 cores: three (beta, G) runs of 500 steps."""
-        return cls(train=LMTrainConfig(steps=500, lr=1e-3), runs=((0.5, 8), (0.5, 2), (0.25, 4)))
+        """About three minutes on 2 idle cores: three (beta, G) runs of 1500 steps.
+
+        500 steps left G = 2 short of its end point (mean error 0.027 against a standard
+        error of 0.017); at 1500 every run's mean error is within 1.3 standard errors.
+        """
+        return cls(train=LMTrainConfig(steps=1500, lr=1e-3), runs=((0.5, 8), (0.5, 2), (0.25, 4)))
 
     @classmethod
     def full(cls) -> LMExperimentConfig:

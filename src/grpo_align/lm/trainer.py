@@ -225,7 +225,7 @@ def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTra
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         step, records, record_steps, metrics = state["step"], state["records"], state["record_steps"], state["metrics"]
-        done_seconds, n_completions = state["seconds"], state["completions"]
+        done_seconds, n_completions = state.get("seconds", 0.0), state.get("completions", 0)
     if not records:
         records.append(_table(answer_probabilities(policy, tokenizer, task, prompt_ids, cands)))
         record_steps.append(0)

@@ -112,7 +112,8 @@ def build(cfg: ReportConfig) -> SectionResult:
         text = "0 (all on answer 1)" if v == 0 else f"{v:.2g}"
         ax.text(max(v, floor) * 1.4, yi, text, va="center", fontsize=7.5)
     ax.set_xscale("log")
-    ax.set_xlim(floor, 30)
+    ax.set_xlim(floor, 30)  # room for the labels right of a bar at 1
+    ax.set_xticks([1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
     ax.set_yticks(y, [""] * len(y))
     ax.set_xlabel("probability off the best answer (log)")
     ax.set_title("mass left on worse answers")
