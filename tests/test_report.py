@@ -98,8 +98,8 @@ def test_out_that_is_a_file_is_exit_2(tmp_path, capsys):
 
 def test_sections_resolve_by_key_or_number():
     assert [s.key for s in resolve_sections(["7", "binary"])] == ["binary", "training"]
-    assert [s.number for s in SECTIONS] == list(range(1, 9))
-    assert len({s.key for s in SECTIONS}) == 8
+    assert [s.number for s in SECTIONS] == list(range(1, 10))
+    assert len({s.key for s in SECTIONS}) == 9
 
 
 def _fake_spec(key: str, number: int, passed: bool | None) -> SectionSpec:
@@ -132,6 +132,59 @@ def test_training_section_fails_clearly_without_the_trainer(monkeypatch):
     result = training.build(ReportConfig(quick=True))
     assert not result.verdict.passed
     assert "training module not available" in result.verdict.text
+
+
+def test_lm_section_fails_clearly_without_transformers(monkeypatch):
+    from grpo_align.report import lm
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import now raises ImportError
+    result = lm.build(ReportConfig(quick=True))
+    assert not result.verdict.passed
+    assert "transformers not installed (pip install -e '.[lm]')" in result.verdict.text
+
+
+def test_lm_verdict_rule():
+    from grpo_align.report.lm import run_passes
+
+    assert run_passes(0.006, 0.08, 0.4, 0.0045)
+    assert not run_passes(0.006, 0.005, 0.4, 0.0045)  # RLHF pooling closer
+    assert not run_passes(0.006, 0.08, 0.006, 0.0045)  # no better than the reference
+    assert not run_passes(0.03, 0.08, 0.4, 0.0045)  # 0.03 > 3 * 0.0045 + 0.005
+
+
+def test_lm_section_writes_its_files(tmp_path, monkeypatch):
+    # a tiny experiment (few SFT and GRPO steps, 4 questions): plumbing only, not the claim
+    pytest.importorskip("transformers")
+    import torch
+
+    from grpo_align.lm import LMTrainConfig
+    from grpo_align.lm.experiment import LMExperimentConfig
+    from grpo_align.lm.sft import SFTConfig
+    from grpo_align.report import lm
+
+    def tiny(cfg):
+        train = LMTrainConfig(steps=40, eval_every=2, seed=cfg.seed, checkpoint_every=0)
+        return LMExperimentConfig(
+            n_binary=2, n_choice=2, n_labels=10, seed=cfg.seed, sft=SFTConfig(steps=20), train=train, runs=((0.5, 4),)
+        )
+
+    monkeypatch.setattr(lm, "experiment_config", tiny)
+    threads = torch.get_num_threads()
+    code = _reproduce(tmp_path / "r", "--only", "lm")
+    assert torch.get_num_threads() == threads
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    (section,) = summary["sections"]
+    assert code == (0 if section["verdict"] == "pass" else 1)
+    assert section["name"] == "lm" and section["number"] == 9
+    assert section["verdict_text"].startswith("rule: for every run MAE(GRPO prediction) < MAE(RLHF pooling)"), section
+    assert section["measured"]["available"] is True and section["measured"]["questions"] == 4
+    data = json.loads((tmp_path / "r" / "data" / "lm.json").read_text())["data"]
+    (run,) = data["runs"]
+    assert run["steps"] == 40 and len(run["predicted"]) == len(run["measured"]) == 4
+    assert len(run["mean_gap"]) == len(run["record_steps"]) == 40 // 2 + 1
+    assert (tmp_path / "r" / "data" / "lm-runs.csv").read_text().startswith("β,G,steps,MAE GRPO prediction")
+    for name in ("predicted-vs-measured", "gap-trajectory"):
+        assert (tmp_path / "r" / "figures" / f"lm-{name}.png").is_file()
 
 
 def test_complex_step_gradients_against_hand_values():

@@ -39,6 +39,7 @@ from grpo_align.theory.stationary import stationary_policy
 __all__ = [
     "LMExperimentConfig",
     "Prediction",
+    "RunOutcome",
     "RunSummary",
     "build_reference",
     "predict",
@@ -169,12 +170,26 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class RunOutcome:
+    """One (beta, G) run in full: its summary, the prediction it was measured against, the training result."""
+
+    summary: RunSummary
+    prediction: Prediction
+    result: LMTrainResult
+
+    def __repr__(self) -> str:
+        return f"RunOutcome({self.summary!r})"
+
+
+@dataclass(frozen=True)
 class LMExperimentResult:
     summaries: list[RunSummary]
     reference: AnswerProbabilities
     parameters: int
     out_dir: Path
     figures: list[Path] = field(default_factory=list)
+    runs: list[RunOutcome] = field(default_factory=list, repr=False)
+    """per run, in ``config.runs`` order (the report draws per-question figures from them)"""
 
 
 def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
@@ -245,7 +260,7 @@ def run_experiment(config: LMExperimentConfig, out_dir: str | Path, *,
     })
     figures = _plot(task, per_run, out) if plots else []
     return LMExperimentResult(summaries=summaries, reference=ref_probs, parameters=count_parameters(reference),
-                              out_dir=out, figures=figures)
+                              out_dir=out, figures=figures, runs=[RunOutcome(*r) for r in per_run])
 
 
 def _question_records(task: Task, pred: Prediction, result: LMTrainResult) -> list[dict]:

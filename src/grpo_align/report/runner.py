@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grpo_align.errors import InputError
-from grpo_align.report import binary, large_groups, pairwise, pooling, practice, reverse_kl, training, variants
+from grpo_align.report import binary, large_groups, lm, pairwise, pooling, practice, reverse_kl, training, variants
 from grpo_align.report.html import render_html
 from grpo_align.report.markdown import render_markdown
 from grpo_align.report.model import ReportConfig, SectionResult, SectionSpec, Verdict
@@ -33,7 +33,9 @@ __all__ = ["SECTIONS", "ReportOutcome", "build_report", "resolve_sections", "run
 #: The findings of issue 5, in report order.
 SECTIONS: tuple[SectionSpec, ...] = tuple(
     SectionSpec(m.KEY, i, m.TITLE, m.build)
-    for i, m in enumerate((binary, pooling, reverse_kl, pairwise, large_groups, variants, training, practice), start=1)
+    for i, m in enumerate(
+        (binary, pooling, reverse_kl, pairwise, large_groups, variants, training, practice, lm), start=1
+    )
 )
 
 
