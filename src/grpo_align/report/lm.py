@@ -80,6 +80,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     except ImportError as exc:
         return unavailable(f"torch not available ({type(exc).__name__}: {exc})")
     try:
+        import transformers  # noqa: F401  (the package itself: a cached submodule proves nothing)
         from transformers.utils import logging as hf_logging
     except ImportError:
         return unavailable(MISSING_TRANSFORMERS)
