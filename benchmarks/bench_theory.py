@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import time
+import timeit
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,12 +36,7 @@ def best_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> fl
     """Best of ``repeats`` wall-clock times, after one untimed warm-up call (caches filled)."""
     if warmup:
         fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(timeit.repeat(fn, repeat=repeats, number=1))
 
 
 # ---------------------------------------------------------------------------- problems

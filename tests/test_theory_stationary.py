@@ -14,16 +14,9 @@ import numpy as np
 import pytest
 
 import grpo_align as ga
+from conftest import NORMALISATIONS
 
-NORM_NAMES = [
-    "shift_scale_ddof0",
-    "shift_scale_ddof1",
-    "shift_scale_ddof0_eps",
-    "shift_scale_ddof1_eps",
-    "shift",
-    "rloo",
-    "raw",
-]
+NORM_NAMES = list(NORMALISATIONS)  # same order: seeds below depend on the index
 KINDS = ["deterministic", "bernoulli", "general", "batched"]
 TOL = 1e-9
 

@@ -10,6 +10,7 @@ writes everything as JSON. Exit status: 0 when every solve succeeded, 1 when one
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -257,14 +258,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _algo_json(algo: GRPO) -> dict[str, Any]:
-    return {
-        "group_size": algo.group_size,
-        "beta": algo.beta,
-        "normalization": algo.normalization,
-        "ddof": algo.ddof,
-        "eps": algo.eps,
-        "penalty": algo.penalty,
-    }
+    return dataclasses.asdict(algo)
 
 
 def _root_json(root: Any) -> dict[str, Any]:

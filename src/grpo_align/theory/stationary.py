@@ -627,7 +627,16 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: Any) -> tuple[np
     Returns (residual (C,), c (C,)).
     """
     pi = np.atleast_2d(np.asarray(policy, dtype=float))
-    pref = np.atleast_2d(preference(problem, algo, problem.squeeze(pi)))
+    return _residual_given(problem, algo, pi, _preference_2d(problem, algo, pi))
+
+
+def _preference_2d(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
+    """P_G(o | pi) as (C, K) for a policy given as (C, K)."""
+    return np.atleast_2d(preference(problem, algo, problem.squeeze(pi)))
+
+
+def _residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``stationarity_residual`` with P_G(o | pi) already computed, (C, K) arrays."""
     support = pi > 0
     if algo.penalty == "abs":
         x = np.where(support & (problem.ref > 0), np.log(np.where(support, pi, 1.0) / np.where(problem.ref > 0, problem.ref, 1.0)), 0.0)
@@ -674,11 +683,10 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: Any) -> tuple[np
     return np.max(res, axis=1), c
 
 
-def _term_scale(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
+def _term_scale(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -> np.ndarray:
     """max(1, |P_G(o)|, beta |phi(o)|) over the support, per context: the size of the terms
     whose cancellation the stationarity residual measures."""
     with np.errstate(all="ignore"):
-        pref = np.atleast_2d(preference(problem, algo, problem.squeeze(pi)))
         phi = penalty_coefficient(algo.penalty, pi, problem.ref)
     support = (pi > 0) & np.isfinite(pref)
     size = np.where(support, np.maximum(np.abs(pref), algo.beta * np.abs(phi)), 0.0)
@@ -735,8 +743,8 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
         limit, converged = _limit_masses(red)
         policy = red.policy(limit)
         why = "beta = 0" if algo.beta == 0 else "the k1 penalty has zero expected gradient"
+        limit_mix = red.mixture(limit) if red.class_dist is not None else limit
         for c in range(n_ctx):
-            best = problem.squeeze(policy)[c] if problem.batched else problem.squeeze(policy)
             status[c] = "limit" if converged[c] else "failed"
             messages[c] = (
                 f"no interior stationary policy ({why}); GRPO drives all mass to the reward class "
@@ -744,7 +752,7 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
                 if converged[c]
                 else f"no interior stationary policy ({why}) and the expected dynamics reach no single class"
             )
-            roots[c] = [StationaryRoot(np.asarray(best), red.mixture(limit)[c] if red.class_dist is not None else limit[c], math.nan, 0.0, bool(converged[c]))]
+            roots[c] = [StationaryRoot(policy[c], limit_mix[c], math.nan, 0.0, bool(converged[c]))]
         return _finish(problem, algo, policy, np.asarray(converged), status, messages, roots, 0, residual=np.zeros(n_ctx))
 
     single = np.sum(red.ref_mass > 0, axis=1) == 1
@@ -773,8 +781,9 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
         has = np.array([len(candidates[c]) > slot and bool(np.all(np.isfinite(candidates[c][slot]))) for c in range(n_ctx)])
         masses = np.stack([candidates[c][slot] if has[c] else red.ref_mass[c] for c in range(n_ctx)])
         pi = red.policy(masses)
-        res, mult = stationarity_residual(problem, algo, problem.squeeze(pi))
-        tol = RESIDUAL_TOLERANCE * _term_scale(problem, algo, pi)
+        pref = _preference_2d(problem, algo, pi)
+        res, mult = _residual_given(problem, algo, pi, pref)
+        tol = RESIDUAL_TOLERANCE * _term_scale(problem, algo, pi, pref)
         stab = _stability(red, masses) if algo.penalty != "abs" else [(None, None)] * n_ctx
         mix = red.mixture(masses) if red.class_dist is not None else masses
         for c in np.nonzero(has)[0]:
