@@ -38,13 +38,25 @@ def worker_ours(out: Path, steps: int) -> dict:
 
     task, tok, ref = build_reference(LMExperimentConfig(), out)
     algo = GRPO(group_size=GROUP, beta=BETA, normalization="shift_scale", ddof=1, eps=1e-4, penalty="k3")
-    config = LMTrainConfig(steps=steps, lr=LR, eval_every=steps, n_batches=2, tail_fraction=1.0, checkpoint_every=0,
-                           warmup_steps=0, lr_final=1.0)
+    config = LMTrainConfig(
+        steps=steps,
+        lr=LR,
+        eval_every=steps,
+        n_batches=2,
+        tail_fraction=1.0,
+        checkpoint_every=0,
+        warmup_steps=0,
+        lr_final=1.0,
+    )
     start = time.perf_counter()
     res = train_lm(copy.deepcopy(ref), ref, tok, task, algo, config)
     seconds = time.perf_counter() - start
-    return dict(seconds=seconds, completions=steps * len(task) * GROUP, tokens=sum(m["tokens"] for m in res.metrics),
-                loss=res.metrics[-1]["loss"])
+    return dict(
+        seconds=seconds,
+        completions=steps * len(task) * GROUP,
+        tokens=sum(m["tokens"] for m in res.metrics),
+        loss=res.metrics[-1]["loss"],
+    )
 
 
 def worker_trl(out: Path, steps: int) -> dict:
@@ -63,17 +75,38 @@ def worker_trl(out: Path, steps: int) -> dict:
             if logs and "completions/mean_length" in logs:
                 lengths.append(float(logs["completions/mean_length"]))
 
-    args = GRPOConfig(output_dir=str(out / "trl"), use_cpu=True, bf16=False, report_to="none", beta=BETA,
-                      num_generations=GROUP, loss_type="grpo", use_bias_correction_kl=False, max_completion_length=2,
-                      per_device_train_batch_size=len(task) * GROUP, learning_rate=LR, lr_scheduler_type="constant",
-                      max_grad_norm=1.0, max_steps=steps, logging_steps=1, save_strategy="no", top_k=0)
+    args = GRPOConfig(
+        output_dir=str(out / "trl"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        beta=BETA,
+        num_generations=GROUP,
+        loss_type="grpo",
+        use_bias_correction_kl=False,
+        max_completion_length=2,
+        per_device_train_batch_size=len(task) * GROUP,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        max_grad_norm=1.0,
+        max_steps=steps,
+        logging_steps=1,
+        save_strategy="no",
+        top_k=0,
+    )
     data = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
 
     def reward(prompts, completions, question, **kw):
-        return [task.questions[int(q)].reward(t) for q, t in zip(question, completions)]
+        return [task.questions[int(q)].reward(t) for q, t in zip(question, completions, strict=False)]
 
-    trainer = GRPOTrainer(model=str(out / "reference"), reward_funcs=reward, args=args, train_dataset=data,
-                          processing_class=tok, callbacks=[Lengths()])
+    trainer = GRPOTrainer(
+        model=str(out / "reference"),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        callbacks=[Lengths()],
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -103,9 +136,24 @@ def main() -> int:
         build_reference(LMExperimentConfig(), Path(tmp))  # fitted once; both workers load it
         results = {}
         for name in ("ours", "trl"):
-            proc = subprocess.run([sys.executable, __file__, "--worker", name, "--dir", tmp, "--steps", str(args.steps),
-                                   "--threads", str(args.threads)], capture_output=True, text=True, check=False,
-                                  env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    name,
+                    "--dir",
+                    tmp,
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            )
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode or not line:
                 print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)

@@ -21,8 +21,8 @@ import os
 import platform
 import time
 import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -97,14 +97,18 @@ def scaling(
             dist, levels = problem.dist[0], problem.levels[0]
         # the unit of every ratio; timed at every row, and the best over the rows of a
         # problem is used, since other processes on a shared machine disturb single timings
-        t_pass = best_time(lambda: dist @ levels, 20)
+        t_pass = best_time(lambda dist=dist, levels=levels: dist @ levels, 20)
         algo = ga.GRPO(group_size=g, beta=0.5)
         policy = problem.ref[0]
         # caches (count vectors) are filled by the first, smallest K; large K: fewer repeats
         reps = repeats if n_out < 10**4 else max(2, repeats // 2)
-        t_pref = best_time(lambda: ga.preference(problem, algo, policy), reps)
+        t_pref = best_time(lambda problem=problem, algo=algo, policy=policy: ga.preference(problem, algo, policy), reps)
         results = []
-        t_solve = best_time(lambda: results.append(ga.stationary_policy(problem, algo)), reps, warmup=n_out < 10**4)
+        t_solve = best_time(
+            lambda results=results, problem=problem, algo=algo: results.append(ga.stationary_policy(problem, algo)),
+            reps,
+            warmup=n_out < 10**4,
+        )
         result = results[0]
         rows.append(ScalingRow(kind, n_out, g, t_pass, t_pref, t_solve, bool(result.success), len(result.roots)))
         progress.advance(task)
@@ -147,7 +151,9 @@ def exact_vs_monte_carlo(targets: list[float], repeats: int, progress: Progress)
         problem = ga.Problem(rng.dirichlet(np.ones(n_out)), levels, dist, renormalize=True)
         policy = rng.dirichlet(np.ones(n_out))
         algo = ga.GRPO(group_size=g, beta=0.5)
-        t_exact = best_time(lambda: ga.preference(problem, algo, policy), repeats)
+        t_exact = best_time(
+            lambda problem=problem, algo=algo, policy=policy: ga.preference(problem, algo, policy), repeats
+        )
         exact = ga.preference(problem, algo, policy)
         # 5e6 sampled rewards per call: a few hundred MB, about a second
         samples = max(1000, int(5e6 / (n_out * g)))
@@ -158,7 +164,9 @@ def exact_vs_monte_carlo(targets: list[float], repeats: int, progress: Progress)
         s = float(np.max(mc.stderr))
         for target in targets:
             needed = math.ceil(samples * (s / target) ** 2)
-            rows.append(MonteCarloRow(n_levels, g, n_out, t_exact, samples, t_mc, s, z, target, needed, t_mc * needed / samples))
+            rows.append(
+                MonteCarloRow(n_levels, g, n_out, t_exact, samples, t_mc, s, z, target, needed, t_mc * needed / samples)
+            )
         progress.advance(task)
     return rows
 
@@ -173,7 +181,9 @@ def fmt_time(t: float) -> str:
 
 
 def scaling_table(rows: list[ScalingRow]) -> Table:
-    table = Table(title="Exact P_G and stationary solve (one context, beta = 0.5, shift_scale, k3)", title_justify="left")
+    table = Table(
+        title="Exact P_G and stationary solve (one context, beta = 0.5, shift_scale, k3)", title_justify="left"
+    )
     for name, justify in [
         ("problem", "left"),
         ("K", "right"),
@@ -211,7 +221,19 @@ def mc_table(rows: list[MonteCarloRow]) -> Table:
         caption="z = max over outputs of |MC - exact| / stderr (a check: should be a few units at most)",
         caption_justify="left",
     )
-    for name in ["L", "G", "exact", "MC samples", "MC time", "stderr", "z", "target", "samples needed", "time needed", "MC/exact"]:
+    for name in [
+        "L",
+        "G",
+        "exact",
+        "MC samples",
+        "MC time",
+        "stderr",
+        "z",
+        "target",
+        "samples needed",
+        "time needed",
+        "MC/exact",
+    ]:
         table.add_column(name, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
@@ -267,9 +289,13 @@ def main() -> None:
     console.print(scaling_table(rows))
     target = [r for r in rows if r.kind == "binary01" and r.n_out == 10**6 and r.group_size == 64]
     if target:
-        console.print(f"target: 10^6-output binary problem, G = 64 solved in {fmt_time(target[0].solve)} (goal: well under 1 s)")
+        console.print(
+            f"target: 10^6-output binary problem, G = 64 solved in {fmt_time(target[0].solve)} (goal: well under 1 s)"
+        )
     if max_size and not args.quick:
-        console.print("K-class problems stop at 10^4 (Bernoulli) and 10^5 (random dist); --all for more, see benchmarks/README.md")
+        console.print(
+            "K-class problems stop at 10^4 (Bernoulli) and 10^5 (random dist); --all for more, see benchmarks/README.md"
+        )
     console.print(mc_table(mc_rows))
 
 

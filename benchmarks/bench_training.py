@@ -53,7 +53,9 @@ def phases(problem: ga.Problem, algo: ga.GRPO, cfg: TrainConfig, repeats: int) -
     out: dict[str, float] = {}
     with torch.no_grad():
         logp_old_all = policy.log_probs()
-    out["sample outputs"] = best_of(lambda: torch.multinomial(logp_old_all.exp(), n * g, replacement=True, generator=gen), repeats)
+    out["sample outputs"] = best_of(
+        lambda: torch.multinomial(logp_old_all.exp(), n * g, replacement=True, generator=gen), repeats
+    )
     outputs = torch.multinomial(logp_old_all.exp(), n * g, replacement=True, generator=gen)
     out["draw rewards"] = best_of(lambda: sampler(outputs.view(c, n, g), gen), repeats)
     rewards = sampler(outputs.view(c, n, g), gen)
@@ -94,11 +96,21 @@ def main() -> None:
         algo = ga.GRPO(group_size=g, beta=0.1)
         floor = best_of(lambda ref=ref: numpy_floor(ref, n * g, rng), args.steps)
         for threads in args.threads:
-            cfg = TrainConfig(steps=args.steps + 1, groups_per_step=n, lr=0.5, tail_fraction=1.0, n_batches=2, threads=threads, record_every=args.steps + 1)
+            cfg = TrainConfig(
+                steps=args.steps + 1,
+                groups_per_step=n,
+                lr=0.5,
+                tail_fraction=1.0,
+                n_batches=2,
+                threads=threads,
+                record_every=args.steps + 1,
+            )
             times: list[float] = []
             last = [time.perf_counter()]
 
-            def tick(step: int, metrics: dict[str, float], times: list[float] = times, last: list[float] = last) -> None:
+            def tick(
+                step: int, metrics: dict[str, float], times: list[float] = times, last: list[float] = last
+            ) -> None:
                 now = time.perf_counter()
                 times.append(now - last[0])
                 last[0] = now
@@ -109,7 +121,9 @@ def main() -> None:
             with torch_threads(threads):
                 parts = phases(problem, algo, cfg, args.steps)
             where = ", ".join(f"{name} {t / step_time:.0%}" for name, t in parts.items())
-            print(f"{k:>4} {threads:>7} {floor * 1e3:>11.1f} ms {step_time * 1e3:>9.1f} ms {per_step / step_time:>12,.0f} {step_time / floor:>8.1f}   {where}")
+            print(
+                f"{k:>4} {threads:>7} {floor * 1e3:>11.1f} ms {step_time * 1e3:>9.1f} ms {per_step / step_time:>12,.0f} {step_time / floor:>8.1f}   {where}"
+            )
     print("\nnumpy floor: drawing the outputs alone (uniforms against each context's CDF); a train step")
     print("also draws the rewards, forms the advantages, and runs the loss, its gradient and the update.")
 

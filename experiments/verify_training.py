@@ -18,9 +18,9 @@ the unclipped penalty).
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,9 +69,19 @@ VARIANTS = [
     ("trl beta=0.04", "bernoulli", dict(preset="trl", beta=0.04), {}),
     ("verl (beta=0.001)", "bernoulli", dict(preset="verl"), {}),
     ("adam", "bernoulli", dict(group_size=4, beta=0.5), dict(optimizer="adam", lr=0.05)),
-    ("inner 4, clip 0.05, small step", "rewards", dict(group_size=4, beta=0.5), dict(inner_iterations=4, clip_eps=0.05, lr_scale=0.1)),
+    (
+        "inner 4, clip 0.05, small step",
+        "rewards",
+        dict(group_size=4, beta=0.5),
+        dict(inner_iterations=4, clip_eps=0.05, lr_scale=0.1),
+    ),
     # the clip still binds at the end: the run stops short of the prediction (see below)
-    ("inner 4, clip 0.05, large step", "rewards", dict(group_size=4, beta=0.5), dict(inner_iterations=4, clip_eps=0.05, lr_scale=0.25)),
+    (
+        "inner 4, clip 0.05, large step",
+        "rewards",
+        dict(group_size=4, beta=0.5),
+        dict(inner_iterations=4, clip_eps=0.05, lr_scale=0.25),
+    ),
 ]
 
 
@@ -88,12 +98,16 @@ MAX_LR = 10.0
 
 def slowest_rate(predicted) -> float:
     """Smallest |eigenvalue| of the expected-gradient Jacobian over the roots (per unit lr)."""
-    return float(min(np.min(np.abs(r.eigenvalues.real)) for roots in predicted.roots for r in roots if r.eigenvalues is not None))
+    return float(
+        min(np.min(np.abs(r.eigenvalues.real)) for roots in predicted.roots for r in roots if r.eigenvalues is not None)
+    )
 
 
 def step_size(predicted, tau: float) -> float:
     """lr |lambda_max| <= 1 and an autocorrelation time of about tau steps, at most MAX_LR."""
-    eig = np.concatenate([np.abs(r.eigenvalues.real) for roots in predicted.roots for r in roots if r.eigenvalues is not None])
+    eig = np.concatenate(
+        [np.abs(r.eigenvalues.real) for roots in predicted.roots for r in roots if r.eigenvalues is not None]
+    )
     return float(min(1.0 / eig.max(), 1.0 / (tau * eig.min()), MAX_LR))
 
 
@@ -124,7 +138,19 @@ def main() -> None:
         f"{args.steps} steps, {args.groups} groups per step; within tol = |gap| < 5 stderr + 2 tail var",
         title_justify="left",
     )
-    for col in ("variant", "lr", "steps", "max |z|", "|z| > 3", "within tol", "max |gap|", "2 tail var", "autocorr", "clip", "s"):
+    for col in (
+        "variant",
+        "lr",
+        "steps",
+        "max |z|",
+        "|z| > 3",
+        "within tol",
+        "max |gap|",
+        "2 tail var",
+        "autocorr",
+        "clip",
+        "s",
+    ):
         table.add_column(col, justify="left" if col == "variant" else "right")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("variants", total=len(VARIANTS))
@@ -142,7 +168,9 @@ def main() -> None:
             # times the inner iterations), and the first third must cover the transient
             tau = 1.0 / (lr * extra.get("inner_iterations", 1) * slowest_rate(predicted))
             steps = int(min(max(args.steps, 300 * tau), 5 * args.steps))
-            cfg = TrainConfig(steps=steps, groups_per_step=args.groups, lr=lr, seed=args.seed, tail_fraction=2 / 3, **extra)
+            cfg = TrainConfig(
+                steps=steps, groups_per_step=args.groups, lr=lr, seed=args.seed, tail_fraction=2 / 3, **extra
+            )
             t0 = time.perf_counter()
             result = train(problem, algo, cfg)
             z = np.abs(result.z)[problem.ref > 0]
@@ -150,15 +178,33 @@ def main() -> None:
             bias = 2 * (result.tail_std**2)[problem.ref > 0]
             within = float(np.mean(gap < 5 * result.stderr[problem.ref > 0] + bias))
             row = {
-                "variant": name, "algorithm": repr(algo), "contexts": args.contexts, "lr": lr, "steps": steps,
-                "max_abs_z": float(z.max()), "share_z_gt_3": float(np.mean(z > 3)), "max_gap": float(gap.max()), "share_within_tolerance": within,
-                "max_bias_allowance": float(bias.max()), "autocorrelation": result.batch_autocorrelation,
-                "clip_fraction": float(result.metrics["charts/clip_fraction"].mean()), "seconds": time.perf_counter() - t0,
+                "variant": name,
+                "algorithm": repr(algo),
+                "contexts": args.contexts,
+                "lr": lr,
+                "steps": steps,
+                "max_abs_z": float(z.max()),
+                "share_z_gt_3": float(np.mean(z > 3)),
+                "max_gap": float(gap.max()),
+                "share_within_tolerance": within,
+                "max_bias_allowance": float(bias.max()),
+                "autocorrelation": result.batch_autocorrelation,
+                "clip_fraction": float(result.metrics["charts/clip_fraction"].mean()),
+                "seconds": time.perf_counter() - t0,
             }
             rows.append(row)
             table.add_row(
-                name, f"{lr:.3g}", str(steps), f"{row['max_abs_z']:.2f}", f"{row['share_z_gt_3']:.1%}", f"{within:.0%}", f"{row['max_gap']:.1e}",
-                f"{row['max_bias_allowance']:.1e}", f"{row['autocorrelation']:+.2f}", f"{row['clip_fraction']:.3f}", f"{row['seconds']:.1f}",
+                name,
+                f"{lr:.3g}",
+                str(steps),
+                f"{row['max_abs_z']:.2f}",
+                f"{row['share_z_gt_3']:.1%}",
+                f"{within:.0%}",
+                f"{row['max_gap']:.1e}",
+                f"{row['max_bias_allowance']:.1e}",
+                f"{row['autocorrelation']:+.2f}",
+                f"{row['clip_fraction']:.3f}",
+                f"{row['seconds']:.1f}",
             )
             progress.advance(task)
     console.print(table)
@@ -174,10 +220,21 @@ def main() -> None:
         clip_table.add_column(col, justify="right")
     for lr in (0.2, 0.4, 0.8):
         for start, init in (("pi_ref", None), ("predicted", predicted)):
-            cfg = TrainConfig(steps=600, groups_per_step=1024, lr=lr, seed=1, inner_iterations=4, clip_eps=0.05, tail_fraction=0.5)
+            cfg = TrainConfig(
+                steps=600, groups_per_step=1024, lr=lr, seed=1, inner_iterations=4, clip_eps=0.05, tail_fraction=0.5
+            )
             r = train(prob, algo, cfg, init=init)
             clip = float(r.metrics["charts/clip_fraction"][-300:].mean())
-            rows.append({"table": "inner_clip", "lr": lr, "start": start, "mean_best": float(r.mean_policy[0]), "stderr": float(r.stderr[0]), "clip_tail": clip})
+            rows.append(
+                {
+                    "table": "inner_clip",
+                    "lr": lr,
+                    "start": start,
+                    "mean_best": float(r.mean_policy[0]),
+                    "stderr": float(r.stderr[0]),
+                    "clip_tail": clip,
+                }
+            )
             clip_table.add_row(f"{lr:g}", start, f"{r.mean_policy[0]:.4f}", f"{r.stderr[0]:.1e}", f"{clip:.3f}")
     console.print(clip_table)
     write_lines(args.out, rows)

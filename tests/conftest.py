@@ -145,7 +145,7 @@ def abs_condition_gap(pref: np.ndarray, policy: np.ndarray, ref: np.ndarray, bet
     the gap is how much the intersection of the intervals is empty.
     """
     lows, highs = [], []
-    for p, pi, r in zip(pref, policy, ref):
+    for p, pi, r in zip(pref, policy, ref, strict=False):
         if r == 0:
             continue
         if pi == 0:

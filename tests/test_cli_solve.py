@@ -170,7 +170,7 @@ BAD_INPUTS = {
         "problem.ref",
     ),
     "unknown_preset": (
-        "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npreset = \"deepspeed\"\n",
+        '[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npreset = "deepspeed"\n',
         "algorithm[0].preset",
     ),
     "no_algorithm": ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n", "algorithm"),

@@ -36,7 +36,7 @@ def test_rewards(tmp_path):
 
 
 def test_success_batch_ragged_with_shared_names(tmp_path):
-    text = '[problem]\nref = [[0.5, 0.5], [0.2, 0.3, 0.5]]\nsuccess = [[0.9, 0.1], [0.5, 0.4, 0.3]]\n'
+    text = "[problem]\nref = [[0.5, 0.5], [0.2, 0.3, 0.5]]\nsuccess = [[0.9, 0.1], [0.5, 0.4, 0.3]]\n"
     text += 'names = [["a", "b"], ["x", "y", "z"]]\n' + ALGO
     problem, _, opts = _load(tmp_path, text)
     _same_problem(problem, ga.Problem.from_bernoulli([[0.5, 0.5], [0.2, 0.3, 0.5]], [[0.9, 0.1], [0.5, 0.4, 0.3]]))
@@ -53,7 +53,7 @@ def test_levels_dist_batch_shares_one_level_vector(tmp_path):
 
 
 def test_win_prob_and_shared_names(tmp_path):
-    text = '[problem]\nref = [0.6, 0.3, 0.1]\nwin_prob = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]\n'
+    text = "[problem]\nref = [0.6, 0.3, 0.1]\nwin_prob = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]\n"
     text += 'names = ["rock", "paper", "scissors"]\n' + ALGO
     problem, _, opts = _load(tmp_path, text)
     assert problem.is_preference
@@ -90,10 +90,18 @@ def test_extra_tables_pass_through(tmp_path):
         ("[problem\n", "p.toml", "malformed TOML"),
         ("colour = 1\n[problem]\nref = [1]\nrewards = [1]\n" + ALGO, "colour", "allowed: title, problem, algorithm"),
         ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\nfoo = 1\n" + ALGO, "problem.foo", ", ".join(PROBLEM_KEYS)),
-        ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\nlr = 1\n", "algorithm[0].lr", ", ".join(ALGORITHM_KEYS)),
+        (
+            "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\nlr = 1\n",
+            "algorithm[0].lr",
+            ", ".join(ALGORITHM_KEYS),
+        ),
         ("[problem]\nrewards = [1, 0]\n" + ALGO, "problem.ref", "missing"),
         ("[problem]\nref = [0.5, 0.5]\n" + ALGO, "problem", "exactly one of"),
-        ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\nsuccess = [1, 0]\n" + ALGO, "problem", "given: rewards, success"),
+        (
+            "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\nsuccess = [1, 0]\n" + ALGO,
+            "problem",
+            "given: rewards, success",
+        ),
         ("[problem]\nref = [0.5, 0.5]\nlevels = [0, 1]\n" + ALGO, "problem.dist", "missing"),
         ("[problem]\nref = [0.5, 0.6]\nrewards = [1, 0]\n" + ALGO, "problem.ref", "sum to 1"),
         ("[problem]\nref = [0.5, 0.5]\nsuccess = [1.5, 0]\n" + ALGO, "problem.success", "[0, 1]"),
@@ -101,11 +109,23 @@ def test_extra_tables_pass_through(tmp_path):
         ('[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\nnames = ["a"]\n' + ALGO, "problem.names", "1 names for 2"),
         ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0, 3]\n" + ALGO, "problem.rewards", "one reward per output"),
         ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n", "algorithm", "at least one"),
-        ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npreset = 'x'\n", "algorithm[0].preset", "unknown"),
+        (
+            "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npreset = 'x'\n",
+            "algorithm[0].preset",
+            "unknown",
+        ),
         ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\nbeta = -1\n", "algorithm[0].beta", ">= 0"),
         ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\nbeta = '1'\n", "algorithm[0].beta", "number"),
-        ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\ngroup_size = 1\n", "algorithm[0].group_size", ">= 2"),
-        ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npenalty = 'k4'\n", "algorithm[0].penalty", "k3"),
+        (
+            "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\ngroup_size = 1\n",
+            "algorithm[0].group_size",
+            ">= 2",
+        ),
+        (
+            "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npenalty = 'k4'\n",
+            "algorithm[0].penalty",
+            "k3",
+        ),
         (
             "[problem]\nref = [0.5, 0.5]\nwin_prob = [[0, 1], [0, 0]]\n[[algorithm]]\ngroup_size = 8\n",
             "algorithm[0].group_size",

@@ -52,8 +52,13 @@ def setup():
     task = build_task(3, 3, seed=1)
     tok = build_tokenizer(task_words())
     model = build_model(tok, TINY, seed=1)
-    supervised_finetune(model, tok, task, noisy_labels(task, 20, low=0.2, high=0.8, junk_rate=0.3, seed=1),
-                        SFTConfig(steps=120, lr=1e-2))
+    supervised_finetune(
+        model,
+        tok,
+        task,
+        noisy_labels(task, 20, low=0.2, high=0.8, junk_rate=0.3, seed=1),
+        SFTConfig(steps=120, lr=1e-2),
+    )
     return task, tok, model
 
 
@@ -129,14 +134,24 @@ def test_sampling_frequencies_match_exact_probabilities(setup):
     probs = answer_probabilities(model, tok, task)
     table = np.concatenate([probs.probs, probs.other[:, None]], axis=1)
     n = 3000
-    comp = sample_completions(model, encode_prompts(tok, task), n, 2, tok.eos_token_id, torch.Generator().manual_seed(5))
+    comp = sample_completions(
+        model, encode_prompts(tok, task), n, 2, tok.eos_token_id, torch.Generator().manual_seed(5)
+    )
     texts = tok.batch_decode(comp.tokens, skip_special_tokens=True)
     torch.manual_seed(6)
     prompts = encode_prompts(tok, task)
-    gen = model.generate(input_ids=prompts.repeat_interleave(n, 0), attention_mask=torch.ones_like(prompts.repeat_interleave(n, 0)),
-                         do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=2,
-                         pad_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-    gen_texts = tok.batch_decode(gen[:, prompts.shape[1]:], skip_special_tokens=True)
+    gen = model.generate(
+        input_ids=prompts.repeat_interleave(n, 0),
+        attention_mask=torch.ones_like(prompts.repeat_interleave(n, 0)),
+        do_sample=True,
+        top_k=0,
+        top_p=1.0,
+        temperature=1.0,
+        max_new_tokens=2,
+        pad_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    gen_texts = tok.batch_decode(gen[:, prompts.shape[1] :], skip_special_tokens=True)
     for source in (texts, gen_texts):
         freq = np.zeros_like(table)
         for c, q in enumerate(task.questions):
@@ -161,7 +176,7 @@ def test_prediction_of_binary_questions_matches_closed_form(setup):
             assert pred.grpo[c].sum() == pytest.approx(1.0, abs=1e-9)
             # the zero-reward outputs keep their reference ratios (THEORY.md section 5)
             zero = [k for k in range(len(q.candidates)) if k != q.correct]
-            ratios = pred.grpo[c, zero + [-1]] / pred.reference[c, zero + [-1]]
+            ratios = pred.grpo[c, [*zero, -1]] / pred.reference[c, [*zero, -1]]
             assert np.allclose(ratios, ratios[0], rtol=1e-6)
 
 
@@ -203,13 +218,17 @@ def test_loss_gradient_at_theta_old_matches_expected_gradient(setup, aggregation
             p_corr = float(seq_p[correct].sum())
             pc, pw = _binary_preference(p_corr, 4)
             pref = torch.where(correct, pc, pw).double()
-            w = 1.0 / mask.sum(1) if aggregation == "sequence_mean" else torch.full((len(rows),), 0.5, dtype=torch.float64)
+            w = (
+                1.0 / mask.sum(1)
+                if aggregation == "sequence_mean"
+                else torch.full((len(rows),), 0.5, dtype=torch.float64)
+            )
             tok_w = (seq_p * w)[:, None] * mask
             pen = 1.0 - torch.exp(lref - lp.detach())
         objective = -(tok_w * pref[:, None] * lp).sum() + algo.beta * (tok_w * pen * lp).sum()
         # the loss averages over the questions' sequences: each question weighs 1/C
         grads = torch.autograd.grad(objective / len(task), params)
-        expected = [e + g for e, g in zip(expected, grads)]
+        expected = [e + g for e, g in zip(expected, grads, strict=False)]
     expected_vec = torch.cat([e.reshape(-1) for e in expected])
 
     gen = torch.Generator().manual_seed(11)
@@ -241,8 +260,9 @@ def test_loss_gradient_at_theta_old_matches_expected_gradient(setup, aggregation
 def test_training_smoke_and_resume_is_bit_for_bit(setup, tmp_path):
     task, tok, ref = setup
     algo = ga.GRPO(group_size=4, beta=0.5)
-    config = LMTrainConfig(steps=6, eval_every=2, n_batches=2, tail_fraction=0.5, checkpoint_every=3, warmup_steps=2,
-                           inner_iterations=2)
+    config = LMTrainConfig(
+        steps=6, eval_every=2, n_batches=2, tail_fraction=0.5, checkpoint_every=3, warmup_steps=2, inner_iterations=2
+    )
     full = train_lm(copy.deepcopy(ref), ref, tok, task, algo, config, out_dir=tmp_path / "a")
     first = copy.deepcopy(ref)
     part = train_lm(first, ref, tok, task, algo, config, out_dir=tmp_path / "b", stop_after=3)
@@ -270,13 +290,19 @@ def test_train_config_rejects_bad_values():
 
 
 def test_experiment_writes_summary(tmp_path):
-    config = LMExperimentConfig(n_binary=2, n_choice=2, n_labels=10, model=TINY, sft=SFTConfig(steps=20),
-                                train=LMTrainConfig(steps=8, eval_every=2, n_batches=2, tail_fraction=0.5, warmup_steps=1),
-                                runs=((0.5, 2), (1.0, 4)))
+    config = LMExperimentConfig(
+        n_binary=2,
+        n_choice=2,
+        n_labels=10,
+        model=TINY,
+        sft=SFTConfig(steps=20),
+        train=LMTrainConfig(steps=8, eval_every=2, n_batches=2, tail_fraction=0.5, warmup_steps=1),
+        runs=((0.5, 2), (1.0, 4)),
+    )
     result = run_experiment(config, tmp_path, plots=True)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary) == 2
-    for entry, (beta, g) in zip(summary, config.runs):
+    for entry, (beta, g) in zip(summary, config.runs, strict=False):
         assert {"beta", "group_size", "mae", "mae_rlhf", "mae_reference", "questions", "steps"} <= set(entry)
         assert (entry["beta"], entry["group_size"], entry["questions"], entry["steps"]) == (beta, g, 4, 8)
         assert all(0 <= entry[k] <= 1 for k in ("mae", "mae_rlhf", "mae_reference"))

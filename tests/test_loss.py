@@ -76,8 +76,8 @@ def test_penalties_by_hand(penalty, formula):
     adv = [0.7, -0.4]
     algo = ga.GRPO(group_size=2, beta=0.25, penalty=penalty)
     out = grpo_loss(_t(new), _t(old), _t(ref), _t(adv), torch.ones(2, 1, dtype=T), algo, clip_eps_low=0.5)
-    pens = [formula(n[0] - r[0], math.exp(n[0] - o[0])) for n, o, r in zip(new, old, ref)]
-    surr = [-math.exp(n[0] - o[0]) * a for n, o, a in zip(new, old, adv)]  # rho within [0.5, 1.5]
+    pens = [formula(n[0] - r[0], math.exp(n[0] - o[0])) for n, o, r in zip(new, old, ref, strict=False)]
+    surr = [-math.exp(n[0] - o[0]) * a for n, o, a in zip(new, old, adv, strict=False)]  # rho within [0.5, 1.5]
     assert out.penalty.item() == pytest.approx(sum(pens) / 2, rel=1e-14)
     assert out.policy_loss.item() == pytest.approx(sum(surr) / 2, rel=1e-14)
     assert out.loss.item() == pytest.approx(sum(surr) / 2 + 0.25 * sum(pens) / 2, rel=1e-14)
@@ -135,7 +135,7 @@ def _expected_loss_gradient(problem, algo, pi):
         else:
             levels, dist = problem.levels[0], problem.dist[0]
             reward_sets = [
-                (levels[list(lv)], float(np.prod([dist[o, l] for o, l in zip(outs, lv)])))
+                (levels[list(lv)], float(np.prod([dist[o, lev] for o, lev in zip(outs, lv, strict=True)])))
                 for lv in itertools.product(range(problem.n_levels), repeat=g)
             ]
         for r, p_r in reward_sets:
@@ -149,8 +149,13 @@ def _expected_loss_gradient(problem, algo, pi):
     logp_all = torch.log_softmax(logits, dim=0)
     log_ref = torch.tensor(np.log(problem.ref[0]), dtype=T)
     out = grpo_loss(
-        logp_all[idx][:, None], logp_all.detach()[idx][:, None], log_ref[idx][:, None],
-        adv, mask, algo, aggregation="token_mean",
+        logp_all[idx][:, None],
+        logp_all.detach()[idx][:, None],
+        log_ref[idx][:, None],
+        adv,
+        mask,
+        algo,
+        aggregation="token_mean",
     )
     assert float(mask.sum()) == pytest.approx(g, rel=1e-12)
     (grad,) = torch.autograd.grad(out.loss, logits)
@@ -172,7 +177,15 @@ LEVEL_PROBLEM = ga.Problem(ref=_REF, levels=[0.0, 0.4, 1.0], dist=RNG.dirichlet(
 
 @pytest.mark.parametrize("penalty", ["k3", "k2", "k1", "abs", "kl"])
 @pytest.mark.parametrize(
-    "norm", [("shift_scale", 0, 0.0), ("shift_scale", 1, 0.0), ("shift_scale", 1, 1e-4), ("shift", 0, 0.0), ("rloo", 0, 0.0), ("raw", 0, 0.0)]
+    "norm",
+    [
+        ("shift_scale", 0, 0.0),
+        ("shift_scale", 1, 0.0),
+        ("shift_scale", 1, 1e-4),
+        ("shift", 0, 0.0),
+        ("rloo", 0, 0.0),
+        ("raw", 0, 0.0),
+    ],
 )
 def test_gradient_at_old_policy_equals_theory(penalty, norm):
     normalization, ddof, eps = norm

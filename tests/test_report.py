@@ -212,4 +212,4 @@ def test_cli_help_lists_the_real_sections():
     from grpo_align.commands.reproduce import SECTION_KEYS
     from grpo_align.report.runner import SECTIONS
 
-    assert SECTION_KEYS == ", ".join(f"{s.number}={s.key}" for s in SECTIONS)
+    assert ", ".join(f"{s.number}={s.key}" for s in SECTIONS) == SECTION_KEYS

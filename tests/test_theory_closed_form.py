@@ -52,12 +52,9 @@ def test_worked_numbers_p03_beta05():
     [(0.5, 1.0, (0.707107, 0.818310, 0.850679, 0.853553)), (0.1, 0.5, (0.585410, 0.791112, 0.833737, 0.837612))],
 )
 def test_worked_numbers_by_group_size(p0, beta, expected):
-    for g, want in zip((2, 8, 64, math.inf), expected):
+    for g, want in zip((2, 8, 64, math.inf), expected, strict=False):
         assert abs(solve_p(binary(p0), group_size=g, beta=beta) - want) <= ROUND6, g
-        if g == math.inf:
-            closed = ga.binary_limit_policy(p0, beta)
-        else:
-            closed = ga.binary_policy(p0, beta, g)
+        closed = ga.binary_limit_policy(p0, beta) if g == math.inf else ga.binary_policy(p0, beta, g)
         assert abs(closed - want) <= ROUND6, g
     assert abs(ga.binary_g2_policy(p0, beta) - expected[0]) <= ROUND6
 
@@ -91,10 +88,7 @@ def test_binary_closed_forms_equal_solver(p0, beta):
     prob = binary(p0)
     for g in (2, 3, 8, 64, math.inf):
         got = solve_p(prob, group_size=g, beta=beta)
-        if g == math.inf:
-            want = ga.binary_limit_policy(p0, beta)
-        else:
-            want = ga.binary_policy(p0, beta, g)
+        want = ga.binary_limit_policy(p0, beta) if g == math.inf else ga.binary_policy(p0, beta, g)
         assert abs(got - want) < 1e-9, (g, got, want)
         # sample std: the solver with ddof 1 against beta * sqrt(G/(G-1)) in the closed form
         if g != math.inf:

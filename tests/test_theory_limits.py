@@ -110,7 +110,7 @@ def test_shift_scale_converges_like_one_over_g(ddof):
     pg = {g: ga.preference(prob, algo.replace(group_size=g), pol) for g in GROUPS}
     dist = [float(np.max(np.abs(pg[g] - p_inf))) for g in GROUPS]
     assert all(a > b for a, b in itertools.pairwise(dist)), dist
-    for g, a, b in zip(GROUPS, dist, dist[1:]):
+    for g, a, b in zip(GROUPS, dist, dist[1:], strict=False):
         if g >= 32:
             assert 1.9 < a / b < 2.1, (g, a / b)
     rich = [float(np.max(np.abs(2 * pg[2 * g] - pg[g] - p_inf))) for g in GROUPS[3:-1]]

@@ -63,7 +63,7 @@ def test_group_advantages_match_hand_formula(seed, brute):
         # small integer rewards make ties and all-equal groups frequent
         rewards = rng.integers(0, 3, size=(50, g)).astype(float) * 0.5
         got = ga.group_advantages(rewards, algo)
-        for row, adv in zip(rewards, got):
+        for row, adv in zip(rewards, got, strict=False):
             for i in range(g):
                 rolled = tuple(np.roll(row, -i))
                 want = brute.first_advantage(rolled, spec["normalization"], spec["ddof"], spec["eps"])
@@ -110,7 +110,7 @@ def test_ragged_deterministic_batch(brute):
     for name in NORM_NAMES:
         algo = ga.GRPO(group_size=3, beta=0.5, **brute.NORMALISATIONS[name])
         got = ga.preference(prob, algo, policy)
-        for c, (r, pol) in enumerate(zip(rewards, policy)):
+        for c, (r, pol) in enumerate(zip(rewards, policy, strict=False)):
             k = len(r)
             dist = np.eye(k)  # output o has its own level r[o]
             spec = brute.NORMALISATIONS[name]

@@ -212,7 +212,7 @@ def test_batch_of_binary_contexts_equals_per_context_solves():
     rewards = [[1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0]]
     algo = ga.GRPO(group_size=6, beta=0.4)
     batch = ga.stationary_policy(ga.Problem.from_rewards(refs, rewards), algo)
-    for c, (r, w) in enumerate(zip(refs, rewards)):
+    for c, (r, w) in enumerate(zip(refs, rewards, strict=False)):
         single = ga.stationary_policy(ga.Problem.from_rewards(r, w), algo)
         np.testing.assert_allclose(batch.policy[c, : len(r)], single.policy, rtol=0, atol=1e-12)
         assert np.all(batch.policy[c, len(r) :] == 0)
@@ -268,7 +268,7 @@ def test_direct_kl_has_three_stationary_policies(g, beta, brute):
     # in one dimension stable and unstable roots alternate
     assert [r.stable for r in roots] == [True, False, True]
     # independent stability check: the sign of the logit drift on both sides of each root
-    for root, stable in zip(roots, (True, False, True)):
+    for root, stable in zip(roots, (True, False, True), strict=False):
         p = root.policy[0]
         d = min(1e-5, p / 4, (1 - p) / 4)
         left, right = k2_drift(p - d, p0, beta, g, brute), k2_drift(p + d, p0, beta, g, brute)

@@ -81,7 +81,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(toml_file, tmp_path, monk
     for name in ("trajectory-0.jsonl", "trajectory-1.jsonl"):
         assert (cut / name).read_text() == (full / name).read_text()
     a, b = _lines(full / "summary.jsonl"), _lines(cut / "summary.jsonl")
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         for key in ("policy", "mean_policy", "stderr", "gap", "predicted"):
             assert x[key] == y[key]
 

@@ -10,7 +10,9 @@ import grpo_align as ga
 from grpo_align.training import expected_dynamics, expected_gradient
 
 BERN = ga.Problem.from_bernoulli(ref=[[0.2, 0.3, 0.5], [0.5, 0.3, 0.2]], success=[[0.8, 0.5, 0.2], [0.1, 0.5, 0.9]])
-LEVELS = ga.Problem(ref=[0.5, 0.3, 0.2], levels=[0.0, 0.5, 1.0], dist=[[0.6, 0.3, 0.1], [0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
+LEVELS = ga.Problem(
+    ref=[0.5, 0.3, 0.2], levels=[0.0, 0.5, 1.0], dist=[[0.6, 0.3, 0.1], [0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]
+)
 RPS = ga.Problem.from_preference(ref=[0.2, 0.3, 0.5], win_prob=[[0.0, 0.7, 0.2], [0.2, 0.0, 0.7], [0.7, 0.2, 0.0]])
 
 

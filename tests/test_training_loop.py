@@ -99,7 +99,9 @@ def test_first_step_matches_the_expected_gradient_on_average():
     lr, runs = 0.01, 30
     steps = []
     for seed in range(runs):
-        cfg = TrainConfig(steps=2, groups_per_step=2000, lr=lr, seed=seed, tail_fraction=1.0, n_batches=2, record_every=1)
+        cfg = TrainConfig(
+            steps=2, groups_per_step=2000, lr=lr, seed=seed, tail_fraction=1.0, n_batches=2, record_every=1
+        )
         traj = np.log(train(prob, algo, cfg).trajectory[:2])
         steps.append((traj[1] - traj[1].mean()) - (traj[0] - traj[0].mean()))
     steps = np.array(steps) / lr
@@ -152,5 +154,5 @@ def test_bad_input():
     pref = ga.Problem.from_preference(ref=[0.5, 0.5], win_prob=[[0.0, 0.7], [0.2, 0.0]])
     with pytest.raises(ga.InputError, match="group_size"):
         train(pref, ALGO, small())
-    with pytest.raises(ga.InputError, match="train.foo"):
+    with pytest.raises(ga.InputError, match=r"train\.foo"):
         TrainConfig.from_dict({"foo": 1})

@@ -46,7 +46,9 @@ def run(problem, algo, *, groups=256, lr=None, steps=750, **kw):
     predicted = ga.stationary_policy(problem, algo)
     assert np.all(predicted.success), predicted.message
     lr = step_size(predicted) if lr is None else lr
-    cfg = TrainConfig(steps=steps, groups_per_step=groups, lr=lr, seed=7, tail_fraction=2 / 3, n_batches=N_BATCHES, **kw)
+    cfg = TrainConfig(
+        steps=steps, groups_per_step=groups, lr=lr, seed=7, tail_fraction=2 / 3, n_batches=N_BATCHES, **kw
+    )
     return train(problem, algo, cfg)
 
 
@@ -131,7 +133,11 @@ def replicas_stay(problem_one, algo, *, lr, replicas=16, steps=400, groups=128):
     test_presets_reached_from_reference_by_expected_dynamics.
     """
     ref = np.repeat(problem_one.ref, replicas, axis=0)
-    prob = ga.Problem(ref=ref, levels=np.repeat(problem_one.levels, replicas, axis=0), dist=np.repeat(problem_one.dist, replicas, axis=0))
+    prob = ga.Problem(
+        ref=ref,
+        levels=np.repeat(problem_one.levels, replicas, axis=0),
+        dist=np.repeat(problem_one.dist, replicas, axis=0),
+    )
     predicted = ga.stationary_policy(prob, algo).policy
     cfg = TrainConfig(steps=steps, groups_per_step=groups, lr=lr, seed=5, tail_fraction=1.0)
     result = train(prob, algo, cfg, init=predicted)

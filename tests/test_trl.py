@@ -29,8 +29,17 @@ pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.f
 def _config(tmp_path, **kw):
     from trl import GRPOConfig
 
-    base = dict(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", max_completion_length=2,
-                per_device_train_batch_size=8, num_generations=4, beta=0.3, use_bias_correction_kl=False)
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        max_completion_length=2,
+        per_device_train_batch_size=8,
+        num_generations=4,
+        beta=0.3,
+        use_bias_correction_kl=False,
+    )
     base.update(kw)
     return GRPOConfig(**base)
 
@@ -75,8 +84,13 @@ def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type)
 
     task, tok, path = trl_setup
     args = _config(tmp_path, loss_type=loss_type, epsilon=0.2, epsilon_high=0.28)
-    trainer = GRPOTrainer(model=str(path), reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,
-                          train_dataset=Dataset.from_list([{"prompt": p} for p in task.prompts]), processing_class=tok)
+    trainer = GRPOTrainer(
+        model=str(path),
+        reward_funcs=lambda completions, **kw: [0.0] * len(completions),
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in task.prompts]),
+        processing_class=tok,
+    )
     model = trainer.model
     model.train()
     trainer.current_gradient_accumulation_steps = 1
@@ -94,9 +108,16 @@ def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type)
     old = base + 0.4 * torch.randn(base.shape, generator=g)
     ref = base + 0.5 * torch.randn(base.shape, generator=g)
     adv = torch.randn(8, generator=g)
-    inputs = dict(prompt_ids=prompts, prompt_mask=torch.ones_like(prompts), completion_ids=completions,
-                  completion_mask=mask, advantages=adv, old_per_token_logps=old, ref_per_token_logps=ref,
-                  num_items_in_batch=mask.sum())
+    inputs = dict(
+        prompt_ids=prompts,
+        prompt_mask=torch.ones_like(prompts),
+        completion_ids=completions,
+        completion_mask=mask,
+        advantages=adv,
+        old_per_token_logps=old,
+        ref_per_token_logps=ref,
+        num_items_in_batch=mask.sum(),
+    )
     model.zero_grad()
     trl_loss = trainer._compute_loss(model, inputs)
     trl_loss.backward()
@@ -105,12 +126,22 @@ def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type)
     model.zero_grad()
     spec = grpo_spec_from_trl(args)
     logp = token_logprobs(model, prompts, completions)
-    out = grpo_loss(logp, old.double(), ref.double(), adv.double(), mask.double(), spec, clip_eps_low=args.epsilon,
-                    clip_eps_high=args.epsilon_high, aggregation=trl_aggregation(args), max_length=args.max_completion_length)
+    out = grpo_loss(
+        logp,
+        old.double(),
+        ref.double(),
+        adv.double(),
+        mask.double(),
+        spec,
+        clip_eps_low=args.epsilon,
+        clip_eps_high=args.epsilon_high,
+        aggregation=trl_aggregation(args),
+        max_length=args.max_completion_length,
+    )
     out.loss.backward()
     assert float(out.clip_fraction) > 0  # the clip is active in this batch
     assert out.loss.item() == pytest.approx(trl_loss.item(), rel=1e-5, abs=1e-7)
-    for ours, theirs in zip([p.grad for p in model.parameters()], trl_grads):
+    for ours, theirs in zip([p.grad for p in model.parameters()], trl_grads, strict=False):
         assert torch.allclose(ours.double(), theirs.double(), rtol=1e-4, atol=1e-7)
 
 
@@ -146,8 +177,27 @@ def test_two_processes_under_torchrun(tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "grpo_align.cli", "lm", "--trl",
-                           "--steps", "2", "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            "torchrun",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "grpo_align.cli",
+            "lm",
+            "--trl",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "trl_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.theory import *  # noqa: F401,F403
+from grpo_align.theory import *
 from grpo_align.theory import __all__ as _theory_all
 
 __version__ = "0.1.0"

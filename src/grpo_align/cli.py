@@ -47,8 +47,6 @@ def _version() -> str:
     return __version__
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -92,7 +92,7 @@ def _numbers(value: Any, name: str, depth: tuple[int, ...]) -> Any:
     """
 
     def depth_of(v: Any) -> int:
-        if isinstance(v, bool) or isinstance(v, str) or isinstance(v, dict):
+        if isinstance(v, (bool, str, dict)):
             raise InputError(name, f"expected numbers, got {type(v).__name__} {v!r}")
         if isinstance(v, (int, float)):
             return 0
@@ -176,7 +176,7 @@ def _output_names(value: Any, n_outputs: list[int], batched: bool) -> list[list[
     rows = value if isinstance(value[0], list) else [value] * len(n_outputs)
     if len(rows) != len(n_outputs):
         raise InputError("problem.names", f"has {len(rows)} rows for {len(n_outputs)} contexts; expected {expected}")
-    for row, k in zip(rows, n_outputs):
+    for row, k in zip(rows, n_outputs, strict=False):
         if not isinstance(row, list) or not all(isinstance(s, str) for s in row):
             raise InputError("problem.names", f"expected {expected}")
         if len(row) != k:
@@ -282,9 +282,10 @@ def _check_pairwise(algo: GRPO, index: int) -> None:
     """A win_prob problem defines P_G for G = 2 and shift_scale with eps = 0 only (THEORY.md 7)."""
     if algo.group_size != 2:
         raise InputError(
-            f"algorithm[{index}].group_size", f"a win_prob problem is defined for G = 2 only, got {_fmt(algo.group_size)}"
+            f"algorithm[{index}].group_size",
+            f"a win_prob problem is defined for G = 2 only, got {_fmt(algo.group_size)}",
         )
     try:
-        algo.pairwise_scale
+        _ = algo.pairwise_scale
     except InputError as exc:
         raise InputError(f"algorithm[{index}].{exc.field}", exc.expected) from None

@@ -23,8 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of task, labels, model and sampler")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for this tiny model)")
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    parser.add_argument("--trl", action="store_true",
-                        help="train with TRL's GRPOTrainer instead (needs the trl extra; runs data-parallel under torchrun)")
+    parser.add_argument(
+        "--trl",
+        action="store_true",
+        help="train with TRL's GRPOTrainer instead (needs the trl extra; runs data-parallel under torchrun)",
+    )
     parser.add_argument("--beta", type=float, default=0.5, help="with --trl: KL coefficient (default 0.5)")
     parser.add_argument("--group-size", type=int, default=8, help="with --trl: num_generations (default 8)")
 
@@ -58,8 +61,15 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     start = time.perf_counter()
     tasks: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+
         def progress(name: str, step: int, total: int) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total)
@@ -67,16 +77,29 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_experiment(config, args.out, progress=progress, plots=not args.no_plots)
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    table = Table(title=f"GRPO on a {result.parameters:,}-parameter causal LM, {len(result.reference.other)} questions: "
-                        "mean |measured - predicted| of P(correct answer)")
+    table = Table(
+        title=f"GRPO on a {result.parameters:,}-parameter causal LM, {len(result.reference.other)} questions: "
+        "mean |measured - predicted| of P(correct answer)"
+    )
     for col in ("beta", "G", "steps", "GRPO prediction", "RLHF pooling", "reference", "stderr", "max error"):
         table.add_column(col, justify="right")
     for s in result.summaries:
-        table.add_row(f"{s.beta:g}", str(s.group_size), str(s.steps), f"{s.mae:.4f}", f"{s.mae_rlhf:.4f}",
-                      f"{s.mae_reference:.4f}", f"{s.stderr:.4f}", f"{s.max_abs_error:.4f}")
+        table.add_row(
+            f"{s.beta:g}",
+            str(s.group_size),
+            str(s.steps),
+            f"{s.mae:.4f}",
+            f"{s.mae_rlhf:.4f}",
+            f"{s.mae_reference:.4f}",
+            f"{s.stderr:.4f}",
+            f"{s.max_abs_error:.4f}",
+        )
     out.print(table)
-    out.print(f"wrote {args.out / 'summary.json'}" + "".join(f", {f}" for f in result.figures)
-              + f" ({time.perf_counter() - start:.0f} s)")
+    out.print(
+        f"wrote {args.out / 'summary.json'}"
+        + "".join(f", {f}" for f in result.figures)
+        + f" ({time.perf_counter() - start:.0f} s)"
+    )
     return 0
 
 
@@ -88,11 +111,13 @@ def _run_trl(args: argparse.Namespace) -> int:
     from grpo_align.errors import InputError
 
     if not args.beta > 0:
-        raise InputError("--beta", f"expected > 0 (TRL's default 0 leaves no interior stationary policy), got {args.beta}")
+        raise InputError(
+            "--beta", f"expected > 0 (TRL's default 0 leaves no interior stationary policy), got {args.beta}"
+        )
     if args.group_size < 2:
         raise InputError("--group-size", f"expected an integer >= 2, got {args.group_size}")
     try:
-        import trl  # noqa: F401
+        import trl  # noqa: F401  (fail early with the install hint)
 
         from grpo_align.integrations.trl import run_trl_experiment
     except ImportError:
@@ -100,13 +125,24 @@ def _run_trl(args: argparse.Namespace) -> int:
     steps = args.steps if args.steps is not None else (300 if args.quick else 600)
     res = run_trl_experiment(args.out, steps=steps, beta=args.beta, num_generations=args.group_size, seed=args.seed)
     if int(os.environ.get("RANK", "0")) == 0:
-        summary = dict(beta=res.spec.beta, group_size=int(res.spec.group_size), mae=res.mae, mae_rlhf=res.mae_rlhf,
-                       mae_reference=res.mae_reference, stderr=None if math.isnan(res.stderr) else res.stderr, steps=res.steps, seconds=res.seconds,
-                       spec=repr(res.spec), processes=int(os.environ.get("WORLD_SIZE", "1")))
+        summary = dict(
+            beta=res.spec.beta,
+            group_size=int(res.spec.group_size),
+            mae=res.mae,
+            mae_rlhf=res.mae_rlhf,
+            mae_reference=res.mae_reference,
+            stderr=None if math.isnan(res.stderr) else res.stderr,
+            steps=res.steps,
+            seconds=res.seconds,
+            spec=repr(res.spec),
+            processes=int(os.environ.get("WORLD_SIZE", "1")),
+        )
         tmp = args.out / "trl_summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, args.out / "trl_summary.json")
-        print(f"TRL GRPOTrainer, {res.spec}: mean |measured - predicted| P(correct) = {res.mae:.4f} "
-              f"(RLHF pooling {res.mae_rlhf:.4f}, reference {res.mae_reference:.4f}, stderr {res.stderr:.4f}), "
-              f"{res.steps} steps in {res.seconds:.0f} s; wrote {args.out / 'trl_summary.json'}")
+        print(
+            f"TRL GRPOTrainer, {res.spec}: mean |measured - predicted| P(correct) = {res.mae:.4f} "
+            f"(RLHF pooling {res.mae_rlhf:.4f}, reference {res.mae_reference:.4f}, stderr {res.stderr:.4f}), "
+            f"{res.steps} steps in {res.seconds:.0f} s; wrote {args.out / 'trl_summary.json'}"
+        )
     return 0

@@ -9,7 +9,6 @@ import argparse
 
 from rich.console import Console
 
-
 #: section numbers and keys for --help, kept here so that building the CLI does not import
 #: the report (matplotlib, scipy.stats); tests/test_report.py checks it against SECTIONS
 SECTION_KEYS = "1=binary, 2=pooling, 3=reverse-kl, 4=pairwise, 5=large-groups, 6=variants, 7=training, 8=practice, 9=lm"

@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
 
     failed = [
         (name, c, msg)
-        for (name, _), res in zip(spec.algorithms, results)
-        for c, (ok, msg) in enumerate(zip(_per_context(res.success, spec.problem), _per_context(res.message, spec.problem)))
+        for (name, _), res in zip(spec.algorithms, results, strict=False)
+        for c, (ok, msg) in enumerate(
+            zip(_per_context(res.success, spec.problem), _per_context(res.message, spec.problem), strict=False)
+        )
         if not ok
     ]
     for name, c, msg in failed:
@@ -145,13 +147,13 @@ def print_results(
         if reward is not None:
             # the mean reward each policy earns: the quantity RLHF trades against its KL
             r = reward[1][c]
-            row = ["mean reward"] + [""] + [fmt.format(problem.ref[c] @ r)]
+            row = ["mean reward", "", fmt.format(problem.ref[c] @ r)]
             row += [fmt.format(p[c] @ r) for p in policies]
             if rlhf2 is not None:
                 row.append(fmt.format(rlhf2[c] @ r))
             table.add_row(*row, style="dim", end_section=False)
         console.print(table)
-        for (name, _), res in zip(spec.algorithms, results):
+        for (name, _), res in zip(spec.algorithms, results, strict=False):
             roots = res.roots[c] if problem.batched else res.roots
             if len(roots) > 1:
                 console.print(_roots_table(name, roots, spec.options["names"][c][:k], fmt))
@@ -191,7 +193,7 @@ def _status_table(spec: ProblemFile, results: list[StationaryResult]) -> Table:
     table.add_column("residual", justify="right", no_wrap=True)
     table.add_column("roots")
     table.add_column("message")
-    for (name, algo), res in zip(spec.algorithms, results):
+    for (name, algo), res in zip(spec.algorithms, results, strict=False):
         fields = _spec_text(algo)
         statuses = _per_context(res.status, problem)
         residuals = _per_context(res.residual, problem)
@@ -222,7 +224,7 @@ def _ranges(indices: list[int]) -> str:
     """1-based context numbers as ranges: [0, 1, 2, 5] -> '1-3, 6'."""
     parts: list[str] = []
     start = prev = indices[0]
-    for i in indices[1:] + [None]:  # type: ignore[list-item]
+    for i in [*indices[1:], None]:  # type: ignore[list-item]
         if i is not None and i == prev + 1:
             prev = i
             continue
@@ -292,8 +294,12 @@ def to_json(
         prob["dist"] = problem.squeeze(problem.dist)
         prob["expected_reward"] = problem.squeeze(problem.expected_reward())
     algorithms = []
-    for (name, algo), preset, res in zip(spec.algorithms, spec.options["presets"], results):
-        roots = [[_root_json(r) for r in ctx] for ctx in res.roots] if problem.batched else [_root_json(r) for r in res.roots]
+    for (name, algo), preset, res in zip(spec.algorithms, spec.options["presets"], results, strict=False):
+        roots = (
+            [[_root_json(r) for r in ctx] for ctx in res.roots]
+            if problem.batched
+            else [_root_json(r) for r in res.roots]
+        )
         algorithms.append(
             {
                 "name": name,

@@ -80,17 +80,24 @@ def run(args: argparse.Namespace) -> int:
 
             def callback(step: int, metrics: dict[str, float], task: Any = task, progress: Progress = progress) -> None:
                 progress.update(
-                    task, completed=step,
+                    task,
+                    completed=step,
                     info=f"loss {metrics['losses/loss']:+.4f} clip {metrics['charts/clip_fraction']:.3f} "
                     f"reward {metrics['charts/reward']:.3f}",
                 )
 
             result = train(
-                spec.problem, algo, config, callback=callback,
-                checkpoint_path=ckpt if config.checkpoint_every else None, resume=args.resume,
+                spec.problem,
+                algo,
+                config,
+                callback=callback,
+                checkpoint_path=ckpt if config.checkpoint_every else None,
+                resume=args.resume,
             )
         _write_lines(out / f"trajectory-{i}.jsonl", _trajectory_lines(result))
-        summaries.append({"index": i, "name": name, "algorithm": asdict(algo), "config": config.to_dict(), **result.summary()})
+        summaries.append(
+            {"index": i, "name": name, "algorithm": asdict(algo), "config": config.to_dict(), **result.summary()}
+        )
         _print_result(console, spec, name, result)
     _write_lines(out / "summary.jsonl", summaries)
     console.print(f"wrote {out}/summary.jsonl and trajectory-*.jsonl")
@@ -99,14 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _progress(console: Console, quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"), console=console, disable=quiet,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        disable=quiet,
     )
 
 
 def _trajectory_lines(result: Any) -> Iterable[dict[str, Any]]:
     metrics = result.metrics
-    for step, policy in zip(result.trajectory_steps, result.trajectory):
+    for step, policy in zip(result.trajectory_steps, result.trajectory, strict=False):
         line: dict[str, Any] = {"step": int(step), "policy": np.asarray(policy).tolist()}
         if step > 0:
             line.update({name: float(values[step - 1]) for name, values in metrics.items()})
@@ -131,8 +143,13 @@ def _print_result(console: Console, spec: Any, name: str, result: Any) -> None:
     problem = spec.problem
     names = spec.options["names"]
     n_outputs = spec.options["n_outputs"]
-    rows = lambda arr: np.atleast_2d(np.asarray(arr))
-    ref, pred, mean, se, gap = (rows(a) for a in (problem.ref, result.predicted.policy, result.mean_policy, result.stderr, result.gap))
+
+    def rows(arr: Any) -> np.ndarray:
+        return np.atleast_2d(np.asarray(arr))
+
+    ref, pred, mean, se, gap = (
+        rows(a) for a in (problem.ref, result.predicted.policy, result.mean_policy, result.stderr, result.gap)
+    )
     z = rows(result.z)
     for c in range(min(problem.n_contexts, MAX_CONTEXTS_SHOWN)):
         title = f"{name}" + (f", context {c + 1}" if problem.batched else "")
@@ -141,8 +158,13 @@ def _print_result(console: Console, spec: Any, name: str, result: Any) -> None:
             table.add_column(col, justify="right" if col != "output" else "left")
         for o in range(n_outputs[c]):
             table.add_row(
-                names[c][o], f"{ref[c, o]:.6f}", f"{pred[c, o]:.6f}", f"{mean[c, o]:.6f}",
-                f"{se[c, o]:.2e}", f"{gap[c, o]:+.2e}", f"{z[c, o]:+.2f}",
+                names[c][o],
+                f"{ref[c, o]:.6f}",
+                f"{pred[c, o]:.6f}",
+                f"{mean[c, o]:.6f}",
+                f"{se[c, o]:.2e}",
+                f"{gap[c, o]:+.2e}",
+                f"{z[c, o]:+.2f}",
             )
         console.print(table)
     if problem.n_contexts > MAX_CONTEXTS_SHOWN:

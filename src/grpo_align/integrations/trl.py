@@ -48,7 +48,9 @@ def trl_aggregation(config: Any) -> str:
     """The ``grpo_loss`` aggregation of a GRPOConfig's ``loss_type``."""
     loss_type = _get(config, "loss_type", "grpo")
     if loss_type not in TRL_AGGREGATION:
-        raise InputError("loss_type", f"{loss_type!r} has no counterpart here; expected one of {', '.join(TRL_AGGREGATION)}")
+        raise InputError(
+            "loss_type", f"{loss_type!r} has no counterpart here; expected one of {', '.join(TRL_AGGREGATION)}"
+        )
     return TRL_AGGREGATION[loss_type]
 
 
@@ -66,19 +68,32 @@ def grpo_spec_from_trl(config: Any) -> GRPO:
     elif scale is False or scale == "none":
         norm = dict(normalization="shift", ddof=0, eps=0.0)
     else:
-        raise InputError("scale_rewards", f"{scale!r} scales by a batch-wide std, which no group-level GRPO spec expresses; "
-                         "use 'group' or 'none'")
+        raise InputError(
+            "scale_rewards",
+            f"{scale!r} scales by a batch-wide std, which no group-level GRPO spec expresses; use 'group' or 'none'",
+        )
     checks = [
         ("temperature", _get(config, "temperature", 1.0) == 1.0, "expected 1.0: the theory samples from pi itself"),
         ("top_p", _get(config, "top_p", 1.0) == 1.0, "expected 1.0 (no nucleus filtering)"),
         ("top_k", _get(config, "top_k", 0) in (0, None), "expected 0 or None (no top-k filtering)"),
         ("min_p", _get(config, "min_p", None) in (0, 0.0, None), "expected None"),
         ("repetition_penalty", _get(config, "repetition_penalty", 1.0) == 1.0, "expected 1.0"),
-        ("top_entropy_quantile", _get(config, "top_entropy_quantile", 1.0) == 1.0, "expected 1.0 (every token in the loss)"),
-        ("entropy_coef", not _get(config, "entropy_coef", 0.0), "expected 0 (an entropy bonus moves the stationary policy)"),
+        (
+            "top_entropy_quantile",
+            _get(config, "top_entropy_quantile", 1.0) == 1.0,
+            "expected 1.0 (every token in the loss)",
+        ),
+        (
+            "entropy_coef",
+            not _get(config, "entropy_coef", 0.0),
+            "expected 0 (an entropy bonus moves the stationary policy)",
+        ),
         ("use_adaptive_entropy", not _get(config, "use_adaptive_entropy", False), "expected False"),
-        ("multi_objective_aggregation", _get(config, "multi_objective_aggregation", "sum_then_normalize") == "sum_then_normalize",
-         "expected 'sum_then_normalize' (group normalisation of the summed reward)"),
+        (
+            "multi_objective_aggregation",
+            _get(config, "multi_objective_aggregation", "sum_then_normalize") == "sum_then_normalize",
+            "expected 'sum_then_normalize' (group normalisation of the summed reward)",
+        ),
     ]
     for name, ok, expected in checks:
         if not ok:
@@ -112,8 +127,9 @@ class PredictionGapCallback(_Base):
     trainer's logs as ``grpo_align/gap``.
     """
 
-    def __init__(self, tokenizer, task, predicted_correct: Sequence[float], every: int = 10,
-                 path: str | Path | None = None) -> None:
+    def __init__(
+        self, tokenizer, task, predicted_correct: Sequence[float], every: int = 10, path: str | Path | None = None
+    ) -> None:
         if every < 1:
             raise InputError("every", f"expected an integer >= 1, got {every!r}")
         self.tokenizer, self.task, self.every = tokenizer, task, every
@@ -157,7 +173,7 @@ class PredictionGapCallback(_Base):
     def tail_mean(self, fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
         """Mean P(correct) over the last ``fraction`` of the records, and its batch-means stderr."""
         recs = np.array([r.correct for r in self.history])
-        tail = recs[-max(2, int(math.ceil(len(recs) * fraction))):]
+        tail = recs[-max(2, math.ceil(len(recs) * fraction)) :]
         if len(tail) < 2:
             return tail.mean(0), np.full(tail.shape[1:], np.nan)
         batches = np.array_split(tail, min(5, len(tail)))
@@ -179,9 +195,19 @@ class TRLRunResult:
     history: list[GapRecord] = field(repr=False)
 
 
-def run_trl_experiment(out_dir: str | Path, *, steps: int = 300, beta: float = 0.5, num_generations: int = 8,
-                       learning_rate: float = 1e-3, loss_type: str = "grpo", use_bias_correction_kl: bool = False,
-                       every: int = 10, seed: int = 0, experiment=None) -> TRLRunResult:
+def run_trl_experiment(
+    out_dir: str | Path,
+    *,
+    steps: int = 300,
+    beta: float = 0.5,
+    num_generations: int = 8,
+    learning_rate: float = 1e-3,
+    loss_type: str = "grpo",
+    use_bias_correction_kl: bool = False,
+    every: int = 10,
+    seed: int = 0,
+    experiment=None,
+) -> TRLRunResult:
     """Train the project's reference model with TRL's ``GRPOTrainer`` (CPU) and compare its
     end point with ``predict(task, reference probabilities, grpo_spec_from_trl(config))``.
 
@@ -205,7 +231,9 @@ def run_trl_experiment(out_dir: str | Path, *, steps: int = 300, beta: float = 0
     # one group per question per step, whatever the number of processes (torchrun / accelerate)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if (n_ctx * num_generations) % world:
-        raise InputError("processes", f"{n_ctx} questions x {num_generations} generations must divide among {world} processes")
+        raise InputError(
+            "processes", f"{n_ctx} questions x {num_generations} generations must divide among {world} processes"
+        )
     import dataclasses
 
     extra = {}
@@ -214,12 +242,31 @@ def run_trl_experiment(out_dir: str | Path, *, steps: int = 300, beta: float = 0
     elif use_bias_correction_kl:
         raise InputError("use_bias_correction_kl", "this TRL has no such option")
     args = GRPOConfig(
-        output_dir=str(out / "trl"), use_cpu=True, bf16=False, fp16=False, report_to="none", seed=seed,
-        beta=beta, num_generations=num_generations, loss_type=loss_type, scale_rewards="group",
-        temperature=1.0, top_p=1.0, top_k=0, **extra,
-        max_completion_length=2, per_device_train_batch_size=n_ctx * num_generations // world, gradient_accumulation_steps=1,
-        learning_rate=learning_rate, lr_scheduler_type="constant_with_warmup", warmup_steps=20, max_grad_norm=1.0,
-        max_steps=steps, logging_steps=max(1, steps // 10), save_strategy="no", disable_dropout=True,
+        output_dir=str(out / "trl"),
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        seed=seed,
+        beta=beta,
+        num_generations=num_generations,
+        loss_type=loss_type,
+        scale_rewards="group",
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        **extra,
+        max_completion_length=2,
+        per_device_train_batch_size=n_ctx * num_generations // world,
+        gradient_accumulation_steps=1,
+        learning_rate=learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=20,
+        max_grad_norm=1.0,
+        max_steps=steps,
+        logging_steps=max(1, steps // 10),
+        save_strategy="no",
+        disable_dropout=True,
         dataloader_num_workers=0,
     )
     # the main process fits and saves the reference; the others load what it saved
@@ -236,16 +283,28 @@ def run_trl_experiment(out_dir: str | Path, *, steps: int = 300, beta: float = 0
     dataset = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
 
     def reward(prompts, completions, question, **kwargs):
-        return [task.questions[int(q)].reward(text) for q, text in zip(question, completions)]
+        return [task.questions[int(q)].reward(text) for q, text in zip(question, completions, strict=False)]
 
-    trainer = GRPOTrainer(model=str(ref_dir), reward_funcs=reward, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[callback])
+    trainer = GRPOTrainer(
+        model=str(ref_dir),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     trainer.accelerator.wait_for_everyone()
     measured, se = callback.tail_mean()
-    return TRLRunResult(spec=spec, mae=float(np.abs(measured - pred.grpo[idx, ci]).mean()),
-                        mae_rlhf=float(np.abs(measured - pred.rlhf[idx, ci]).mean()),
-                        mae_reference=float(np.abs(measured - pred.reference[idx, ci]).mean()),
-                        stderr=float(se.mean()), steps=steps, seconds=seconds, history=callback.history)
+    return TRLRunResult(
+        spec=spec,
+        mae=float(np.abs(measured - pred.grpo[idx, ci]).mean()),
+        mae_rlhf=float(np.abs(measured - pred.rlhf[idx, ci]).mean()),
+        mae_reference=float(np.abs(measured - pred.reference[idx, ci]).mean()),
+        stderr=float(se.mean()),
+        steps=steps,
+        seconds=seconds,
+        history=callback.history,
+    )

@@ -84,12 +84,15 @@ class LMExperimentConfig:
     @classmethod
     def full(cls) -> LMExperimentConfig:
         """Six (beta, G) runs of 1500 steps at a smaller learning rate."""
-        return cls(train=LMTrainConfig(steps=1500, lr=5e-4),
-                   runs=((0.25, 2), (0.25, 8), (0.5, 2), (0.5, 8), (1.0, 2), (1.0, 8)))
+        return cls(
+            train=LMTrainConfig(steps=1500, lr=5e-4),
+            runs=((0.25, 2), (0.25, 8), (0.5, 2), (0.5, 8), (1.0, 2), (1.0, 8)),
+        )
 
     def algo(self, beta: float, group_size: int) -> GRPO:
-        return GRPO(group_size=group_size, beta=beta, normalization=self.normalization, ddof=self.ddof,
-                    penalty=self.penalty)
+        return GRPO(
+            group_size=group_size, beta=beta, normalization=self.normalization, ddof=self.ddof, penalty=self.penalty
+        )
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -99,7 +102,7 @@ class LMExperimentConfig:
 
 def reward_problem(task: Task, probs: AnswerProbabilities) -> Problem:
     """One batched ``Problem``: per question the candidates plus "anything else" (reward 0)."""
-    rewards = [list(q.rewards) + [0.0] for q in task.questions]
+    rewards = [[*list(q.rewards), 0.0] for q in task.questions]
     return Problem.from_rewards(probs.ragged(), rewards, renormalize=True)
 
 
@@ -139,9 +142,16 @@ def predict(task: Task, probs: AnswerProbabilities, algo: GRPO) -> Prediction:
     width = task.max_candidates
     rl = rlhf_policy(problem, algo.beta) if algo.beta > 0 else np.full(problem.ref.shape, np.nan)
     msgs = res.message if isinstance(res.message, list) else [res.message]
-    return Prediction(algo=algo, grpo=_pad(np.atleast_2d(res.policy), task, width), rlhf=_pad(np.atleast_2d(rl), task, width),
-                      reference=_pad(problem.ref, task, width), success=bool(np.all(res.success)),
-                      message=msgs[0] if np.all(res.success) else next(m for m, ok in zip(msgs, np.atleast_1d(res.success)) if not ok))
+    return Prediction(
+        algo=algo,
+        grpo=_pad(np.atleast_2d(res.policy), task, width),
+        rlhf=_pad(np.atleast_2d(rl), task, width),
+        reference=_pad(problem.ref, task, width),
+        success=bool(np.all(res.success)),
+        message=msgs[0]
+        if np.all(res.success)
+        else next(m for m, ok in zip(msgs, np.atleast_1d(res.success), strict=False) if not ok),
+    )
 
 
 @dataclass(frozen=True)
@@ -165,8 +175,10 @@ class RunSummary:
     completions_per_second: float
 
     def __repr__(self) -> str:
-        return (f"RunSummary(beta={self.beta}, G={self.group_size}, mae={self.mae:.4f}, mae_rlhf={self.mae_rlhf:.4f}, "
-                f"mae_reference={self.mae_reference:.4f}, stderr={self.stderr:.4f})")
+        return (
+            f"RunSummary(beta={self.beta}, G={self.group_size}, mae={self.mae:.4f}, mae_rlhf={self.mae_rlhf:.4f}, "
+            f"mae_reference={self.mae_reference:.4f}, stderr={self.stderr:.4f})"
+        )
 
 
 @dataclass(frozen=True)
@@ -196,10 +208,20 @@ def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
     """(task, tokenizer, reference model): fitted once, saved to ``out_dir/reference``, reloaded after."""
     task = build_task(config.n_binary, config.n_choice, seed=config.seed)
     tokenizer = build_tokenizer(task_words())
-    stamp = json.dumps({k: v for k, v in config.to_json().items() if k in ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")},
-                       sort_keys=True)
+    stamp = json.dumps(
+        {
+            k: v
+            for k, v in config.to_json().items()
+            if k in ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")
+        },
+        sort_keys=True,
+    )
     ref_dir = out_dir / "reference" if out_dir is not None else None
-    if ref_dir is not None and (ref_dir / "grpo_align.json").exists() and (ref_dir / "grpo_align.json").read_text() == stamp:
+    if (
+        ref_dir is not None
+        and (ref_dir / "grpo_align.json").exists()
+        and (ref_dir / "grpo_align.json").read_text() == stamp
+    ):
         from transformers import AutoModelForCausalLM
 
         return task, tokenizer, AutoModelForCausalLM.from_pretrained(ref_dir).eval()
@@ -220,15 +242,27 @@ def summarise(task: Task, pred: Prediction, result: LMTrainResult, steps: int) -
     measured = result.mean_policy[idx, ci]
     err = np.abs(measured - pred.grpo[idx, ci])
     return RunSummary(
-        beta=pred.algo.beta, group_size=int(pred.algo.group_size), mae=float(err.mean()),
+        beta=pred.algo.beta,
+        group_size=int(pred.algo.group_size),
+        mae=float(err.mean()),
         mae_rlhf=float(np.abs(measured - pred.rlhf[idx, ci]).mean()),
         mae_reference=float(np.abs(measured - pred.reference[idx, ci]).mean()),
-        questions=len(task), steps=steps, stderr=float(result.stderr[idx, ci].mean()), max_abs_error=float(err.max()),
-        seconds=result.seconds, completions_per_second=result.completions_per_second)
+        questions=len(task),
+        steps=steps,
+        stderr=float(result.stderr[idx, ci].mean()),
+        max_abs_error=float(err.max()),
+        seconds=result.seconds,
+        completions_per_second=result.completions_per_second,
+    )
 
 
-def run_experiment(config: LMExperimentConfig, out_dir: str | Path, *,
-                   progress: Callable[[str, int, int], None] | None = None, plots: bool = True) -> LMExperimentResult:
+def run_experiment(
+    config: LMExperimentConfig,
+    out_dir: str | Path,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    plots: bool = True,
+) -> LMExperimentResult:
     """Run the experiment, writing ``out_dir/summary.json`` and figures; resumes what exists."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -246,31 +280,54 @@ def run_experiment(config: LMExperimentConfig, out_dir: str | Path, *,
         for p in policy.parameters():
             p.requires_grad_(True)
         cb = (lambda step, m, _n=name: progress(_n, step, config.train.steps)) if progress is not None else None
-        result = train_lm(policy, reference, tokenizer, task, algo, config.train, out_dir=out / "runs" / name, progress=cb)
+        result = train_lm(
+            policy, reference, tokenizer, task, algo, config.train, out_dir=out / "runs" / name, progress=cb
+        )
         summary = summarise(task, pred, result, config.train.steps)
         summaries.append(summary)
         per_run.append((summary, pred, result))
         _write_json(out / "runs" / name / "questions.json", _question_records(task, pred, result))
     _write_json(out / "summary.json", [asdict(s) for s in summaries])
     eos_gap = float(1 - ref_probs.eos[ref_probs.valid].min())
-    _write_json(out / "experiment.json", {
-        "config": config.to_json(), "parameters": count_parameters(reference),
-        "reference_correct": ref_probs.correct(task).tolist(), "reference_other": ref_probs.other.tolist(),
-        "max_eos_gap": eos_gap,
-    })
+    _write_json(
+        out / "experiment.json",
+        {
+            "config": config.to_json(),
+            "parameters": count_parameters(reference),
+            "reference_correct": ref_probs.correct(task).tolist(),
+            "reference_other": ref_probs.other.tolist(),
+            "max_eos_gap": eos_gap,
+        },
+    )
     figures = _plot(task, per_run, out) if plots else []
-    return LMExperimentResult(summaries=summaries, reference=ref_probs, parameters=count_parameters(reference),
-                              out_dir=out, figures=figures, runs=[RunOutcome(*r) for r in per_run])
+    return LMExperimentResult(
+        summaries=summaries,
+        reference=ref_probs,
+        parameters=count_parameters(reference),
+        out_dir=out,
+        figures=figures,
+        runs=[RunOutcome(*r) for r in per_run],
+    )
 
 
 def _question_records(task: Task, pred: Prediction, result: LMTrainResult) -> list[dict]:
     recs = []
     for c, q in enumerate(task.questions):
         k = q.correct
-        recs.append(dict(prompt=q.prompt, candidates=list(q.candidates), correct=q.candidates[k],
-                         reference=float(pred.reference[c, k]), predicted=float(pred.grpo[c, k]), rlhf=float(pred.rlhf[c, k]),
-                         measured=float(result.mean_policy[c, k]), stderr=float(result.stderr[c, k]),
-                         predicted_other=float(pred.grpo[c, -1]), measured_other=float(result.mean_policy[c, -1])))
+        recs.append(
+            dict(
+                prompt=q.prompt,
+                candidates=list(q.candidates),
+                correct=q.candidates[k],
+                reference=float(pred.reference[c, k]),
+                predicted=float(pred.grpo[c, k]),
+                rlhf=float(pred.rlhf[c, k]),
+                measured=float(result.mean_policy[c, k]),
+                stderr=float(result.stderr[c, k]),
+                predicted_other=float(pred.grpo[c, -1]),
+                measured_other=float(result.mean_policy[c, -1]),
+            )
+        )
     return recs
 
 
@@ -288,14 +345,21 @@ def _plot(task: Task, per_run, out: Path) -> list[Path]:
     idx, ci = np.arange(len(task)), task.correct_index()
     n = len(per_run)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
-    for ax, (s, pred, res) in zip(axes[0], per_run):
+    for ax, (s, pred, res) in zip(axes[0], per_run, strict=False):
         measured, err = res.mean_policy[idx, ci], res.stderr[idx, ci]
         ax.plot([0, 1], [0, 1], color="0.7", lw=1)
-        ax.errorbar(pred.grpo[idx, ci], measured, yerr=2 * err, fmt="o", ms=4, label=f"GRPO prediction (MAE {s.mae:.3f})")
+        ax.errorbar(
+            pred.grpo[idx, ci], measured, yerr=2 * err, fmt="o", ms=4, label=f"GRPO prediction (MAE {s.mae:.3f})"
+        )
         ax.plot(pred.rlhf[idx, ci], measured, "x", ms=5, label=f"RLHF pooling (MAE {s.mae_rlhf:.3f})")
         ax.plot(pred.reference[idx, ci], measured, ".", color="0.5", label=f"reference (MAE {s.mae_reference:.3f})")
-        ax.set(xlabel="predicted P(correct)", ylabel="measured P(correct)", title=f"beta={s.beta:g}, G={s.group_size}",
-               xlim=(0, 1.02), ylim=(0, 1.02))
+        ax.set(
+            xlabel="predicted P(correct)",
+            ylabel="measured P(correct)",
+            title=f"beta={s.beta:g}, G={s.group_size}",
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+        )
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     scatter = out / "predicted_vs_measured.png"
@@ -306,8 +370,12 @@ def _plot(task: Task, per_run, out: Path) -> list[Path]:
     for s, pred, res in per_run:
         gap = np.abs(res.trajectory[:, idx, ci] - pred.grpo[idx, ci]).mean(axis=1)
         ax.plot(res.record_steps, gap, label=f"beta={s.beta:g}, G={s.group_size}")
-    ax.set(yscale="log", xlabel="GRPO step", ylabel="mean |P(correct) - predicted|",
-           title="gap to the predicted stationary policy")
+    ax.set(
+        yscale="log",
+        xlabel="GRPO step",
+        ylabel="mean |P(correct) - predicted|",
+        title="gap to the predicted stationary policy",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     traj = out / "gap_trajectory.png"

@@ -56,7 +56,9 @@ def token_logprobs(model, prompt_ids: torch.Tensor, completion_ids: torch.Tensor
     """
     n_prompt = prompt_ids.shape[1]
     inputs = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P+T)
-    logits = model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits[:, n_prompt - 1 : -1]  # (B, T, V): the logits that predict each completion token
+    logits = model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits[
+        :, n_prompt - 1 : -1
+    ]  # (B, T, V): the logits that predict each completion token
     logp = torch.log_softmax(logits.double(), dim=-1)
     return logp.gather(-1, completion_ids[..., None]).squeeze(-1)
 
@@ -82,7 +84,7 @@ class AnswerProbabilities:
 
     def ragged(self) -> list[list[float]]:
         """Per question: candidate probabilities followed by the "anything else" mass."""
-        return [list(self.probs[c, self.valid[c]]) + [float(self.other[c])] for c in range(len(self.other))]
+        return [[*list(self.probs[c, self.valid[c]]), float(self.other[c])] for c in range(len(self.other))]
 
     def correct(self, task: Task) -> np.ndarray:
         """pi(correct answer | question), (C,)."""
@@ -96,8 +98,13 @@ class AnswerProbabilities:
 
 
 @torch.no_grad()
-def answer_probabilities(model, tokenizer, task: Task, prompt_ids: torch.Tensor | None = None,
-                         candidates: tuple[torch.Tensor, torch.Tensor] | None = None) -> AnswerProbabilities:
+def answer_probabilities(
+    model,
+    tokenizer,
+    task: Task,
+    prompt_ids: torch.Tensor | None = None,
+    candidates: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> AnswerProbabilities:
     """Teacher-forced pi(answer | question) for every candidate, batched over all pairs."""
     if prompt_ids is None:
         prompt_ids = encode_prompts(tokenizer, task)
@@ -121,8 +128,9 @@ class Completions:
 
 
 @torch.no_grad()
-def sample_completions(model, prompt_ids: torch.Tensor, group_size: int, max_new_tokens: int, eos_id: int,
-                       generator: torch.Generator) -> Completions:
+def sample_completions(
+    model, prompt_ids: torch.Tensor, group_size: int, max_new_tokens: int, eos_id: int, generator: torch.Generator
+) -> Completions:
     """Sample exactly from pi at temperature 1 (no top-k, no top-p), G per question.
 
     The first token depends on the question only, so its distribution is computed once
@@ -137,7 +145,9 @@ def sample_completions(model, prompt_ids: torch.Tensor, group_size: int, max_new
     done = first == eos_id
     seqs = torch.cat([prompt_ids[question], first[:, None]], dim=1)
     for _ in range(1, max_new_tokens):
-        probs = torch.softmax(model(input_ids=seqs, attention_mask=torch.ones_like(seqs)).logits[:, -1].double(), dim=-1)
+        probs = torch.softmax(
+            model(input_ids=seqs, attention_mask=torch.ones_like(seqs)).logits[:, -1].double(), dim=-1
+        )
         nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
         tokens.append(nxt)

@@ -50,8 +50,9 @@ class SFTResult:
         return f"SFTResult(loss={self.losses[-1]:.4f}, floor={self.entropy:.4f}, steps={len(self.losses)}, seconds={self.seconds:.1f})"
 
 
-def supervised_finetune(model, tokenizer, task: Task, labels: list[dict[str, int]],
-                        config: SFTConfig = SFTConfig()) -> SFTResult:
+def supervised_finetune(
+    model, tokenizer, task: Task, labels: list[dict[str, int]], config: SFTConfig = SFTConfig()
+) -> SFTResult:
     """Fit ``model`` in place to the label counts (one dict {answer word: count} per question)."""
     if len(labels) != len(task):
         raise InputError("labels", f"expected one label dict per question ({len(task)}), got {len(labels)}")

@@ -69,7 +69,7 @@ class Question:
     def reward(self, text: str) -> float:
         """Reward of a decoded completion (the text before ``<eos>``)."""
         text = text.strip()
-        for cand, r in zip(self.candidates, self.rewards):
+        for cand, r in zip(self.candidates, self.rewards, strict=False):
             if text == cand:
                 return float(r)
         return 0.0
@@ -94,7 +94,7 @@ class Task:
 
     def rewards(self, index: Sequence[int], texts: Sequence[str]) -> np.ndarray:
         """Rewards of decoded completions ``texts[i]`` to questions ``index[i]``."""
-        return np.array([self.questions[i].reward(t) for i, t in zip(index, texts)], dtype=float)
+        return np.array([self.questions[i].reward(t) for i, t in zip(index, texts, strict=False)], dtype=float)
 
     def correct_index(self) -> np.ndarray:
         return np.array([q.correct for q in self.questions])
@@ -134,8 +134,9 @@ def build_task(n_binary: int = 12, n_choice: int = 12, seed: int = 0) -> Task:
     return Task(tuple(questions))
 
 
-def noisy_labels(task: Task, n_labels: int = 40, low: float = 0.05, high: float = 0.95,
-                 junk_rate: float = 0.1, seed: int = 0) -> list[dict[str, int]]:
+def noisy_labels(
+    task: Task, n_labels: int = 40, low: float = 0.05, high: float = 0.95, junk_rate: float = 0.1, seed: int = 0
+) -> list[dict[str, int]]:
     """Label counts per question for the supervised phase: {answer word: count}.
 
     Question c is labelled correctly ``round(s_c n_labels)`` times, with s_c evenly spread
@@ -148,9 +149,9 @@ def noisy_labels(task: Task, n_labels: int = 40, low: float = 0.05, high: float 
     rng = np.random.default_rng(seed)
     targets = rng.permutation(np.linspace(low, high, len(task)))
     out = []
-    for q, s in zip(task.questions, targets):
+    for q, s in zip(task.questions, targets, strict=False):
         counts: dict[str, int] = {}
-        n_correct = int(round(s * n_labels))
+        n_correct = round(s * n_labels)
         counts[q.candidates[q.correct]] = n_correct
         wrong = [c for i, c in enumerate(q.candidates) if i != q.correct]
         for _ in range(n_labels - n_correct):

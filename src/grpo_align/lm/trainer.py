@@ -88,8 +88,16 @@ class LMTrainConfig:
     """seed of the sampler (runs are reproducible)"""
 
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("warmup_steps", 0), ("inner_iterations", 1), ("max_new_tokens", 1), ("eval_every", 1),
-                          ("n_batches", 2), ("checkpoint_every", 0), ("seed", 0)):
+        for name, low in (
+            ("steps", 1),
+            ("warmup_steps", 0),
+            ("inner_iterations", 1),
+            ("max_new_tokens", 1),
+            ("eval_every", 1),
+            ("n_batches", 2),
+            ("checkpoint_every", 0),
+            ("seed", 0),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise InputError(name, f"expected an integer >= {low}, got {v!r}")
@@ -106,12 +114,15 @@ class LMTrainConfig:
         if not 0 < self.tail_fraction <= 1:
             raise InputError("tail_fraction", f"expected a number in (0, 1], got {self.tail_fraction!r}")
         if self.tail_records < self.n_batches:
-            raise InputError("steps", f"the tail holds {self.tail_records} records, fewer than n_batches={self.n_batches}; "
-                             "run longer or record more often")
+            raise InputError(
+                "steps",
+                f"the tail holds {self.tail_records} records, fewer than n_batches={self.n_batches}; "
+                "run longer or record more often",
+            )
 
     @property
     def tail_start(self) -> int:
-        return int(round(self.steps * (1 - self.tail_fraction)))
+        return round(self.steps * (1 - self.tail_fraction))
 
     @property
     def tail_records(self) -> int:
@@ -151,8 +162,10 @@ class LMTrainResult:
     completions_per_second: float = 0.0
 
     def __repr__(self) -> str:
-        return (f"LMTrainResult(steps={int(self.record_steps[-1])}, questions={self.policy.shape[0]}, "
-                f"max stderr={self.stderr.max():.3g}, seconds={self.seconds:.1f})")
+        return (
+            f"LMTrainResult(steps={int(self.record_steps[-1])}, questions={self.policy.shape[0]}, "
+            f"max stderr={self.stderr.max():.3g}, seconds={self.seconds:.1f})"
+        )
 
 
 def _table(probs: AnswerProbabilities) -> np.ndarray:
@@ -186,9 +199,19 @@ def _batch_means_stderr(records: np.ndarray, n_batches: int) -> np.ndarray:
     return means.std(axis=0, ddof=1) / math.sqrt(len(means))
 
 
-def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTrainConfig = LMTrainConfig(), *,
-             out_dir: str | os.PathLike[str] | None = None, resume: bool = True,
-             progress: Callable[[int, dict], None] | None = None, stop_after: int | None = None) -> LMTrainResult:
+def train_lm(
+    policy,
+    reference,
+    tokenizer,
+    task: Task,
+    algo: GRPO,
+    config: LMTrainConfig = LMTrainConfig(),
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    progress: Callable[[int, dict], None] | None = None,
+    stop_after: int | None = None,
+) -> LMTrainResult:
     """Train ``policy`` (in place) with GRPO variant ``algo`` on ``task``; ``reference`` stays frozen.
 
     ``out_dir`` receives ``checkpoint.pt`` and ``metrics.jsonl``; with ``resume`` an existing
@@ -233,9 +256,19 @@ def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTra
     def save() -> None:
         if ckpt is None:
             return
-        state = dict(model=policy.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(), step=step,
-                     records=records, record_steps=record_steps, metrics=metrics, config=asdict(config), algo=asdict(algo),
-                     seconds=done_seconds + time.perf_counter() - start_time, completions=n_completions)
+        state = dict(
+            model=policy.state_dict(),
+            optimizer=opt.state_dict(),
+            generator=gen.get_state(),
+            step=step,
+            records=records,
+            record_steps=record_steps,
+            metrics=metrics,
+            config=asdict(config),
+            algo=asdict(algo),
+            seconds=done_seconds + time.perf_counter() - start_time,
+            completions=n_completions,
+        )
         _atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
         _write_metrics(ckpt.parent / "metrics.jsonl", metrics)
 
@@ -261,9 +294,18 @@ def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTra
             logp = token_logprobs(policy, u_prompts, u_tokens)[inverse]
             if it == 0:
                 logp_old = logp.detach()
-            out = grpo_loss(logp, logp_old, logp_ref, adv, comp.mask, algo, clip_eps_low=config.clip_eps,
-                            clip_eps_high=config.clip_eps_high, aggregation=config.aggregation,
-                            max_length=config.max_new_tokens)
+            out = grpo_loss(
+                logp,
+                logp_old,
+                logp_ref,
+                adv,
+                comp.mask,
+                algo,
+                clip_eps_low=config.clip_eps,
+                clip_eps_high=config.clip_eps_high,
+                aggregation=config.aggregation,
+                max_length=config.max_new_tokens,
+            )
             opt.zero_grad()
             out.loss.backward()
             if config.max_grad_norm:
@@ -290,7 +332,11 @@ def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTra
         metrics.append(m)
         if progress is not None:
             progress(step, m)
-        if ckpt is not None and config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+        if (
+            ckpt is not None
+            and config.checkpoint_every
+            and (step % config.checkpoint_every == 0 or step == config.steps)
+        ):
             save()
         if stop_after is not None and step >= stop_after and step < config.steps:
             break
@@ -298,8 +344,19 @@ def train_lm(policy, reference, tokenizer, task: Task, algo: GRPO, config: LMTra
     traj = np.stack(records)
     steps_arr = np.array(record_steps)
     tail = traj[steps_arr >= config.tail_start] if step == config.steps else traj[-1:]
-    stderr = _batch_means_stderr(tail, config.n_batches) if len(tail) >= config.n_batches else np.full(traj.shape[1:], np.nan)
+    stderr = (
+        _batch_means_stderr(tail, config.n_batches)
+        if len(tail) >= config.n_batches
+        else np.full(traj.shape[1:], np.nan)
+    )
     seconds = done_seconds + time.perf_counter() - start_time
-    return LMTrainResult(policy=traj[-1], mean_policy=tail.mean(axis=0), stderr=stderr, trajectory=traj,
-                         record_steps=steps_arr, metrics=metrics, seconds=seconds,
-                         completions_per_second=n_completions / seconds if seconds > 0 else 0.0)
+    return LMTrainResult(
+        policy=traj[-1],
+        mean_policy=tail.mean(axis=0),
+        stderr=stderr,
+        trajectory=traj,
+        record_steps=steps_arr,
+        metrics=metrics,
+        seconds=seconds,
+        completions_per_second=n_completions / seconds if seconds > 0 else 0.0,
+    )

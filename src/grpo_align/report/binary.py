@@ -82,7 +82,7 @@ def build(cfg: ReportConfig) -> SectionResult:
 
     # ---- figure 1: p against p0, one panel per beta
     fig1, axes = new_figure(10.5, 3.6, ncols=len(betas), sharey=True)
-    for ax, beta in zip(axes[0], betas):
+    for ax, beta in zip(axes[0], betas, strict=False):
         ax.plot([0, 1], [0, 1], color=color("reference"), lw=1, ls=":", label="reference (p = p₀)")
         for c in curves:
             if c["beta"] != beta:
@@ -103,7 +103,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     # ---- figure 2: p against beta, one panel per p0
     fig2, axes2 = new_figure(10.5, 3.6, ncols=len(p0_fixed), sharey=True)
     every_b = max(1, len(beta_grid) // 8)
-    for j, (ax, a) in enumerate(zip(axes2[0], p0_fixed)):
+    for j, (ax, a) in enumerate(zip(axes2[0], p0_fixed, strict=False)):
         ax.axhline(a, color=color("reference"), lw=1, ls=":", label="reference p₀")
         for c in vs_beta:
             g = math.inf if c["group_size"] == "inf" else int(c["group_size"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from grpo_align.theory import Problem
 
-__all__ = ["binary_problem", "fmt", "g_text", "r_squared", "line_fit"]
+__all__ = ["binary_problem", "fmt", "g_text", "line_fit", "r_squared"]
 
 
 def binary_problem(p0: Iterable[float]) -> Problem:

@@ -6,8 +6,8 @@ It opens offline from a single file; the PNG/SVG files beside it are for reuse e
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 from grpo_align.report.model import SectionResult
 from grpo_align.report.writers import table_text_rows

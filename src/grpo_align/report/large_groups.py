@@ -53,7 +53,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     for label, prob, beta, p0 in problems():
         cfg.status(label)
         g_max = g_max_binary if prob.n_levels == 2 else g_max_levels
-        sizes = sorted({int(round(g)) for g in np.geomspace(2, g_max, 15 if cfg.quick else 25)})
+        sizes = sorted({round(g) for g in np.geomspace(2, g_max, 15 if cfg.quick else 25)})
         lim = stationary_policy(prob, GRPO(group_size=math.inf, beta=beta))
         all_success &= bool(np.all(lim.success))
         pi_inf = np.atleast_2d(lim.policy)[0]
@@ -87,7 +87,7 @@ def build(cfg: ReportConfig) -> SectionResult:
 
     fig, axes = new_figure(10.5, 4.0, ncols=2, gridspec_kw=dict(width_ratios=[1.3, 1]))
     ax = axes[0, 0]
-    for s, col in zip(series, PROBLEM_COLORS):
+    for s, col in zip(series, PROBLEM_COLORS, strict=False):
         g = np.array(s["group_sizes"], float)
         ax.loglog(g, s["distance"], "o-", color=col, ms=3.5, label=f"{s['label']}: slope {s['slope']:.2f}")
         tail = g >= g[-1] / FIT_RANGE

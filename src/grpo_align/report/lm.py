@@ -80,7 +80,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     except ImportError as exc:
         return unavailable(f"torch not available ({type(exc).__name__}: {exc})")
     try:
-        import transformers  # noqa: F401  (the package itself: a cached submodule proves nothing)
+        import transformers  # noqa: F401  (the extra is present)
         from transformers.utils import logging as hf_logging
     except ImportError:
         return unavailable(MISSING_TRANSFORMERS)
@@ -137,7 +137,7 @@ def build(cfg: ReportConfig) -> SectionResult:
 
     # ---- figures
     fig, axes = new_figure(min(3.8 * n_runs, 11.5), 3.9, ncols=n_runs)
-    for ax, r in zip(axes[0], runs):
+    for ax, r in zip(axes[0], runs, strict=False):
         ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
         ax.plot(
             r["reference"],

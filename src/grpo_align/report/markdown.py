@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from grpo_align.report.model import SectionResult
 from grpo_align.report.writers import table_text_rows

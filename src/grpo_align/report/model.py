@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ReportConfig", "FigureOut", "Table", "Verdict", "SectionResult", "SectionSpec"]
+__all__ = ["FigureOut", "ReportConfig", "SectionResult", "SectionSpec", "Table", "Verdict"]
 
 
 @dataclass(frozen=True)

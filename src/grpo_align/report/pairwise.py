@@ -119,7 +119,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     fig, axes = new_figure(11.5, 3.9, ncols=3, gridspec_kw=dict(width_ratios=[1.15, 1, 1.05]))
     ax = axes[0, 0]
     markers = ("o", "s", "^")
-    for beta, row, mk in zip(betas, margin_data, markers):
+    for beta, row, mk in zip(betas, margin_data, markers, strict=False):
         x = gammas / beta
         ax.plot(x, row["k3"], mk, color=color("k3"), ms=4, mfc="none", label=f"k3, β = {beta}")
         ax.plot(x, row["k2"], mk, color=color("k2"), ms=4, mfc="none", label=f"direct KL, β = {beta}")
@@ -151,7 +151,10 @@ def build(cfg: ReportConfig) -> SectionResult:
     tri_x, tri_y = simplex_xy(np.eye(3))
     ax.fill(tri_x, tri_y, facecolor="#f6f8fa", edgecolor="0.5", lw=1)
     for name, (vx, vy), off in zip(
-        ("rock", "paper", "scissors"), zip(tri_x, tri_y), ((-0.02, -0.07), (0.02, -0.07), (0, 0.03))
+        ("rock", "paper", "scissors"),
+        zip(tri_x, tri_y, strict=False),
+        ((-0.02, -0.07), (0.02, -0.07), (0, 0.03)),
+        strict=False,
     ):
         ax.annotate(name, (vx + off[0], vy + off[1]), ha="center", fontsize=9)
     for pen, label in (("k3", "GRPO k3"), ("k2", "GRPO direct KL = NLHF")):

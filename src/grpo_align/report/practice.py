@@ -84,7 +84,7 @@ def build(cfg: ReportConfig) -> SectionResult:
             linewidth=0.6,
             label=f"answer {o + 1} (passes {SUCCESS[o]:.0%})",
         )
-        for yi, v, l0 in zip(y, vals, left):
+        for yi, v, l0 in zip(y, vals, left, strict=False):
             if v > 0.07:
                 ax.text(
                     l0 + v / 2,
@@ -108,7 +108,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     off = np.array([float(np.sum(e["policy"][1:])) for e in entries])
     floor = 1e-5
     ax.barh(y, np.maximum(off, floor), color=[color(e["key"]) for e in entries], edgecolor="0.3", linewidth=0.4)
-    for yi, v in zip(y, off):
+    for yi, v in zip(y, off, strict=False):
         text = "0 (all on answer 1)" if v == 0 else f"{v:.2g}"
         ax.text(max(v, floor) * 1.4, yi, text, va="center", fontsize=7.5)
     ax.set_xscale("log")

@@ -14,9 +14,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # the report is written headless; must precede any pyplot import
 
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "CLOSED_FORM_MARKER", "RC", "color", "group_key", "group_label", "new_figure", "style_context"]
+__all__ = ["CLOSED_FORM_MARKER", "COLORS", "RC", "color", "group_key", "group_label", "new_figure", "style_context"]
 
 #: The one palette: every variant drawn anywhere in the report. Colour-blind safe
 #: (Okabe-Ito plus a few Tol colours); families are kept apart so two families can share

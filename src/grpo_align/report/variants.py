@@ -154,7 +154,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     ax.set_xlabel("group size G")
     ax.set_ylabel("stationary probability p")
     ax.set_title(f"p₀ = 0.3, β = {BETA}")
-    ax.set_xticks(sizes[::2] + [64], [str(s) for s in sizes[::2]] + ["64"])
+    ax.set_xticks([*sizes[::2], 64], [str(s) for s in sizes[::2]] + ["64"])
     ax.minorticks_off()
 
     ax = axes[0, 2]

@@ -20,7 +20,7 @@ import numpy as np
 from grpo_align.report.common import fmt
 from grpo_align.report.model import FigureOut, Table
 
-__all__ = ["atomic_write", "to_jsonable", "json_bytes", "table_csv_bytes", "figure_bytes"]
+__all__ = ["atomic_write", "figure_bytes", "json_bytes", "table_csv_bytes", "to_jsonable"]
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

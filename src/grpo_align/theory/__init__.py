@@ -1,15 +1,5 @@
 """The theory engine: pure numpy/scipy, no torch."""
 
-from grpo_align.theory.problem import Problem
-from grpo_align.theory.spec import GRPO, NORMALIZATIONS, PENALTIES, PRESETS
-from grpo_align.theory.preference import (
-    MonteCarloPreference,
-    group_advantages,
-    level_preference,
-    preference,
-    preference_limit,
-    preference_monte_carlo,
-)
 from grpo_align.theory.closed_form import (
     binary_direct_kl_g2_policy,
     binary_g2_policy,
@@ -21,6 +11,16 @@ from grpo_align.theory.closed_form import (
     pairwise_policy,
     rlhf_policy,
 )
+from grpo_align.theory.preference import (
+    MonteCarloPreference,
+    group_advantages,
+    level_preference,
+    preference,
+    preference_limit,
+    preference_monte_carlo,
+)
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO, NORMALIZATIONS, PENALTIES, PRESETS
 from grpo_align.theory.stationary import (
     StationaryResult,
     StationaryRoot,
@@ -30,29 +30,29 @@ from grpo_align.theory.stationary import (
 )
 
 __all__ = [
-    "Problem",
     "GRPO",
     "NORMALIZATIONS",
     "PENALTIES",
     "PRESETS",
     "MonteCarloPreference",
-    "group_advantages",
-    "level_preference",
-    "preference",
-    "preference_limit",
-    "preference_monte_carlo",
+    "Problem",
     "StationaryResult",
     "StationaryRoot",
-    "penalty_coefficient",
-    "stationarity_residual",
-    "stationary_policy",
     "binary_direct_kl_g2_policy",
     "binary_g2_policy",
     "binary_limit_policy",
     "binary_policy",
     "binary_preference",
     "binary_shift_policy",
+    "group_advantages",
+    "level_preference",
     "nash_policy",
     "pairwise_policy",
+    "penalty_coefficient",
+    "preference",
+    "preference_limit",
+    "preference_monte_carlo",
     "rlhf_policy",
+    "stationarity_residual",
+    "stationary_policy",
 ]

@@ -17,14 +17,14 @@ from grpo_align.errors import InputError
 from grpo_align.theory.problem import Problem
 
 __all__ = [
-    "binary_preference",
-    "binary_policy",
-    "binary_g2_policy",
     "binary_direct_kl_g2_policy",
+    "binary_g2_policy",
     "binary_limit_policy",
+    "binary_policy",
+    "binary_preference",
     "binary_shift_policy",
-    "pairwise_policy",
     "nash_policy",
+    "pairwise_policy",
     "rlhf_policy",
 ]
 

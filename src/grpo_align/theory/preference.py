@@ -26,14 +26,14 @@ from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
+    "MAX_COUNT_VECTORS",
+    "MonteCarloPreference",
     "group_advantages",
     "level_advantage_table",
     "level_preference",
     "preference",
     "preference_limit",
     "preference_monte_carlo",
-    "MonteCarloPreference",
-    "MAX_COUNT_VECTORS",
 ]
 
 #: Largest enumeration of count vectors accepted (C(G+L-2, L-1)); beyond it use Monte Carlo.
@@ -160,7 +160,7 @@ class LevelPreference:
             self.shared = False
         self.counts_f = self.counts.astype(float)
 
-    def take(self, idx: np.ndarray) -> "LevelPreference":
+    def take(self, idx: np.ndarray) -> LevelPreference:
         """The same h for the contexts ``idx`` (repeats allowed), sharing the tables."""
         sub = LevelPreference.__new__(LevelPreference)
         sub.__dict__.update(self.__dict__)

@@ -12,8 +12,9 @@ W[o, o'] = Pr[o beats o'] (THEORY.md section 7); such a problem is only defined 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,7 @@ class Problem:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_rewards(cls, ref: Any, rewards: Any, *, renormalize: bool = False) -> "Problem":
+    def from_rewards(cls, ref: Any, rewards: Any, *, renormalize: bool = False) -> Problem:
         """Deterministic rewards: output o always gets ``rewards[o]``.
 
         A batch may be ragged (contexts with different numbers of outputs); shorter
@@ -214,7 +215,7 @@ class Problem:
         return cls(ref2, levels, dist, renormalize=renormalize)
 
     @classmethod
-    def from_bernoulli(cls, ref: Any, success: Any, *, renormalize: bool = False) -> "Problem":
+    def from_bernoulli(cls, ref: Any, success: Any, *, renormalize: bool = False) -> Problem:
         """Bernoulli rewards: output o gets 1 with probability ``success[o]``, else 0."""
         batched = _is_ragged(ref) or np.ndim(np.asarray(ref, dtype=object)) == 2
         if _is_ragged(ref) or _is_ragged(success):
@@ -234,7 +235,7 @@ class Problem:
         return cls(ref2, levels, dist, renormalize=renormalize)
 
     @classmethod
-    def from_preference(cls, ref: Any, win_prob: Any, *, renormalize: bool = False) -> "Problem":
+    def from_preference(cls, ref: Any, win_prob: Any, *, renormalize: bool = False) -> Problem:
         """Pairwise preferences for groups of two: ``win_prob[o, o'] = Pr[o beats o']``.
 
         Any matrix of win probabilities is accepted, transitive or not (rock-paper-scissors);

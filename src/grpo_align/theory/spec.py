@@ -90,22 +90,34 @@ class GRPO:
             if g == -math.inf or g != int(g) or g < 2:
                 raise InputError("group_size", f"expected an integer >= 2 or math.inf, got {g}")
             object.__setattr__(self, "group_size", int(g))
-        if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real) or not math.isfinite(self.beta) or self.beta < 0:
+        if (
+            isinstance(self.beta, bool)
+            or not isinstance(self.beta, numbers.Real)
+            or not math.isfinite(self.beta)
+            or self.beta < 0
+        ):
             raise InputError("beta", f"expected a finite number >= 0, got {self.beta!r}")
         object.__setattr__(self, "beta", float(self.beta))
         if self.normalization not in NORMALIZATIONS:
-            raise InputError("normalization", f"unknown {self.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+            raise InputError(
+                "normalization", f"unknown {self.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}"
+            )
         if self.ddof not in (0, 1):
             raise InputError("ddof", f"expected 0 (population std) or 1 (sample std), got {self.ddof!r}")
         object.__setattr__(self, "ddof", int(self.ddof))
-        if isinstance(self.eps, bool) or not isinstance(self.eps, numbers.Real) or not math.isfinite(self.eps) or self.eps < 0:
+        if (
+            isinstance(self.eps, bool)
+            or not isinstance(self.eps, numbers.Real)
+            or not math.isfinite(self.eps)
+            or self.eps < 0
+        ):
             raise InputError("eps", f"expected a finite number >= 0, got {self.eps!r}")
         object.__setattr__(self, "eps", float(self.eps))
         if self.penalty not in PENALTIES:
             raise InputError("penalty", f"unknown {self.penalty!r}; expected one of {', '.join(PENALTIES)}")
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "GRPO":
+    def preset(cls, name: str, **overrides: Any) -> GRPO:
         """The specification a named trainer runs: one of ``GRPO.presets``.
 
         >>> GRPO.preset("trl", beta=0.04)
@@ -119,7 +131,7 @@ class GRPO:
         return cls(**{**PRESETS[name], **overrides})
 
     @classmethod
-    def from_trl(cls, config: Any) -> "GRPO":
+    def from_trl(cls, config: Any) -> GRPO:
         """The specification a TRL ``GRPOConfig`` trains (mapping in docs/lm.md).
 
         TRL itself is not imported here; the mapping lives in grpo_align.integrations.trl.
@@ -128,7 +140,7 @@ class GRPO:
 
         return grpo_spec_from_trl(config)
 
-    def replace(self, **changes: Any) -> "GRPO":
+    def replace(self, **changes: Any) -> GRPO:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 

@@ -23,9 +23,10 @@ use the policy itself as the variable.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from grpo_align.theory.preference import LevelPreference, preference
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["stationary_policy", "StationaryResult", "StationaryRoot", "stationarity_residual", "penalty_coefficient"]
+__all__ = ["StationaryResult", "StationaryRoot", "penalty_coefficient", "stationarity_residual", "stationary_policy"]
 
 #: A root is accepted when the stationarity residual (max over the support of
 #: |P_G(o) - beta phi(o) - c|) is below this.
@@ -105,7 +106,9 @@ class StationaryResult:
         pol = np.array2string(np.asarray(self.policy), precision=6, threshold=8)
         res = np.max(np.asarray(self.residual))
         n_roots = (
-            len(self.roots) if not self.problem.batched else f"{sum(len(r) for r in self.roots)} over {len(self.roots)} contexts"
+            len(self.roots)
+            if not self.problem.batched
+            else f"{sum(len(r) for r in self.roots)} over {len(self.roots)} contexts"
         )
         msg = self.message if isinstance(self.message, str) else self.message[0]
         return (
@@ -242,7 +245,7 @@ class _Reduced:
             return _k3_masses(pref, ref_mass, self.beta)
         return _kl_masses(pref, ref_mass, self.beta)
 
-    def take(self, idx: np.ndarray) -> "_Reduced":
+    def take(self, idx: np.ndarray) -> _Reduced:
         """The contexts ``idx`` (repeats allowed) of a reward problem, as a new reduction."""
         sub = _Reduced.__new__(_Reduced)
         sub.__dict__.update(self.__dict__)
@@ -317,7 +320,7 @@ def _scan_binary(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
     values = np.concatenate([g(red, grid[:, i : i + chunk]) for i in range(0, grid.shape[1], chunk)], axis=1)
     roots: list[list[float]] = [[] for _ in range(grid.shape[0])]
     zero = values == 0
-    for c, i in zip(*np.nonzero(zero)):
+    for c, i in zip(*np.nonzero(zero), strict=False):
         roots[c].append(float(grid[c, i]))
     change = (np.sign(values[:, :-1]) * np.sign(values[:, 1:])) < 0
     ctx, idx = np.nonzero(change)
@@ -349,7 +352,7 @@ def _scan_binary(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
             hi = np.where(gu == 0, u, hi)
             if np.all(done):
                 break
-        for c, u_root in zip(ctx, 0.5 * (lo + hi)):
+        for c, u_root in zip(ctx, 0.5 * (lo + hi), strict=False):
             roots[int(c)].append(float(u_root))
     same = a == b  # a single active reward distribution: T is constant
     for c in np.nonzero(same)[0]:
@@ -402,7 +405,7 @@ def _newton(
         free = np.argsort(axis + dim * is_dep, axis=-1, kind="stable")[..., :-1]  # (C, S, D-1)
         f = np.take_along_axis(res, free, axis=-1)
         h = 1e-7
-        jac = np.empty(z.shape[:-1] + (dim - 1, dim - 1))
+        jac = np.empty((*z.shape[:-1], dim - 1, dim - 1))
         for k in range(dim - 1):
             # move h from the dependent coordinate (>= 1/D) to free coordinate k
             zk = z + h * ((axis == free[..., k : k + 1]).astype(float) - is_dep)
@@ -575,7 +578,7 @@ def _stability(red: _Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | Non
     if n_cls > 64:
         return [(None, None)] * masses.shape[0]
     h = 1e-6
-    jac = np.empty(masses.shape + (n_cls,))  # (C, J, J): d field_i / d logit_j
+    jac = np.empty((*masses.shape, n_cls))  # (C, J, J): d field_i / d logit_j
     for j in range(n_cls):
         plus, minus = base.copy(), base.copy()
         plus[:, j] += h
@@ -597,7 +600,7 @@ def _stability(red: _Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | Non
         eigs = np.full((members.size, n_act - 1), np.nan, dtype=complex)
         if np.any(finite):
             eigs[finite] = np.linalg.eigvals(basis.T @ sub[finite] @ basis)
-        for c, eig, ok in zip(members, eigs, finite):
+        for c, eig, ok in zip(members, eigs, finite, strict=False):
             if not ok:
                 continue
             # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
@@ -639,7 +642,11 @@ def _residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarr
     """``stationarity_residual`` with P_G(o | pi) already computed, (C, K) arrays."""
     support = pi > 0
     if algo.penalty == "abs":
-        x = np.where(support & (problem.ref > 0), np.log(np.where(support, pi, 1.0) / np.where(problem.ref > 0, problem.ref, 1.0)), 0.0)
+        x = np.where(
+            support & (problem.ref > 0),
+            np.log(np.where(support, pi, 1.0) / np.where(problem.ref > 0, problem.ref, 1.0)),
+            0.0,
+        )
         up, down = support & (x > 1e-9), support & (x < -1e-9)
         # c candidates from the determined outputs; otherwise the middle of the P range
         determined = up | down
@@ -652,7 +659,9 @@ def _residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarr
             cands.sum(axis=1) / np.maximum(n_det, 1),
         )
         dev = pref - c[:, None]
-        res = np.where(up, np.abs(dev - algo.beta), np.where(down, np.abs(dev + algo.beta), np.maximum(np.abs(dev) - algo.beta, 0)))
+        res = np.where(
+            up, np.abs(dev - algo.beta), np.where(down, np.abs(dev + algo.beta), np.maximum(np.abs(dev) - algo.beta, 0))
+        )
         # an output drained to 0 (the abs pull is bounded) stays there only if the pull back,
         # beta, does not beat its advantage: P(o) - c <= -beta
         drained = ~support & (problem.ref > 0)
@@ -701,7 +710,7 @@ def _validate(problem: Problem, algo: GRPO) -> None:
     if problem.is_preference:
         if algo.group_size != 2:
             raise InputError("group_size", "a pairwise-preference problem defines P_G for G = 2 only")
-        algo.pairwise_scale  # raises for normalisations without the pairwise form
+        _ = algo.pairwise_scale  # raises for normalisations without the pairwise form
 
 
 def stationary_policy(problem: Problem, algo: GRPO) -> StationaryResult:
@@ -753,7 +762,9 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
                 else f"no interior stationary policy ({why}) and the expected dynamics reach no single class"
             )
             roots[c] = [StationaryRoot(policy[c], limit_mix[c], math.nan, 0.0, bool(converged[c]))]
-        return _finish(problem, algo, policy, np.asarray(converged), status, messages, roots, 0, residual=np.zeros(n_ctx))
+        return _finish(
+            problem, algo, policy, np.asarray(converged), status, messages, roots, 0, residual=np.zeros(n_ctx)
+        )
 
     single = np.sum(red.ref_mass > 0, axis=1) == 1
     if algo.penalty == "abs":
@@ -778,7 +789,9 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
     for slot in range(n_slots):
         # a candidate with non-finite entries (P_G diverging at a point-mass mixture for
         # G = inf) is no root; it must not reach the residual check as a "policy"
-        has = np.array([len(candidates[c]) > slot and bool(np.all(np.isfinite(candidates[c][slot]))) for c in range(n_ctx)])
+        has = np.array(
+            [len(candidates[c]) > slot and bool(np.all(np.isfinite(candidates[c][slot]))) for c in range(n_ctx)]
+        )
         masses = np.stack([candidates[c][slot] if has[c] else red.ref_mass[c] for c in range(n_ctx)])
         pi = red.policy(masses)
         pref = _preference_2d(problem, algo, pi)
@@ -787,7 +800,9 @@ def _solve(problem: Problem, algo: GRPO) -> StationaryResult:
         stab = _stability(red, masses) if algo.penalty != "abs" else [(None, None)] * n_ctx
         mix = red.mixture(masses) if red.class_dist is not None else masses
         for c in np.nonzero(has)[0]:
-            roots[c].append(StationaryRoot(pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c])))
+            roots[c].append(
+                StationaryRoot(pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c]))
+            )
 
     policy = np.zeros_like(problem.ref)
     success = np.zeros(n_ctx, bool)
@@ -850,12 +865,14 @@ def _newton_candidates(red: _Reduced) -> tuple[list[list[np.ndarray]], int]:
     """Damped Newton in the reduced space from several starts; distinct converged roots."""
     problem = red.problem
     if red.class_dist is None:
+
         def fixed_map(z: np.ndarray) -> np.ndarray:
             return red.masses_given(red.class_preference(z))[0]
 
         ref_z = red.ref_mass
         corners = np.broadcast_to(np.eye(ref_z.shape[1])[None], (ref_z.shape[0],) + (ref_z.shape[1],) * 2)
     else:
+
         def fixed_map(z: np.ndarray) -> np.ndarray:
             return red.mixture(red.masses_given(red.class_preference_from_mixture(z))[0])
 
@@ -892,4 +909,6 @@ def _finish(
 ) -> StationaryResult:
     if problem.batched:
         return StationaryResult(policy, success, status, residual, nit, messages, roots, algo, problem)
-    return StationaryResult(policy[0], bool(success[0]), status[0], float(residual[0]), nit, messages[0], roots[0], algo, problem)
+    return StationaryResult(
+        policy[0], bool(success[0]), status[0], float(residual[0]), nit, messages[0], roots[0], algo, problem
+    )

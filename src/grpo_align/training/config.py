@@ -24,7 +24,10 @@ def _float(name: str, value: Any, low: float, high: float = math.inf, *, open_lo
     ok = ok and (value > low if open_low else value >= low) and value <= high
     if not ok:
         bound = f"> {low}" if open_low else f">= {low}"
-        raise InputError(name, f"expected a finite number {bound}" + (f" and <= {high}" if high < math.inf else "") + f", got {value!r}")
+        raise InputError(
+            name,
+            f"expected a finite number {bound}" + (f" and <= {high}" if high < math.inf else "") + f", got {value!r}",
+        )
     return float(value)
 
 
@@ -104,5 +107,7 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise InputError(f"{field_prefix}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(names))}")
+            raise InputError(
+                f"{field_prefix}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(names))}"
+            )
         return cls(**data)

@@ -131,7 +131,7 @@ def expected_dynamics(
         raise InputError("group_size", "a pairwise-preference problem defines P_G for G = 2 only")
     policy = TabularPolicy(problem.ref, check_init(problem, init))
     opt = make_optimizer(optimizer, [policy.logits], float(lr))
-    trajectory = np.empty((steps + 1,) + problem.ref.shape)
+    trajectory = np.empty((steps + 1, *problem.ref.shape))
     trajectory[0] = policy.probs()
     with torch_threads(1):
         for t in range(1, steps + 1):
@@ -161,5 +161,11 @@ def expected_dynamics(
     if problem.batched:
         return DynamicsResult(trajectory, trajectory[-1], converged, oscillating, period, residual, messages)
     return DynamicsResult(
-        trajectory[:, 0], trajectory[-1, 0], bool(converged[0]), bool(oscillating[0]), int(period[0]), float(residual[0]), messages[0]
+        trajectory[:, 0],
+        trajectory[-1, 0],
+        bool(converged[0]),
+        bool(oscillating[0]),
+        int(period[0]),
+        float(residual[0]),
+        messages[0],
     )

@@ -99,7 +99,7 @@ class RewardSampler:
         n_levels = dist.shape[2]
         # rounding can leave u above the last cdf entry: fall back to the last level that occurs
         positive = dist > 0
-        self.last_level = (n_levels - 1 - positive.flip(2).to(torch.int64).argmax(dim=2))  # (C, K)
+        self.last_level = n_levels - 1 - positive.flip(2).to(torch.int64).argmax(dim=2)  # (C, K)
 
     def __call__(self, outputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Rewards of ``outputs`` (C, N, G), same shape, float64."""
@@ -145,8 +145,14 @@ def context_sum_loss(
     """
     logp_new = policy.log_probs().gather(1, outputs).reshape(-1, 1)  # (B, 1)
     out = grpo_loss(
-        logp_new, logp_old, logp_ref, advantages, mask, algo,
-        clip_eps_low=config.clip_eps, clip_eps_high=config.clip_eps_high,
+        logp_new,
+        logp_old,
+        logp_ref,
+        advantages,
+        mask,
+        algo,
+        clip_eps_low=config.clip_eps,
+        clip_eps_high=config.clip_eps_high,
     )
     return out._replace(loss=out.loss * outputs.shape[0])
 
@@ -155,7 +161,9 @@ def _fingerprint(problem: Problem, algo: GRPO, config: TrainConfig, init: np.nda
     """What a checkpoint must match to be resumed: problem, spec, config (but checkpoint_every), start."""
     h = hashlib.sha256()
     for arr in (problem.ref, problem.levels, problem.dist, problem.win_prob, init):
-        h.update(b"none" if arr is None else np.ascontiguousarray(arr, dtype=float).tobytes() + str(np.shape(arr)).encode())
+        h.update(
+            b"none" if arr is None else np.ascontiguousarray(arr, dtype=float).tobytes() + str(np.shape(arr)).encode()
+        )
     cfg = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
     h.update(json.dumps([repr(algo), cfg], sort_keys=True).encode())
     return h.hexdigest()
@@ -313,19 +321,22 @@ def _train(
             records.append(pi)
             record_steps.append(step)
         if ckpt is not None and config.checkpoint_every and (step % config.checkpoint_every == 0 or step == steps):
-            _save_checkpoint(ckpt, {
-                "format": CHECKPOINT_FORMAT,
-                "fingerprint": fingerprint,
-                "step": step,
-                "logits": policy.logits.detach().clone(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "batch_sums": torch.from_numpy(batch_sums.copy()),
-                "tail_sumsq": torch.from_numpy(tail_sumsq.copy()),
-                "metrics": {k: torch.from_numpy(v.copy()) for k, v in metrics.items()},
-                "records": torch.from_numpy(np.stack(records)),
-                "record_steps": torch.tensor(record_steps, dtype=torch.int64),
-            })
+            _save_checkpoint(
+                ckpt,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "fingerprint": fingerprint,
+                    "step": step,
+                    "logits": policy.logits.detach().clone(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "batch_sums": torch.from_numpy(batch_sums.copy()),
+                    "tail_sumsq": torch.from_numpy(tail_sumsq.copy()),
+                    "metrics": {k: torch.from_numpy(v.copy()) for k, v in metrics.items()},
+                    "records": torch.from_numpy(np.stack(records)),
+                    "record_steps": torch.tensor(record_steps, dtype=torch.int64),
+                },
+            )
         if callback is not None:
             callback(step, {name: float(values[i]) for name, values in metrics.items()})
     elapsed = time.perf_counter() - t0
