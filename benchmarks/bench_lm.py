@@ -54,8 +54,8 @@ def worker_ours(out: Path, steps: int) -> dict:
     return dict(
         seconds=seconds,
         completions=steps * len(task) * GROUP,
-        tokens=sum(m["tokens"] for m in res.metrics),
-        loss=res.metrics[-1]["loss"],
+        tokens=sum(m["charts/tokens"] for m in res.metrics),
+        loss=res.metrics[-1]["losses/loss"],
     )
 
 

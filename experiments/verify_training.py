@@ -18,10 +18,7 @@ the unclipped penalty).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import grpo_align as ga
+from grpo_align.files import atomic_write_jsonl
 from grpo_align.training import TrainConfig, train
 
 
@@ -112,13 +110,7 @@ def step_size(predicted, tau: float) -> float:
 
 
 def write_lines(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write_jsonl(path, rows)
 
 
 def main() -> None:
@@ -212,7 +204,7 @@ def main() -> None:
     # the clip with several inner iterations: where the run ends, from two starts
     prob = ga.Problem.from_rewards(ref=[0.2, 0.3, 0.5], rewards=[1.0, 0.5, 0.0])
     algo = ga.GRPO(group_size=4, beta=0.5)
-    predicted = ga.stationary_policy(prob, algo).policy
+    predicted = np.reshape(ga.stationary_policy(prob, algo).policy, prob.ref.shape)[0]
     clip_table = Table(
         title=f"inner_iterations = 4, clip_eps = 0.05; predicted pi(best) = {predicted[0]:.4f}", title_justify="left"
     )
@@ -223,8 +215,9 @@ def main() -> None:
             cfg = TrainConfig(
                 steps=600, groups_per_step=1024, lr=lr, seed=1, inner_iterations=4, clip_eps=0.05, tail_fraction=0.5
             )
-            r = train(prob, algo, cfg, init=init)
-            clip = float(r.metrics["charts/clip_fraction"][-300:].mean())
+            res = train(prob, algo, cfg, init=init)
+            r = res[0]  # the problem's one context
+            clip = float(res.metrics["charts/clip_fraction"][-300:].mean())
             rows.append(
                 {
                     "table": "inner_clip",

@@ -20,6 +20,7 @@ import pytest
 import grpo_align as ga
 from grpo_align.cli import main
 from grpo_align.commands import solve as solve_cmd
+from grpo_align.files import to_jsonable
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -228,9 +229,9 @@ def test_console_script_bad_input_no_traceback(tmp_path):
 
 def test_inf_group_size_roundtrip_value():
     # the JSON encoder keeps the limit recognisable and strict
-    assert solve_cmd._jsonable(math.inf) == "inf"
-    assert solve_cmd._jsonable(float("nan")) is None
-    assert solve_cmd._jsonable(np.array([1 + 2j])) == {"real": [1.0], "imag": [2.0]}
+    assert to_jsonable(math.inf) == "inf"
+    assert to_jsonable(float("nan")) is None
+    assert to_jsonable(np.array([1 + 2j])) == {"real": [1.0], "imag": [2.0]}
 
 
 def test_multiple_roots_reported_with_stability(tmp_path, capsys):

@@ -274,7 +274,8 @@ def test_training_smoke_and_resume_is_bit_for_bit(setup, tmp_path):
     assert [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == full.metrics
     assert full.trajectory.shape == (4, len(task), task.max_candidates + 1)
     assert np.allclose(full.trajectory.sum(axis=2), 1.0)
-    assert any(m["clip_fraction"] >= 0 for m in full.metrics) and all(np.isfinite(m["loss"]) for m in full.metrics)
+    assert any(m["charts/clip_fraction"] >= 0 for m in full.metrics)
+    assert all(np.isfinite(m["losses/loss"]) for m in full.metrics)
     # a checkpoint of another run is refused, not silently continued
     with pytest.raises(InputError, match="different run"):
         train_lm(copy.deepcopy(ref), ref, tok, task, algo.replace(beta=0.1), config, out_dir=tmp_path / "b")
@@ -297,14 +298,20 @@ def test_experiment_writes_summary(tmp_path):
         model=TINY,
         sft=SFTConfig(steps=20),
         train=LMTrainConfig(steps=8, eval_every=2, n_batches=2, tail_fraction=0.5, warmup_steps=1),
-        runs=((0.5, 2), (1.0, 4)),
+        runs=(ga.GRPO(group_size=2, beta=0.5), ga.GRPO(group_size=4, beta=1.0)),
     )
     result = run_experiment(config, tmp_path, plots=True)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary) == 2
-    for entry, (beta, g) in zip(summary, config.runs, strict=False):
-        assert {"beta", "group_size", "mae", "mae_rlhf", "mae_reference", "questions", "steps"} <= set(entry)
-        assert (entry["beta"], entry["group_size"], entry["questions"], entry["steps"]) == (beta, g, 4, 8)
+    for entry, algo in zip(summary, config.runs, strict=True):
+        assert {"algo", "beta", "group_size", "mae", "mae_rlhf", "mae_reference", "questions", "steps"} <= set(entry)
+        assert (entry["beta"], entry["group_size"], entry["questions"], entry["steps"]) == (
+            algo.beta,
+            algo.group_size,
+            4,
+            8,
+        )
+        assert ga.GRPO(**entry["algo"]) == algo
         assert all(0 <= entry[k] <= 1 for k in ("mae", "mae_rlhf", "mae_reference"))
     assert all(f.exists() for f in result.figures)
     assert (tmp_path / "reference" / "tokenizer.json").exists()

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from grpo_align.cli import main
+from grpo_align.files import atomic_write_bytes
 from grpo_align.report import SECTIONS, SectionResult, Verdict, resolve_sections, runner
 from grpo_align.report.model import ReportConfig, SectionSpec
 from grpo_align.report.reverse_kl import direct_kl_gradient, expected_penalty_gradient, reverse_kl_gradient
-from grpo_align.report.writers import atomic_write, json_bytes
+from grpo_align.report.writers import json_bytes
+from grpo_align.theory.spec import GRPO
 
 TINY = ["reverse-kl", "practice"]  # fast sections that both draw random numbers
 
@@ -165,7 +167,13 @@ def test_lm_section_writes_its_files(tmp_path, monkeypatch):
     def tiny(cfg):
         train = LMTrainConfig(steps=40, eval_every=2, seed=cfg.seed, checkpoint_every=0)
         return LMExperimentConfig(
-            n_binary=2, n_choice=2, n_labels=10, seed=cfg.seed, sft=SFTConfig(steps=20), train=train, runs=((0.5, 4),)
+            n_binary=2,
+            n_choice=2,
+            n_labels=10,
+            seed=cfg.seed,
+            sft=SFTConfig(steps=20),
+            train=train,
+            runs=(GRPO(group_size=4, beta=0.5),),
         )
 
     monkeypatch.setattr(lm, "experiment_config", tiny)
@@ -203,7 +211,7 @@ def test_complex_step_gradients_against_hand_values():
 
 def test_atomic_write_and_json(tmp_path):
     target = tmp_path / "sub" / "x.json"
-    atomic_write(target, json_bytes({"b": np.array([1.0, np.nan, np.inf]), "a": np.float64(0.1)}))
+    atomic_write_bytes(target, json_bytes({"b": np.array([1.0, np.nan, np.inf]), "a": np.float64(0.1)}))
     assert json.loads(target.read_text()) == {"a": 0.1, "b": [1.0, None, "inf"]}
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
 

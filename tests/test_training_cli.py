@@ -53,10 +53,12 @@ def test_train_writes_summary_and_trajectory(toml_file, tmp_path, capsys):
     assert [s["index"] for s in summary] == [0, 1]
     assert summary[1]["algorithm"]["ddof"] == 1  # the trl preset
     for i, s in enumerate(summary):
-        assert len(s["mean_policy"]) == 2 and abs(sum(s["mean_policy"]) - 1) < 1e-12
+        # one context: every per-context array keeps the context axis
+        assert len(s["mean_policy"]) == 1 and len(s["mean_policy"][0]) == 2
+        assert abs(sum(s["mean_policy"][0]) - 1) < 1e-12 and "seconds" in s
         traj = _lines(out / f"trajectory-{i}.jsonl")
-        assert traj[0]["step"] == 0 and traj[0]["policy"] == pytest.approx([0.3, 0.7])
-        assert traj[-1]["step"] == 60 and traj[-1]["policy"] == pytest.approx(s["policy"])
+        assert traj[0]["step"] == 0 and traj[0]["policy"][0] == pytest.approx([0.3, 0.7])
+        assert traj[-1]["step"] == 60 and traj[-1]["policy"][0] == pytest.approx(s["policy"][0])
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
 
 

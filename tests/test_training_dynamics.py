@@ -38,7 +38,8 @@ def test_expected_dynamics_reach_the_stationary_policy(problem, algo):
     predicted = ga.stationary_policy(problem, algo)
     result = expected_dynamics(problem, algo, lr=_lr(predicted), steps=400)
     assert np.all(result.converged) and not np.any(result.oscillating)
-    np.testing.assert_allclose(result.policy, predicted.policy, atol=1e-9)
+    # results always carry the context axis; the prediction is read in the problem's (C, K)
+    np.testing.assert_allclose(result.policy, np.reshape(predicted.policy, problem.ref.shape), atol=1e-9)
     assert np.max(result.residual) < 1e-9
     # the expected gradient vanishes there (a second check of the fixed point)
     assert np.max(np.abs(expected_gradient(problem, algo, predicted.policy))) < 1e-9
@@ -59,8 +60,8 @@ def test_presets_reached_from_reference_by_expected_dynamics(preset):
     algo = ga.GRPO.preset(name, **overrides)
     predicted = ga.stationary_policy(prob, algo)
     result = expected_dynamics(prob, algo, lr=fraction * _lr(predicted), steps=steps)
-    assert result.converged, result.message
-    np.testing.assert_allclose(result.policy, predicted.policy, rtol=1e-7, atol=1e-12)
+    assert result[0].converged, result[0].message
+    np.testing.assert_allclose(result[0].policy, predicted.policy, rtol=1e-7, atol=1e-12)
 
 
 def test_step_size_past_stability_gives_a_two_cycle():
@@ -71,10 +72,10 @@ def test_step_size_past_stability_gives_a_two_cycle():
     algo = ga.GRPO(group_size=8, beta=0.5)
     predicted = ga.stationary_policy(prob, algo)
     lam = abs(predicted.roots[0].eigenvalues[0])
-    damped = expected_dynamics(prob, algo, lr=1.5 / lam, steps=300)
+    damped = expected_dynamics(prob, algo, lr=1.5 / lam, steps=300)[0]
     assert damped.converged and not damped.oscillating
     np.testing.assert_allclose(damped.policy, predicted.policy, atol=1e-9)
-    cycling = expected_dynamics(prob, algo, lr=2.4 / lam, steps=300)
+    cycling = expected_dynamics(prob, algo, lr=2.4 / lam, steps=300)[0]
     assert cycling.oscillating and not cycling.converged
     assert cycling.period == 2 and "oscillating" in cycling.message
     # the two points of the cycle straddle the stationary policy
@@ -94,7 +95,7 @@ def test_which_stationary_policy_is_reached_from_which_start():
     # full 1/|eigenvalue| overshoots to the vertex on the way in)
     lr = {low: 1 / abs(roots[0].eigenvalues[0]), high: 0.15 / abs(roots[2].eigenvalues[0])}
     for start, target in ((0.5 * (low + mid), low), (0.5 * (mid + high), high), (0.01, low), (mid + 1e-3, high)):
-        result = expected_dynamics(prob, algo, lr=lr[target], steps=600, init=[start, 1 - start])
+        result = expected_dynamics(prob, algo, lr=lr[target], steps=600, init=[start, 1 - start])[0]
         assert result.converged, result.message
         assert abs(result.policy[0] - target) < 1e-9, (start, result.policy, target)
 
@@ -106,7 +107,7 @@ def test_overshooting_to_the_boundary_is_not_called_converged():
     prob = ga.Problem.from_rewards(ref=[0.01, 0.99], rewards=[1.0, 0.0])
     algo = ga.GRPO(group_size=32, beta=0.5, penalty="k2")
     lam = abs(ga.stationary_policy(prob, algo).roots[2].eigenvalues[0])
-    result = expected_dynamics(prob, algo, lr=1 / lam, steps=300, init=[0.9658, 0.0342])
+    result = expected_dynamics(prob, algo, lr=1 / lam, steps=300, init=[0.9658, 0.0342])[0]
     assert result.policy[0] > 1 - 1e-6
     assert not result.converged and "stalled" in result.message
 
@@ -117,6 +118,15 @@ def test_batched_contexts_are_classified_separately():
     result = expected_dynamics(prob, algo, lr=1.0, steps=200)
     assert result.trajectory.shape == (201, 2, 2)
     assert list(result.converged) == [True, True] and len(result.message) == 2
+    assert len(result) == 2 and [ctx.converged for ctx in result] == [True, True]
+    assert result[1].trajectory.shape == (201, 2) and isinstance(result[1].message, str)
+
+
+def test_unbatched_problem_keeps_the_context_axis():
+    prob = ga.Problem.from_rewards(ref=[0.3, 0.7], rewards=[1.0, 0.0])
+    result = expected_dynamics(prob, ga.GRPO(group_size=4, beta=0.5), lr=0.5, steps=20)
+    assert result.policy.shape == (1, 2) and result.trajectory.shape == (21, 1, 2)
+    assert result.converged.shape == (1,) and len(result.message) == 1 and len(result) == 1
 
 
 def test_bad_input():

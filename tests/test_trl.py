@@ -15,11 +15,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import grpo_align as ga
 from grpo_align.errors import InputError
-from grpo_align.integrations.trl import PredictionGapCallback, grpo_spec_from_trl, trl_aggregation
+from grpo_align.integrations.trl import PredictionGapCallback
 from grpo_align.lm.model import ModelConfig, build_model, save_pretrained
 from grpo_align.lm.probs import encode_prompts, token_logprobs
 from grpo_align.lm.task import build_task, task_words
 from grpo_align.lm.tokenizer import build_tokenizer
+from grpo_align.mappings.trl import grpo_from_trl, trl_aggregation, trl_kwargs_from_grpo
 from grpo_align.training.loss import grpo_loss
 
 # transformers and trl warn about their own deprecations while building a trainer
@@ -51,20 +52,35 @@ def test_trl_defaults_are_what_the_docs_say(tmp_path):
     c = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     assert (c.beta, c.loss_type, c.scale_rewards, c.num_generations) == (0.0, "dapo", "group", 8)
     assert (c.temperature, c.top_p) == (1.0, 1.0) and c.top_k in (0, None)
-    spec = grpo_spec_from_trl(c)
+    spec = ga.from_trl(c)
     assert (spec.group_size, spec.beta, spec.normalization, spec.ddof, spec.eps) == (8, 0.0, "shift_scale", 1, 1e-4)
     assert spec.penalty == ("kl" if getattr(c, "use_bias_correction_kl", False) else "k3")
     assert ga.stationary_policy(ga.Problem.from_rewards([0.3, 0.7], [1.0, 0.0]), spec).status != "interior"
 
 
 def test_spec_mapping_and_refusals(tmp_path):
-    spec = grpo_spec_from_trl(_config(tmp_path, scale_rewards="none", loss_type="dr_grpo"))
+    spec = grpo_from_trl(_config(tmp_path, scale_rewards="none", loss_type="dr_grpo"))
     assert (spec.normalization, spec.penalty, spec.beta, spec.group_size) == ("shift", "k3", 0.3, 4)
     assert trl_aggregation(_config(tmp_path, loss_type="grpo")) == "sequence_mean"
-    assert grpo_spec_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "kl"
+    assert grpo_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "kl"
     for bad in (dict(scale_rewards="batch"), dict(temperature=0.7), dict(top_p=0.9), dict(loss_type="cispo")):
         with pytest.raises(InputError):
-            grpo_spec_from_trl(_config(tmp_path, **bad))
+            grpo_from_trl(_config(tmp_path, **bad))
+
+
+@pytest.mark.parametrize(
+    "algo",
+    [
+        ga.GRPO.preset("trl", beta=0.3),
+        ga.GRPO.preset("trl", beta=0.5, penalty="k3", group_size=4),
+        ga.GRPO.preset("dr_grpo", beta=0.1),
+    ],
+)
+def test_real_grpo_config_round_trip(tmp_path, algo):
+    from trl import GRPOConfig
+
+    config = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **trl_kwargs_from_grpo(algo))
+    assert grpo_from_trl(config) == algo
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +140,7 @@ def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type)
     trl_grads = [p.grad.clone() for p in model.parameters()]
 
     model.zero_grad()
-    spec = grpo_spec_from_trl(args)
+    spec = grpo_from_trl(args)
     logp = token_logprobs(model, prompts, completions)
     out = grpo_loss(
         logp,
@@ -162,7 +178,7 @@ def test_callback_measures_gap(trl_setup):
     assert [r.step for r in cb.history] == [0, 2]
     logs: dict = {}
     cb.on_log(None, state, None, logs=logs)
-    assert logs["grpo_align/gap"] == pytest.approx(np.mean(np.abs(np.array(cb.history[-1].correct) - 0.5)))
+    assert logs["charts/prediction_gap"] == pytest.approx(np.mean(np.abs(np.array(cb.history[-1].correct) - 0.5)))
     with pytest.raises(InputError):
         PredictionGapCallback(tok, task, [0.5], every=2)
 

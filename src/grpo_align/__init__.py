@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from grpo_align.errors import InputError
+from grpo_align.mappings.trl import grpo_from_trl as from_trl
 from grpo_align.theory import *
 from grpo_align.theory import __all__ as _theory_all
 
@@ -28,7 +29,7 @@ _LAZY = {
 }
 
 # the lazy names stay out of __all__ so that `from grpo_align import *` does not load torch
-__all__ = ["InputError", "__version__", *_theory_all]
+__all__ = ["InputError", "__version__", "from_trl", *_theory_all]
 
 
 def __getattr__(name: str) -> Any:

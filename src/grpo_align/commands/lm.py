@@ -1,7 +1,8 @@
 """``grpo-align lm [--quick] [--out DIR]``: GRPO on a tiny causal LM, predicted before training.
 
 Fits a reference model to noisy labels, predicts every question's stationary answer
-distribution for a few (beta, G), trains each with GRPO, and prints predicted against
+distribution for a few GRPO specifications (or the one given by --preset / --beta /
+--group-size), trains each with GRPO, and prints predicted against
 measured (mean absolute error of the correct answer's probability, beside RLHF's
 logarithmic pooling and the reference). Writes DIR/summary.json, DIR/experiment.json,
 DIR/runs/*/questions.json and the figures. An interrupted run resumes from its checkpoints.
@@ -14,6 +15,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train with TRL's GRPOTrainer instead (needs the trl extra; runs data-parallel under torchrun)",
     )
-    parser.add_argument("--beta", type=float, default=0.5, help="with --trl: KL coefficient (default 0.5)")
-    parser.add_argument("--group-size", type=int, default=8, help="with --trl: num_generations (default 8)")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="train one GRPO specification, a named preset (paper, trl, verl, openrlhf, dr_grpo, rloo); "
+        "--beta and --group-size override its fields",
+    )
+    parser.add_argument("--beta", type=float, default=None, help="train one run with this penalty weight")
+    parser.add_argument("--group-size", type=int, default=None, help="train one run with this group size G")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise InputError("--seed", f"expected an integer >= 0, got {args.seed}")
 
+    algo = _single_run(args)
     import torch
 
     if args.trl:
         torch.set_num_threads(args.threads)
-        return _run_trl(args)
+        return _run_trl(args, algo)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -57,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     config = LMExperimentConfig.quick() if args.quick else LMExperimentConfig.full()
     train = config.train if args.steps is None else replace(config.train, steps=args.steps)
     config = replace(config, seed=args.seed, train=replace(train, seed=args.seed))
+    if algo is not None:
+        config = replace(config, runs=(algo,))
     torch.set_num_threads(args.threads)
     console = Console(stderr=True)
     start = time.perf_counter()
@@ -103,45 +114,63 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_trl(args: argparse.Namespace) -> int:
-    import json
-    import math
+def _single_run(args: argparse.Namespace) -> Any:
+    """The one GRPO specification the flags ask for, or None (the experiment's own runs)."""
+    from grpo_align.errors import InputError
+    from grpo_align.theory.spec import GRPO
+
+    fields: dict[str, Any] = {}
+    if args.beta is not None:
+        fields["beta"] = args.beta
+    if args.group_size is not None:
+        fields["group_size"] = args.group_size
+    if args.preset is None and not fields:
+        return None
+    try:
+        if args.preset is not None:
+            return GRPO.preset(args.preset, **fields)
+        return GRPO(**{"beta": 0.5, "group_size": 8, **fields})
+    except InputError as exc:
+        flag = {"beta": "--beta", "group_size": "--group-size"}.get(exc.field, "--preset")
+        raise InputError(flag, exc.expected) from None
+
+
+def _run_trl(args: argparse.Namespace, algo: Any) -> int:
     import os
 
     from grpo_align.errors import InputError
+    from grpo_align.files import atomic_write_json
 
-    if not args.beta > 0:
-        raise InputError(
-            "--beta", f"expected > 0 (TRL's default 0 leaves no interior stationary policy), got {args.beta}"
-        )
-    if args.group_size < 2:
-        raise InputError("--group-size", f"expected an integer >= 2, got {args.group_size}")
     try:
         import trl  # noqa: F401  (fail early with the install hint)
 
-        from grpo_align.integrations.trl import run_trl_experiment
+        from grpo_align.integrations.trl import DEFAULT_TRL_ALGO, run_trl_experiment
     except ImportError:
         raise InputError("--trl", "needs the trl extra: pip install 'grpo-align[trl]'") from None
+    if algo is None:
+        algo = DEFAULT_TRL_ALGO
+    if not algo.beta > 0:
+        raise InputError(
+            "--beta", f"expected > 0 (TRL's default 0 leaves no interior stationary policy), got {algo.beta}"
+        )
     steps = args.steps if args.steps is not None else (300 if args.quick else 600)
-    res = run_trl_experiment(args.out, steps=steps, beta=args.beta, num_generations=args.group_size, seed=args.seed)
+    res = run_trl_experiment(args.out, algo, steps=steps, seed=args.seed)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = dict(
-            beta=res.spec.beta,
-            group_size=int(res.spec.group_size),
+            beta=res.algo.beta,
+            group_size=int(res.algo.group_size),
             mae=res.mae,
             mae_rlhf=res.mae_rlhf,
             mae_reference=res.mae_reference,
-            stderr=None if math.isnan(res.stderr) else res.stderr,
+            stderr=res.stderr,
             steps=res.steps,
             seconds=res.seconds,
-            spec=repr(res.spec),
+            algo=res.algo,
             processes=int(os.environ.get("WORLD_SIZE", "1")),
         )
-        tmp = args.out / "trl_summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, args.out / "trl_summary.json")
+        atomic_write_json(args.out / "trl_summary.json", summary)
         print(
-            f"TRL GRPOTrainer, {res.spec}: mean |measured - predicted| P(correct) = {res.mae:.4f} "
+            f"TRL GRPOTrainer, {res.algo}: mean |measured - predicted| P(correct) = {res.mae:.4f} "
             f"(RLHF pooling {res.mae_rlhf:.4f}, reference {res.mae_reference:.4f}, stderr {res.stderr:.4f}), "
             f"{res.steps} steps in {res.seconds:.0f} s; wrote {args.out / 'trl_summary.json'}"
         )

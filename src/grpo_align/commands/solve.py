@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grpo_align.errors import InputError
+from grpo_align.files import atomic_write_json, to_jsonable
 from grpo_align.io_toml import ProblemFile, load_problem_toml
 from grpo_align.theory import GRPO, Problem, StationaryResult, rlhf_policy, stationary_policy
 
@@ -235,30 +232,6 @@ def _ranges(indices: list[int]) -> str:
 
 
 # ---------------------------------------------------------------------------- JSON
-def _jsonable(value: Any) -> Any:
-    """numpy to lists; inf as the string "inf" and NaN as null, so the JSON is strict."""
-    if isinstance(value, np.ndarray):
-        if np.iscomplexobj(value):
-            return {"real": _jsonable(value.real), "imag": _jsonable(value.imag)}
-        return _jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    return value
-
-
 def _algo_json(algo: GRPO) -> dict[str, Any]:
     return dataclasses.asdict(algo)
 
@@ -323,7 +296,7 @@ def to_json(
         "rlhf": None if rlhf is None else {"beta": rlhf_beta, "policy": rlhf},
         "success": all_ok,
     }
-    return _jsonable(out)
+    return to_jsonable(out)
 
 
 def check_out_path(path: Path) -> Path:
@@ -337,15 +310,6 @@ def check_out_path(path: Path) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path``, then rename: a reader never sees half a file."""
-    path = Path(path)
-    parent = check_out_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as strict JSON to ``path`` atomically (``grpo_align.files``)."""
+    check_out_path(path)
+    atomic_write_json(path, data)

@@ -22,10 +22,7 @@ with its standard error. Exit status 0, or 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grpo_align.errors import InputError
+from grpo_align.files import atomic_write_jsonl
 from grpo_align.io_toml import load_problem_toml
 
 #: contexts printed as tables; every context is in the summary file
@@ -94,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint_path=ckpt if config.checkpoint_every else None,
                 resume=args.resume,
             )
-        _write_lines(out / f"trajectory-{i}.jsonl", _trajectory_lines(result))
+        atomic_write_jsonl(out / f"trajectory-{i}.jsonl", _trajectory_lines(result))
         summaries.append(
             {"index": i, "name": name, "algorithm": asdict(algo), "config": config.to_dict(), **result.summary()}
         )
         _print_result(console, spec, name, result)
-    _write_lines(out / "summary.jsonl", summaries)
+    atomic_write_jsonl(out / "summary.jsonl", summaries)
     console.print(f"wrote {out}/summary.jsonl and trajectory-*.jsonl")
     return 0
 
@@ -118,61 +116,41 @@ def _progress(console: Console, quiet: bool) -> Progress:
 
 def _trajectory_lines(result: Any) -> Iterable[dict[str, Any]]:
     metrics = result.metrics
-    for step, policy in zip(result.trajectory_steps, result.trajectory, strict=False):
+    for step, policy in zip(result.record_steps, result.trajectory, strict=True):
         line: dict[str, Any] = {"step": int(step), "policy": np.asarray(policy).tolist()}
         if step > 0:
             line.update({name: float(values[step - 1]) for name, values in metrics.items()})
         yield line
 
 
-def _write_lines(path: Path, lines: Iterable[dict[str, Any]]) -> None:
-    """JSON lines to a temporary file beside ``path``, then an atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            for line in lines:
-                fh.write(json.dumps(line, allow_nan=True) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _print_result(console: Console, spec: Any, name: str, result: Any) -> None:
     problem = spec.problem
     names = spec.options["names"]
     n_outputs = spec.options["n_outputs"]
-
-    def rows(arr: Any) -> np.ndarray:
-        return np.atleast_2d(np.asarray(arr))
-
-    ref, pred, mean, se, gap = (
-        rows(a) for a in (problem.ref, result.predicted.policy, result.mean_policy, result.stderr, result.gap)
-    )
-    z = rows(result.z)
-    for c in range(min(problem.n_contexts, MAX_CONTEXTS_SHOWN)):
-        title = f"{name}" + (f", context {c + 1}" if problem.batched else "")
+    for c, ctx in enumerate(result):
+        if c == MAX_CONTEXTS_SHOWN:
+            console.print(f"({len(result) - MAX_CONTEXTS_SHOWN} more contexts in summary.jsonl)")
+            break
+        title = f"{name}" + (f", context {c + 1}" if len(result) > 1 else "")
         table = Table(title=title, title_justify="left")
         for col in ("output", "reference", "predicted", "trained (tail mean)", "stderr", "gap", "gap/stderr"):
             table.add_column(col, justify="right" if col != "output" else "left")
         for o in range(n_outputs[c]):
             table.add_row(
                 names[c][o],
-                f"{ref[c, o]:.6f}",
-                f"{pred[c, o]:.6f}",
-                f"{mean[c, o]:.6f}",
-                f"{se[c, o]:.2e}",
-                f"{gap[c, o]:+.2e}",
-                f"{z[c, o]:+.2f}",
+                f"{problem.ref[c, o]:.6f}",
+                f"{ctx.predicted[o]:.6f}",
+                f"{ctx.mean_policy[o]:.6f}",
+                f"{ctx.stderr[o]:.2e}",
+                f"{ctx.gap[o]:+.2e}",
+                f"{ctx.z[o]:+.2f}",
             )
         console.print(table)
-    if problem.n_contexts > MAX_CONTEXTS_SHOWN:
-        console.print(f"({problem.n_contexts - MAX_CONTEXTS_SHOWN} more contexts in summary.jsonl)")
+    z, gap, se = result.z, result.gap, result.stderr
     worst = np.unravel_index(np.argmax(np.abs(z)), z.shape)
-    status = result.predicted.status if isinstance(result.predicted.status, str) else result.predicted.status[0]
     console.print(
-        f"{name}: gap to the predicted policy ({status}) max |gap| = {float(np.max(np.abs(gap))):.2e}; "
+        f"{name}: gap to the predicted policy ({result.predicted_status[worst[0]]}) "
+        f"max |gap| = {float(np.max(np.abs(gap))):.2e}; "
         f"at the largest |gap|/stderr the gap is {gap[worst]:+.2e} with stderr {se[worst]:.2e} "
         f"({float(z[worst]):+.2f} stderr); batch autocorrelation {result.batch_autocorrelation:+.2f}; "
         f"{result.outputs_per_second:,.0f} sampled outputs/s"

@@ -3,9 +3,9 @@
 1. Build the task and the tokenizer, fit the reference model to noisy labels (``sft``).
 2. Read the reference answer probabilities exactly (teacher forcing), "anything else"
    included, and predict every question's stationary answer distribution for each
-   (beta, G) with ``ga.stationary_policy`` (one batched ``Problem`` over all questions),
+   GRPO specification of ``config.runs`` with ``ga.stationary_policy`` (one batched ``Problem`` over all questions),
    beside RLHF's logarithmic pooling (``ga.rlhf_policy``) and the reference itself.
-3. Train a copy of the reference with GRPO for each (beta, G) (``train_lm``) and measure
+3. Train a copy of the reference with each specification (``train_lm``) and measure
    the answer probabilities exactly, averaged over the tail of the run.
 4. Report the mean absolute error of the correct answer's probability against each
    prediction; write ``summary.json`` (one entry per run), per-question JSON, figures.
@@ -19,22 +19,25 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from grpo_align.errors import InputError
+from grpo_align.files import atomic_path, atomic_write_json, atomic_write_text, to_jsonable
 from grpo_align.lm.model import ModelConfig, build_model, count_parameters, save_pretrained
 from grpo_align.lm.probs import AnswerProbabilities, answer_probabilities
 from grpo_align.lm.sft import SFTConfig, supervised_finetune
 from grpo_align.lm.task import Task, build_task, noisy_labels, task_words
 from grpo_align.lm.tokenizer import build_tokenizer
-from grpo_align.lm.trainer import LMTrainConfig, LMTrainResult, _atomic_write, train_lm
+from grpo_align.lm.trainer import LMTrainConfig, LMTrainResult, train_lm
 from grpo_align.theory.closed_form import rlhf_policy
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import stationary_policy
+from grpo_align.training.results import per_context_strings, predicted_policy
 
 __all__ = [
     "LMExperimentConfig",
@@ -45,6 +48,7 @@ __all__ = [
     "predict",
     "reward_problem",
     "run_experiment",
+    "run_name",
 ]
 
 
@@ -63,14 +67,23 @@ class LMExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     train: LMTrainConfig = field(default_factory=LMTrainConfig)
-    runs: tuple[tuple[float, int], ...] = ((0.5, 8), (0.5, 2), (0.25, 4))
-    """(beta, G) pairs trained"""
-    normalization: str = "shift_scale"
-    """group advantage normalisation of every run (GRPO field)"""
-    ddof: int = 0
-    """std of shift_scale: 0 population (the paper), 1 sample (TRL)"""
-    penalty: str = "k3"
-    """penalty estimator of every run (GRPO field)"""
+    runs: tuple[GRPO, ...] = (GRPO(group_size=8, beta=0.5), GRPO(group_size=2, beta=0.5), GRPO(group_size=4, beta=0.25))
+    """the GRPO specifications trained, one run each (``GRPO.preset`` gives a trainer's defaults)"""
+
+    def __post_init__(self) -> None:
+        runs = tuple(self.runs) if isinstance(self.runs, (list, tuple)) else None
+        if not runs:
+            raise InputError("runs", "expected a non-empty tuple of grpo_align.GRPO specifications")
+        for i, algo in enumerate(runs):
+            if not isinstance(algo, GRPO):
+                raise InputError(f"runs[{i}]", f"expected a grpo_align.GRPO, got {algo!r}")
+            if algo.is_limit:
+                raise InputError(f"runs[{i}].group_size", "training needs a finite group size")
+        names = [run_name(a) for a in runs]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise InputError("runs", f"the run {dup} appears twice")
+        object.__setattr__(self, "runs", runs)
 
     @classmethod
     def quick(cls) -> LMExperimentConfig:
@@ -79,25 +92,35 @@ class LMExperimentConfig:
         500 steps left G = 2 short of its end point (mean error 0.027 against a standard
         error of 0.017); at 1500 every run's mean error is within 1.3 standard errors.
         """
-        return cls(train=LMTrainConfig(steps=1500, lr=1e-3), runs=((0.5, 8), (0.5, 2), (0.25, 4)))
+        return cls(train=LMTrainConfig(steps=1500, lr=1e-3))
 
     @classmethod
     def full(cls) -> LMExperimentConfig:
         """Six (beta, G) runs of 1500 steps at a smaller learning rate."""
         return cls(
             train=LMTrainConfig(steps=1500, lr=5e-4),
-            runs=((0.25, 2), (0.25, 8), (0.5, 2), (0.5, 8), (1.0, 2), (1.0, 8)),
+            runs=tuple(GRPO(group_size=g, beta=b) for b in (0.25, 0.5, 1.0) for g in (2, 8)),
         )
 
-    def algo(self, beta: float, group_size: int) -> GRPO:
-        return GRPO(
-            group_size=group_size, beta=beta, normalization=self.normalization, ddof=self.ddof, penalty=self.penalty
-        )
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (the GRPO runs as dicts of their fields)."""
+        out: dict[str, Any] = to_jsonable(self)
+        return out
 
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["runs"] = [list(r) for r in self.runs]
-        return d
+
+def run_name(algo: GRPO) -> str:
+    """Folder name of a run: beta and G, then every field that differs from ``GRPO()``'s."""
+    name = f"beta{algo.beta:g}_G{int(algo.group_size)}"
+    default = GRPO()
+    if algo.normalization != default.normalization:
+        name += f"_{algo.normalization}"
+    if algo.ddof != default.ddof:
+        name += f"_ddof{algo.ddof}"
+    if algo.eps != default.eps:
+        name += f"_eps{algo.eps:g}"
+    if algo.penalty != default.penalty:
+        name += f"_{algo.penalty}"
+    return name
 
 
 def reward_problem(task: Task, probs: AnswerProbabilities) -> Problem:
@@ -141,23 +164,24 @@ def predict(task: Task, probs: AnswerProbabilities, algo: GRPO) -> Prediction:
     res = stationary_policy(problem, algo)
     width = task.max_candidates
     rl = rlhf_policy(problem, algo.beta) if algo.beta > 0 else np.full(problem.ref.shape, np.nan)
-    msgs = res.message if isinstance(res.message, list) else [res.message]
+    msgs = per_context_strings(res.message, problem.n_contexts)
+    ok = np.asarray(res.success, dtype=bool).reshape(problem.n_contexts)
     return Prediction(
         algo=algo,
-        grpo=_pad(np.atleast_2d(res.policy), task, width),
-        rlhf=_pad(np.atleast_2d(rl), task, width),
+        grpo=_pad(predicted_policy(problem, res), task, width),
+        rlhf=_pad(np.asarray(rl, dtype=float).reshape(problem.ref.shape), task, width),
         reference=_pad(problem.ref, task, width),
-        success=bool(np.all(res.success)),
-        message=msgs[0]
-        if np.all(res.success)
-        else next(m for m, ok in zip(msgs, np.atleast_1d(res.success), strict=False) if not ok),
+        success=bool(np.all(ok)),
+        message=msgs[0] if np.all(ok) else next(m for m, good in zip(msgs, ok, strict=True) if not good),
     )
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One (beta, G) run: errors of the correct answer's probability, mean over questions."""
+    """One run: errors of the correct answer's probability, mean over questions."""
 
+    algo: GRPO
+    """the specification trained"""
     beta: float
     group_size: int
     mae: float
@@ -183,7 +207,7 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """One (beta, G) run in full: its summary, the prediction it was measured against, the training result."""
+    """One run in full: its summary, the prediction it was measured against, the training result."""
 
     summary: RunSummary
     prediction: Prediction
@@ -229,12 +253,8 @@ def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
     supervised_finetune(model, tokenizer, task, noisy_labels(task, config.n_labels, seed=config.seed), config.sft)
     if ref_dir is not None:
         save_pretrained(model, tokenizer, ref_dir)
-        _atomic_write(ref_dir / "grpo_align.json", lambda tmp: Path(tmp).write_text(stamp))
+        atomic_write_text(ref_dir / "grpo_align.json", stamp)
     return task, tokenizer, model
-
-
-def _run_name(beta: float, group_size: int) -> str:
-    return f"beta{beta:g}_G{group_size}"
 
 
 def summarise(task: Task, pred: Prediction, result: LMTrainResult, steps: int) -> RunSummary:
@@ -242,6 +262,7 @@ def summarise(task: Task, pred: Prediction, result: LMTrainResult, steps: int) -
     measured = result.mean_policy[idx, ci]
     err = np.abs(measured - pred.grpo[idx, ci])
     return RunSummary(
+        algo=pred.algo,
         beta=pred.algo.beta,
         group_size=int(pred.algo.group_size),
         mae=float(err.mean()),
@@ -270,12 +291,11 @@ def run_experiment(
     ref_probs = answer_probabilities(reference, tokenizer, task)
     summaries: list[RunSummary] = []
     per_run = []
-    for beta, group_size in config.runs:
-        algo = config.algo(beta, group_size)
+    for i, algo in enumerate(config.runs):
         pred = predict(task, ref_probs, algo)
         if not pred.success:
-            raise InputError("runs", f"no stationary policy for beta={beta}, G={group_size}: {pred.message}")
-        name = _run_name(beta, group_size)
+            raise InputError(f"runs[{i}]", f"no stationary policy for {algo}: {pred.message}")
+        name = run_name(algo)
         policy = copy.deepcopy(reference)
         for p in policy.parameters():
             p.requires_grad_(True)
@@ -286,10 +306,10 @@ def run_experiment(
         summary = summarise(task, pred, result, config.train.steps)
         summaries.append(summary)
         per_run.append((summary, pred, result))
-        _write_json(out / "runs" / name / "questions.json", _question_records(task, pred, result))
-    _write_json(out / "summary.json", [asdict(s) for s in summaries])
+        atomic_write_json(out / "runs" / name / "questions.json", _question_records(task, pred, result))
+    atomic_write_json(out / "summary.json", summaries)
     eos_gap = float(1 - ref_probs.eos[ref_probs.valid].min())
-    _write_json(
+    atomic_write_json(
         out / "experiment.json",
         {
             "config": config.to_json(),
@@ -331,11 +351,6 @@ def _question_records(task: Task, pred: Prediction, result: LMTrainResult) -> li
     return recs
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
-
-
 def _plot(task: Task, per_run, out: Path) -> list[Path]:
     import matplotlib
 
@@ -363,7 +378,8 @@ def _plot(task: Task, per_run, out: Path) -> list[Path]:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     scatter = out / "predicted_vs_measured.png"
-    fig.savefig(scatter, dpi=110)
+    with atomic_path(scatter) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")  # the temporary name has no .png to infer it from
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -379,6 +395,7 @@ def _plot(task: Task, per_run, out: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     traj = out / "gap_trajectory.png"
-    fig.savefig(traj, dpi=110)
+    with atomic_path(traj) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return [scatter, traj]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from grpo_align.errors import InputError
 
-__all__ = ["ModelConfig", "build_model", "count_parameters", "load_pretrained", "save_pretrained"]
+__all__ = ["ModelConfig", "build_model", "count_parameters", "save_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,3 @@ def save_pretrained(model, tokenizer, path: str | Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
-
-
-def load_pretrained(path: str | Path):
-    """(model, tokenizer) saved by ``save_pretrained``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(2, "no saved model", str(path / "config.json"))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    return model, tokenizer

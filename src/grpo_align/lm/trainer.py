@@ -22,10 +22,7 @@ finishes bit-for-bit like an uninterrupted one.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +32,7 @@ import numpy as np
 import torch
 
 from grpo_align.errors import InputError
+from grpo_align.files import atomic_write_jsonl
 from grpo_align.lm.probs import (
     AnswerProbabilities,
     answer_probabilities,
@@ -46,19 +44,33 @@ from grpo_align.lm.probs import (
 from grpo_align.lm.task import ANSWER_TOKENS, Task
 from grpo_align.theory.preference import group_advantages
 from grpo_align.theory.spec import GRPO
+from grpo_align.training import metrics as metric
+from grpo_align.training.checkpoint import load_checkpoint, save_checkpoint
+from grpo_align.training.config import RunConfig, check_float, check_int
 from grpo_align.training.loss import AGGREGATIONS, grpo_loss
+from grpo_align.training.stats import tail_statistics
 
 __all__ = ["LMTrainConfig", "LMTrainResult", "train_lm"]
 
 
 @dataclass(frozen=True)
-class LMTrainConfig:
-    """How an LM GRPO run is carried out (what is trained is the ``GRPO`` spec)."""
+class LMTrainConfig(RunConfig):
+    """How an LM GRPO run is carried out (what is trained is the ``GRPO`` spec).
+
+    The shared fields (steps, lr, inner_iterations, clip range, seed, tail, n_batches,
+    checkpoint_every) are ``RunConfig``'s, with defaults for the tiny LM.
+    """
 
     steps: int = 600
     """GRPO steps; every step samples G completions for every question"""
     lr: float = 1e-3
     """Adam learning rate"""
+    tail_fraction: float = 0.3
+    """fraction of the run at the end over which the answer probabilities are averaged"""
+    n_batches: int = 6
+    """batches of the tail records for the batch-means standard error"""
+    checkpoint_every: int = 100
+    """checkpoint every this many steps (when an output directory is given); 0: never"""
     warmup_steps: int = 20
     """the learning rate rises linearly from 0 over these first steps (Adam's first steps are large)"""
     max_grad_norm: float = 1.0
@@ -66,53 +78,22 @@ class LMTrainConfig:
     gradient, so it cannot move the points where the expected gradient vanishes"""
     lr_final: float = 0.25
     """the learning rate decays linearly over the tail to lr * lr_final (less noise at the end point)"""
-    inner_iterations: int = 1
-    """optimiser steps per sampled batch (GRPO's mu); the clip acts from the second on"""
-    clip_eps: float = 0.2
-    """clip range low side"""
-    clip_eps_high: float | None = None
-    """clip range high side (DAPO's clip-higher); None means clip_eps"""
     aggregation: str = "sequence_mean"
     """'sequence_mean' (GRPO), 'token_mean' (DAPO) or 'constant' (Dr. GRPO)"""
     max_new_tokens: int = ANSWER_TOKENS
     """completion length limit (answers are ANSWER_TOKENS long)"""
     eval_every: int = 10
     """record the exact answer probabilities every this many steps"""
-    tail_fraction: float = 0.3
-    """fraction of the run at the end over which the answer probabilities are averaged"""
-    n_batches: int = 6
-    """batches of the tail records for the batch-means standard error"""
-    checkpoint_every: int = 100
-    """checkpoint every this many steps (when an output directory is given); 0: never"""
-    seed: int = 0
-    """seed of the sampler (runs are reproducible)"""
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("steps", 1),
-            ("warmup_steps", 0),
-            ("inner_iterations", 1),
-            ("max_new_tokens", 1),
-            ("eval_every", 1),
-            ("n_batches", 2),
-            ("checkpoint_every", 0),
-            ("seed", 0),
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise InputError(name, f"expected an integer >= {low}, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise InputError("lr", f"expected a positive number, got {self.lr!r}")
-        if not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm >= 0):
-            raise InputError("max_grad_norm", f"expected a number >= 0, got {self.max_grad_norm!r}")
-        if not 0 < self.lr_final <= 1:
-            raise InputError("lr_final", f"expected a number in (0, 1], got {self.lr_final!r}")
-        if not 0 <= self.clip_eps < 1:
-            raise InputError("clip_eps", f"expected a number in [0, 1), got {self.clip_eps!r}")
+        super().__post_init__()
+        self._set("warmup_steps", check_int("warmup_steps", self.warmup_steps, 0))
+        self._set("max_grad_norm", check_float("max_grad_norm", self.max_grad_norm, 0.0))
+        self._set("lr_final", check_float("lr_final", self.lr_final, 0.0, 1.0, open_low=True))
         if self.aggregation not in AGGREGATIONS:
             raise InputError("aggregation", f"unknown {self.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
-        if not 0 < self.tail_fraction <= 1:
-            raise InputError("tail_fraction", f"expected a number in (0, 1], got {self.tail_fraction!r}")
+        self._set("max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1))
+        self._set("eval_every", check_int("eval_every", self.eval_every, 1))
         if self.tail_records < self.n_batches:
             raise InputError(
                 "steps",
@@ -146,20 +127,30 @@ class LMTrainResult:
     ----------
     policy : answer probabilities at the end.
     mean_policy : their average over the tail records (the measured end point).
-    stderr : batch-means standard error of ``mean_policy``.
+    stderr : batch-means standard error of ``mean_policy`` (``training.stats.tail_statistics``).
+    tail_std : standard deviation of the tail records (their fluctuation, not an error).
+    batch_autocorrelation : lag-1 autocorrelation of the batch means (near 0: stderr is valid).
     trajectory : (records, C, K+1) answer probabilities at ``record_steps``.
     record_steps : steps of the records (0 = the start).
-    metrics : one dict per step (loss, reward, clip fraction, ...), also in metrics.jsonl.
+    metrics : one dict per step (``step`` and the ``training.metrics`` names), also in metrics.jsonl.
+    seconds : wall-clock seconds of the run (summed over resumptions).
+    completions_per_second : sampled completions per wall-clock second.
     """
 
     policy: np.ndarray
     mean_policy: np.ndarray
     stderr: np.ndarray
+    tail_std: np.ndarray
+    batch_autocorrelation: float
     trajectory: np.ndarray
     record_steps: np.ndarray
-    metrics: list[dict] = field(repr=False)
+    metrics: list[dict[str, float]] = field(repr=False)
     seconds: float = 0.0
     completions_per_second: float = 0.0
+
+    def __len__(self) -> int:
+        """Number of contexts (questions)."""
+        return int(self.policy.shape[0])
 
     def __repr__(self) -> str:
         return (
@@ -173,32 +164,6 @@ def _table(probs: AnswerProbabilities) -> np.ndarray:
     return np.concatenate([probs.probs, probs.other[:, None]], axis=1)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_metrics(path: Path, metrics: list[dict]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            fh.writelines(json.dumps(m) + "\n" for m in metrics)
-
-    _atomic_write(path, write)
-
-
-def _batch_means_stderr(records: np.ndarray, n_batches: int) -> np.ndarray:
-    """Standard error of the mean of correlated records (first axis) by batch means."""
-    batches = np.array_split(records, n_batches, axis=0)
-    means = np.stack([b.mean(axis=0) for b in batches if len(b)])
-    return means.std(axis=0, ddof=1) / math.sqrt(len(means))
-
-
 def train_lm(
     policy,
     reference,
@@ -209,7 +174,7 @@ def train_lm(
     *,
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
-    progress: Callable[[int, dict], None] | None = None,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
 ) -> LMTrainResult:
     """Train ``policy`` (in place) with GRPO variant ``algo`` on ``task``; ``reference`` stays frozen.
@@ -241,14 +206,15 @@ def train_lm(
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     if ckpt is not None and resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        if state["config"] != asdict(config) or state["algo"] != asdict(algo):
+        state = load_checkpoint(ckpt)
+        if state.get("config") != asdict(config) or state.get("algo") != asdict(algo):
             raise InputError("out_dir", f"{ckpt} belongs to a different run; remove it or use another directory")
         policy.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
-        step, records, record_steps, metrics = state["step"], state["records"], state["record_steps"], state["metrics"]
-        done_seconds, n_completions = state.get("seconds", 0.0), state.get("completions", 0)
+        step, record_steps, metrics = state["step"], state["record_steps"], state["metrics"]
+        records = list(state["records"].numpy())
+        done_seconds, n_completions = state["seconds"], state["completions"]
     if not records:
         records.append(_table(answer_probabilities(policy, tokenizer, task, prompt_ids, cands)))
         record_steps.append(0)
@@ -261,7 +227,8 @@ def train_lm(
             optimizer=opt.state_dict(),
             generator=gen.get_state(),
             step=step,
-            records=records,
+            # a tensor, not numpy arrays: weights_only loading refuses numpy objects
+            records=torch.from_numpy(np.stack(records)),
             record_steps=record_steps,
             metrics=metrics,
             config=asdict(config),
@@ -269,8 +236,8 @@ def train_lm(
             seconds=done_seconds + time.perf_counter() - start_time,
             completions=n_completions,
         )
-        _atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
-        _write_metrics(ckpt.parent / "metrics.jsonl", metrics)
+        save_checkpoint(ckpt, state)
+        atomic_write_jsonl(ckpt.parent / "metrics.jsonl", metrics)
 
     while step < config.steps:
         for g in opt.param_groups:
@@ -313,25 +280,25 @@ def train_lm(
             opt.step()
         step += 1
         n_completions += comp.tokens.shape[0]
-        m = {
+        m: dict[str, float] = {
             "step": step,
-            "loss": out.loss.item(),
-            "policy_loss": out.policy_loss.item(),
-            "penalty": out.penalty.item(),
-            "clip_fraction": out.clip_fraction.item(),
-            "reward": float(rewards.mean()),
-            "distinct": int(uniq.shape[0]),
-            "tokens": int(comp.mask.sum()),
-            "lr": config.lr_at(step - 1),
+            metric.LOSS: out.loss.item(),
+            metric.POLICY_LOSS: out.policy_loss.item(),
+            metric.PENALTY: out.penalty.item(),
+            metric.CLIP_FRACTION: out.clip_fraction.item(),
+            metric.REWARD: float(rewards.mean()),
+            metric.DISTINCT: int(uniq.shape[0]),
+            metric.TOKENS: int(comp.mask.sum()),
+            metric.LEARNING_RATE: config.lr_at(step - 1),
         }
         if step % config.eval_every == 0 or step == config.steps:
             table = _table(answer_probabilities(policy, tokenizer, task, prompt_ids, cands))
             records.append(table)
             record_steps.append(step)
-            m["p_correct"] = float(table[np.arange(n_ctx), task.correct_index()].mean())
+            m[metric.P_CORRECT] = float(table[np.arange(n_ctx), task.correct_index()].mean())
         metrics.append(m)
         if progress is not None:
-            progress(step, m)
+            progress(step, {**m, metric.SECONDS: time.perf_counter() - start_time})
         if (
             ckpt is not None
             and config.checkpoint_every
@@ -343,17 +310,16 @@ def train_lm(
 
     traj = np.stack(records)
     steps_arr = np.array(record_steps)
+    # a run stopped early (stop_after) has no tail: its last record, without an error
     tail = traj[steps_arr >= config.tail_start] if step == config.steps else traj[-1:]
-    stderr = (
-        _batch_means_stderr(tail, config.n_batches)
-        if len(tail) >= config.n_batches
-        else np.full(traj.shape[1:], np.nan)
-    )
+    stats = tail_statistics(tail, config.n_batches)
     seconds = done_seconds + time.perf_counter() - start_time
     return LMTrainResult(
         policy=traj[-1],
-        mean_policy=tail.mean(axis=0),
-        stderr=stderr,
+        mean_policy=stats.mean,
+        stderr=stats.stderr,
+        tail_std=stats.std,
+        batch_autocorrelation=stats.batch_autocorrelation,
         trajectory=traj,
         record_steps=steps_arr,
         metrics=metrics,

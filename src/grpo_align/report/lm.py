@@ -24,6 +24,7 @@ import numpy as np
 
 from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict
 from grpo_align.report.style import color, group_key, new_figure
+from grpo_align.theory.spec import GRPO
 
 KEY = "lm"
 TITLE = "Language models: the prediction holds for a real causal LM"
@@ -32,7 +33,7 @@ WITHIN_STDERR = 3.0
 #: absolute slack of the verdict: the fixed point is the sequence-level one up to O(max_eos_gap ~ 1e-3)
 #: (docs/lm.md), and a tail average of a still-settling run carries a small bias the stderr does not see
 SLACK = 0.005
-QUICK_RUNS = ((0.5, 8),)
+QUICK_RUNS = (GRPO(group_size=8, beta=0.5),)
 QUICK_STEPS = 500
 QUICK_LR = 1e-3
 MISSING_TRANSFORMERS = "transformers not installed (pip install -e '.[lm]')"
@@ -67,6 +68,11 @@ def experiment_config(cfg: ReportConfig):
         train, runs = replace(train, steps=QUICK_STEPS, lr=QUICK_LR), QUICK_RUNS
     # checkpoints would only go to the temporary folder: skip their cost
     return replace(base, seed=cfg.seed, runs=runs, train=replace(train, seed=cfg.seed, checkpoint_every=0))
+
+
+def _distinct(runs: tuple[GRPO, ...], name: str) -> str:
+    """The values of one GRPO field over the runs, in order, each once."""
+    return " / ".join(dict.fromkeys(str(getattr(a, name)) for a in runs))
 
 
 def run_passes(mae: float, mae_rlhf: float, mae_reference: float, stderr: float) -> bool:
@@ -204,7 +210,8 @@ def build(cfg: ReportConfig) -> SectionResult:
             for r in runs
         ],
         f"{res.parameters:,}-parameter GPT-2, {idx.size} questions (yes/no and three-way), seed {config.seed}; Adam lr "
-        f"{config.train.lr:g}, normalisation {config.normalization}, penalty {config.penalty}; MAE = mean over questions "
+        f"{config.train.lr:g}, normalisation {_distinct(config.runs, 'normalization')}, "
+        f"penalty {_distinct(config.runs, 'penalty')}; MAE = mean over questions "
         f"of |measured − predicted| P(correct); measured = average of the last {config.train.tail_fraction:.0%} of "
         "the run's exact probabilities, stderr by batch means.",
     )

@@ -21,12 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grpo_align.errors import InputError
+from grpo_align.files import atomic_write_bytes
 from grpo_align.report import binary, large_groups, lm, pairwise, pooling, practice, reverse_kl, training, variants
 from grpo_align.report.html import render_html
 from grpo_align.report.markdown import render_markdown
 from grpo_align.report.model import ReportConfig, SectionResult, SectionSpec, Verdict
 from grpo_align.report.style import style_context
-from grpo_align.report.writers import atomic_write, figure_bytes, json_bytes, table_csv_bytes
+from grpo_align.report.writers import figure_bytes, json_bytes, table_csv_bytes
 
 __all__ = ["SECTIONS", "ReportOutcome", "build_report", "resolve_sections", "run_sections", "write_report"]
 
@@ -132,7 +133,7 @@ def write_report(out: Path, sections: Sequence[SectionResult], cfg: ReportConfig
     written: list[Path] = []
 
     def put(rel: str, data: bytes | str) -> None:
-        atomic_write(out / rel, data)
+        atomic_write_bytes(out / rel, data.encode("utf-8") if isinstance(data, str) else data)
         written.append(out / rel)
 
     pngs: dict[tuple[str, str], bytes] = {}

@@ -90,7 +90,7 @@ def build(cfg: ReportConfig) -> SectionResult:
         for s in range(seeds):
             cfg.status(f"{label} (seed {s + 1}/{seeds})")
             res = train(problem, algo, TrainConfig(seed=base_seed + 1000 * v + s, **train_cfg))
-            pred = np.asarray(res.predicted.policy)
+            pred = res.predicted_policy
             ok = np.all(np.asarray(res.predicted.success))
             if not ok:
                 raise RuntimeError(
@@ -146,14 +146,10 @@ def build(cfg: ReportConfig) -> SectionResult:
         ),
     )
     dyn = expected_dynamics(binary_problem([p0]), traj_algo, lr=traj_lr, steps=traj_steps)
-    p_star = float(stationary_policy(binary_problem([p0]), traj_algo).policy[0, 0])
+    p_star = float(np.asarray(stationary_policy(binary_problem([p0]), traj_algo).policy).reshape(-1)[0])
     stoch_p = np.asarray(stoch.trajectory)[..., 0]  # (R, runs)
-    stoch_steps = np.asarray(stoch.trajectory_steps)
-    dyn_p = (
-        np.asarray(dyn.trajectory)[:, 0, 0]
-        if np.asarray(dyn.trajectory).ndim == 3
-        else np.asarray(dyn.trajectory)[:, 0]
-    )
+    stoch_steps = stoch.record_steps
+    dyn_p = dyn[0].trajectory[:, 0]
     dyn_end_gap = abs(float(dyn_p[-1]) - p_star)
 
     # ---- figure

@@ -1,8 +1,4 @@
-"""Atomic file writing and the conversions behind the report's files.
-
-Every file is written to a temporary file in the same folder and moved into place with
-``os.replace``, so an interrupted run never leaves a half-written file.
-"""
+"""The conversions behind the report's files (written atomically by ``grpo_align.files``)."""
 
 from __future__ import annotations
 
@@ -10,57 +6,15 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from grpo_align.files import to_jsonable
 from grpo_align.report.common import fmt
 from grpo_align.report.model import FigureOut, Table
 
-__all__ = ["atomic_write", "figure_bytes", "json_bytes", "table_csv_bytes", "to_jsonable"]
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Numbers, arrays and containers as plain JSON values; NaN and infinities become null/strings."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
+__all__ = ["figure_bytes", "json_bytes", "table_csv_bytes"]
 
 
 def json_bytes(obj: Any) -> bytes:

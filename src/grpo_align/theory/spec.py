@@ -130,16 +130,6 @@ class GRPO:
             raise InputError("preset", f"unknown option(s) {', '.join(sorted(unknown))}; expected GRPO fields")
         return cls(**{**PRESETS[name], **overrides})
 
-    @classmethod
-    def from_trl(cls, config: Any) -> GRPO:
-        """The specification a TRL ``GRPOConfig`` trains (mapping in docs/lm.md).
-
-        TRL itself is not imported here; the mapping lives in grpo_align.integrations.trl.
-        """
-        from grpo_align.integrations.trl import grpo_spec_from_trl
-
-        return grpo_spec_from_trl(config)
-
     def replace(self, **changes: Any) -> GRPO:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)

@@ -1,25 +1,33 @@
-"""Training configuration: one dataclass, each field documented (the CLI's [train] table)."""
+"""Run configurations: one base (``RunConfig``) and one validation style for both trainers.
+
+``RunConfig`` holds what every GRPO run has (steps, learning rate, inner iterations, clip
+range, seed, tail average, checkpoints); ``TrainConfig`` (tabular, the CLI's ``[train]``
+table) and ``grpo_align.lm.LMTrainConfig`` add their own fields. Every field is checked on
+construction; a bad value raises ``InputError`` naming the field.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 from grpo_align.errors import InputError
 
-__all__ = ["OPTIMIZERS", "TrainConfig"]
+__all__ = ["OPTIMIZERS", "RunConfig", "TrainConfig", "check_float", "check_int"]
 
 OPTIMIZERS = ("sgd", "adam")
 
 
-def _int(name: str, value: Any, low: int) -> int:
+def check_int(name: str, value: Any, low: int) -> int:
+    """``value`` as an int >= ``low`` (bools refused), else ``InputError(name, ...)``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InputError(name, f"expected an integer >= {low}, got {value!r}")
     return value
 
 
-def _float(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False) -> float:
+def check_float(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False) -> float:
+    """``value`` as a finite float in [low, high] (or (low, high]), else ``InputError(name, ...)``."""
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     ok = ok and (value > low if open_low else value >= low) and value <= high
     if not ok:
@@ -32,17 +40,13 @@ def _float(name: str, value: Any, low: float, high: float = math.inf, *, open_lo
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How a tabular GRPO run is carried out (what is trained is the ``GRPO`` spec)."""
+class RunConfig:
+    """Fields every GRPO run has; subclasses change defaults and add their own fields."""
 
     steps: int = 1000
     """number of GRPO steps (each: sample groups from pi_old, then the inner optimiser steps)"""
-    groups_per_step: int = 16
-    """groups of G outputs sampled per context per step"""
     lr: float = 0.1
-    """learning rate of the optimiser on the logits"""
-    optimizer: str = "sgd"
-    """'sgd' (plain gradient descent on the loss) or 'adam'"""
+    """learning rate of the optimiser"""
     inner_iterations: int = 1
     """optimiser steps per sampled batch (GRPO's mu); the clip is active from the second on"""
     clip_eps: float = 0.2
@@ -52,33 +56,66 @@ class TrainConfig:
     seed: int = 0
     """seed of the sampling generator (runs are bit-for-bit reproducible)"""
     tail_fraction: float = 0.5
-    """fraction of the steps at the end over which the policy is Polyak-averaged"""
+    """fraction of the run at the end over which the policy is Polyak-averaged"""
     n_batches: int = 20
     """batches of the tail for the batch-means standard error"""
+    checkpoint_every: int = 0
+    """write a checkpoint every this many steps (where the run has a checkpoint file); 0: never"""
+
+    def __post_init__(self) -> None:
+        self._set("steps", check_int("steps", self.steps, 1))
+        self._set("lr", check_float("lr", self.lr, 0.0, open_low=True))
+        self._set("inner_iterations", check_int("inner_iterations", self.inner_iterations, 1))
+        self._set("clip_eps", check_float("clip_eps", self.clip_eps, 0.0, 0.999999))
+        if self.clip_eps_high is not None:
+            self._set("clip_eps_high", check_float("clip_eps_high", self.clip_eps_high, 0.0))
+        self._set("seed", check_int("seed", self.seed, 0))
+        self._set("tail_fraction", check_float("tail_fraction", self.tail_fraction, 0.0, 1.0, open_low=True))
+        self._set("n_batches", check_int("n_batches", self.n_batches, 2))
+        self._set("checkpoint_every", check_int("checkpoint_every", self.checkpoint_every, 0))
+
+    def _set(self, name: str, value: Any) -> None:
+        # frozen dataclass: validation stores the normalised value (e.g. int -> float)
+        object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], field_prefix: str = "train") -> Self:
+        """Build from a mapping (a TOML table); unknown keys are an InputError."""
+        if not isinstance(data, dict):
+            raise InputError(field_prefix, f"expected a table of {cls.__name__} fields")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(
+                f"{field_prefix}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(names))}"
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """How a tabular GRPO run is carried out (what is trained is the ``GRPO`` spec)."""
+
+    groups_per_step: int = 16
+    """groups of G outputs sampled per context per step"""
+    optimizer: str = "sgd"
+    """'sgd' (plain gradient descent on the loss) or 'adam'"""
     record_every: int = 0
     """store the policy in the trajectory every this many steps; 0: about 1000 points in all"""
-    checkpoint_every: int = 0
-    """write a checkpoint every this many steps (with a checkpoint path); 0: never"""
     threads: int = 1
     """torch intra-op threads during the run (restored after); 0 keeps torch's setting.
     One is fastest for small batches: thread hand-offs cost more than the arithmetic."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", _int("steps", self.steps, 1))
-        object.__setattr__(self, "groups_per_step", _int("groups_per_step", self.groups_per_step, 1))
-        object.__setattr__(self, "lr", _float("lr", self.lr, 0.0, open_low=True))
+        super().__post_init__()
+        self._set("groups_per_step", check_int("groups_per_step", self.groups_per_step, 1))
         if self.optimizer not in OPTIMIZERS:
             raise InputError("optimizer", f"unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        object.__setattr__(self, "inner_iterations", _int("inner_iterations", self.inner_iterations, 1))
-        object.__setattr__(self, "clip_eps", _float("clip_eps", self.clip_eps, 0.0, 0.999999))
-        if self.clip_eps_high is not None:
-            object.__setattr__(self, "clip_eps_high", _float("clip_eps_high", self.clip_eps_high, 0.0))
-        object.__setattr__(self, "seed", _int("seed", self.seed, 0))
-        object.__setattr__(self, "tail_fraction", _float("tail_fraction", self.tail_fraction, 0.0, 1.0, open_low=True))
-        object.__setattr__(self, "n_batches", _int("n_batches", self.n_batches, 2))
-        object.__setattr__(self, "record_every", _int("record_every", self.record_every, 0))
-        object.__setattr__(self, "checkpoint_every", _int("checkpoint_every", self.checkpoint_every, 0))
-        object.__setattr__(self, "threads", _int("threads", self.threads, 0))
+        self._set("record_every", check_int("record_every", self.record_every, 0))
+        self._set("threads", check_int("threads", self.threads, 0))
         if self.tail_steps < self.n_batches:
             raise InputError(
                 "tail_fraction",
@@ -95,19 +132,3 @@ class TrainConfig:
     @property
     def record_interval(self) -> int:
         return self.record_every or max(1, self.steps // 1000)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], field_prefix: str = "train") -> TrainConfig:
-        """Build from a mapping (a TOML table); unknown keys are an InputError."""
-        if not isinstance(data, dict):
-            raise InputError(field_prefix, "expected a table of TrainConfig fields")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(
-                f"{field_prefix}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(names))}"
-            )
-        return cls(**data)

@@ -150,7 +150,7 @@ def expected_dynamics(
                 "no interior stationary policy (beta = 0 or the k1 penalty): the mass drifts to the best "
                 f"reward class (THEORY.md section 9); largest probability now {np.max(trajectory[-1, c]):.6f}"
             )
-    for c in np.nonzero(converged & (residual > STALLED_RESIDUAL))[0]:
+    for c in map(int, np.nonzero(converged & (residual > STALLED_RESIDUAL))[0]):
         # near the boundary the softmax gradient (proportional to pi) vanishes: tiny steps
         # there do not make a stationary policy
         converged[c] = False
@@ -158,14 +158,12 @@ def expected_dynamics(
             f"stalled: the policy barely moves but is not stationary (residual {residual[c]:.1e}); "
             "it was thrown near the boundary of the simplex, where the gradient vanishes; lower the step size"
         )
-    if problem.batched:
-        return DynamicsResult(trajectory, trajectory[-1], converged, oscillating, period, residual, messages)
     return DynamicsResult(
-        trajectory[:, 0],
-        trajectory[-1, 0],
-        bool(converged[0]),
-        bool(oscillating[0]),
-        int(period[0]),
-        float(residual[0]),
-        messages[0],
+        trajectory=trajectory,
+        policy=trajectory[-1],
+        converged=converged,
+        oscillating=oscillating,
+        period=period,
+        residual=np.asarray(residual, dtype=float).reshape(problem.n_contexts),
+        message=tuple(messages),
     )

@@ -28,13 +28,17 @@ from grpo_align.theory.preference import group_advantages
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import stationary_policy
+from grpo_align.training import metrics as metric
+from grpo_align.training.checkpoint import load_checkpoint, save_checkpoint
 from grpo_align.training.config import TrainConfig
 from grpo_align.training.loss import LossOutput, grpo_loss
-from grpo_align.training.results import TrainResult
+from grpo_align.training.metrics import TABULAR_METRICS
+from grpo_align.training.results import TrainResult, predicted_policy
+from grpo_align.training.stats import TailAccumulator
 
 __all__ = ["CHECKPOINT_FORMAT", "RewardSampler", "TabularPolicy", "context_sum_loss", "make_optimizer", "train"]
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: tail sums under "tail" (training.stats.TailAccumulator)
 DTYPE = torch.float64
 
 #: called after every step with (step, metrics of that step); may raise to stop the run
@@ -43,6 +47,10 @@ Callback = Callable[[int, dict[str, float]], None]
 
 class TabularPolicy(torch.nn.Module):
     """Softmax policies of C contexts over K outputs: logits (C, K), masked where pi_ref = 0."""
+
+    # buffers, declared for the type checker (register_buffer sets them)
+    support: torch.Tensor
+    log_ref: torch.Tensor
 
     def __init__(self, ref: np.ndarray, init: Any = None) -> None:
         super().__init__()
@@ -169,18 +177,6 @@ def _fingerprint(problem: Problem, algo: GRPO, config: TrainConfig, init: np.nda
     return h.hexdigest()
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary file, then an atomic rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return torch.load(Path(path), weights_only=True)
-
-
 def train(
     problem: Problem,
     algo: GRPO,
@@ -199,7 +195,8 @@ def train(
     problem, algo : what is trained; ``ga.stationary_policy(problem, algo)`` is the prediction.
     config : TrainConfig (steps, groups_per_step, lr, optimizer, inner_iterations, clip, seed, tail).
     init : starting policy ((K,) or (C, K)); pi_ref by default.
-    callback : called as ``callback(step, metrics)`` after every step (progress bars).
+    callback : called as ``callback(step, metrics)`` after every step (progress bars);
+        ``metrics`` holds that step's ``training.metrics`` values and ``time/seconds``.
     checkpoint_path : file for checkpoints, written every ``config.checkpoint_every`` steps.
     resume : continue from ``checkpoint_path`` if it exists; the result is bit-for-bit that
         of an uninterrupted run.
@@ -209,7 +206,8 @@ def train(
     Returns
     -------
     TrainResult with the final and tail-averaged policies, the batch-means standard error,
-    the trajectory and the gap to the predicted stationary policy.
+    the trajectory and the gap to the predicted stationary policy, all (C, ...) even for an
+    unbatched problem (``res[0]`` is its one context).
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
@@ -262,11 +260,8 @@ def _train(
 
     steps = config.steps
     tail_first = steps - config.tail_steps + 1
-    batch_len = config.tail_steps // config.n_batches
-    batch_sums = np.zeros((config.n_batches, n_ctx, n_out))
-    tail_sumsq = np.zeros((n_ctx, n_out))
-    metric_names = ("losses/loss", "losses/policy", "losses/penalty", "charts/clip_fraction", "charts/reward")
-    metrics = {name: np.zeros(steps) for name in metric_names}
+    tail = TailAccumulator(config.tail_steps, config.n_batches, (n_ctx, n_out))
+    metrics = {name: np.zeros(steps) for name in TABULAR_METRICS}
     records, record_steps = [policy.probs()], [0]
     start_step = 1
     fingerprint = _fingerprint(problem, algo, config, init_arr)
@@ -280,8 +275,7 @@ def _train(
             policy.logits.copy_(state["logits"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        batch_sums = state["batch_sums"].numpy().copy()
-        tail_sumsq = state["tail_sumsq"].numpy().copy()
+        tail.load_state({k: v.numpy() for k, v in state["tail"].items()})
         metrics = {k: v.numpy().copy() for k, v in state["metrics"].items()}
         records = list(state["records"].numpy())
         record_steps = state["record_steps"].tolist()
@@ -310,18 +304,17 @@ def _train(
                 first = (out.loss.item() / n_ctx, out.policy_loss.item(), out.penalty.item())
         # 4. bookkeeping: metrics, tail average, trajectory, checkpoint
         i = step - 1
-        metrics["losses/loss"][i], metrics["losses/policy"][i], metrics["losses/penalty"][i] = first
-        metrics["charts/clip_fraction"][i] = clip_total / config.inner_iterations
-        metrics["charts/reward"][i] = float(rewards.mean())
+        metrics[metric.LOSS][i], metrics[metric.POLICY_LOSS][i], metrics[metric.PENALTY][i] = first
+        metrics[metric.CLIP_FRACTION][i] = clip_total / config.inner_iterations
+        metrics[metric.REWARD][i] = float(rewards.mean())
         pi = policy.probs()
         if step >= tail_first:
-            batch_sums[(step - tail_first) // batch_len] += pi
-            tail_sumsq += pi * pi
+            tail.add(step - tail_first, pi)
         if step % config.record_interval == 0 or step == steps:
             records.append(pi)
             record_steps.append(step)
         if ckpt is not None and config.checkpoint_every and (step % config.checkpoint_every == 0 or step == steps):
-            _save_checkpoint(
+            save_checkpoint(
                 ckpt,
                 {
                     "format": CHECKPOINT_FORMAT,
@@ -330,48 +323,40 @@ def _train(
                     "logits": policy.logits.detach().clone(),
                     "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(),
-                    "batch_sums": torch.from_numpy(batch_sums.copy()),
-                    "tail_sumsq": torch.from_numpy(tail_sumsq.copy()),
+                    "tail": {k: torch.from_numpy(v) for k, v in tail.state().items()},
                     "metrics": {k: torch.from_numpy(v.copy()) for k, v in metrics.items()},
                     "records": torch.from_numpy(np.stack(records)),
                     "record_steps": torch.tensor(record_steps, dtype=torch.int64),
                 },
             )
         if callback is not None:
-            callback(step, {name: float(values[i]) for name, values in metrics.items()})
-    elapsed = time.perf_counter() - t0
+            step_metrics = {name: float(values[i]) for name, values in metrics.items()}
+            callback(step, {**step_metrics, metric.SECONDS: time.perf_counter() - t0})
+    seconds = time.perf_counter() - t0
     run_steps = steps - start_step + 1
 
-    n_tail = config.tail_steps
-    mean_policy = batch_sums.sum(axis=0) / n_tail
-    batch_means = batch_sums / batch_len  # (n_batches, C, K)
-    stderr = batch_means.std(axis=0, ddof=1) / math.sqrt(config.n_batches)
-    tail_std = np.sqrt(np.maximum(tail_sumsq / n_tail - mean_policy**2, 0.0))
-    dev = batch_means - mean_policy
-    denom = float(np.sum(dev * dev))
-    autocorr = float(np.sum(dev[1:] * dev[:-1]) / denom) if denom > 0 else 0.0
+    stats = tail.statistics()
     if predicted is not None:
-        gap = mean_policy - np.atleast_2d(predicted.policy)
+        gap = stats.mean - predicted_policy(problem, predicted)
         distance = np.max(np.abs(gap), axis=1)
     else:
-        gap = np.full_like(mean_policy, np.nan)
+        gap = np.full_like(stats.mean, np.nan)
         distance = np.full(n_ctx, np.nan)
-    sq = problem.squeeze
     return TrainResult(
-        policy=sq(policy.probs()),
-        mean_policy=sq(mean_policy),
-        stderr=sq(stderr),
-        tail_std=sq(tail_std),
-        batch_autocorrelation=autocorr,
-        trajectory=np.stack([sq(r) for r in records]),
-        trajectory_steps=np.asarray(record_steps),
+        policy=policy.probs(),
+        mean_policy=stats.mean,
+        stderr=stats.stderr,
+        tail_std=stats.std,
+        batch_autocorrelation=stats.batch_autocorrelation,
+        trajectory=np.stack(records),
+        record_steps=np.asarray(record_steps),
         predicted=predicted,
-        gap=sq(gap),
-        distance=distance if problem.batched else float(distance[0]),
+        gap=gap,
+        distance=distance,
         metrics=metrics,
         config=config,
         algo=algo,
         problem=problem,
-        elapsed=elapsed,
-        outputs_per_second=run_steps * n_ctx * n_groups * g / elapsed if elapsed > 0 else math.inf,
+        seconds=seconds,
+        outputs_per_second=run_steps * n_ctx * n_groups * g / seconds if seconds > 0 else math.inf,
     )
