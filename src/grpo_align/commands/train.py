@@ -170,7 +170,7 @@ def _print_result(console: Console, spec: Any, name: str, result: Any) -> None:
     if problem.n_contexts > MAX_CONTEXTS_SHOWN:
         console.print(f"({problem.n_contexts - MAX_CONTEXTS_SHOWN} more contexts in summary.jsonl)")
     worst = np.unravel_index(np.argmax(np.abs(z)), z.shape)
-    status = result.predicted.status if isinstance(result.predicted.status, str) else result.predicted.status[0]
+    status = result.predicted.status[0]
     console.print(
         f"{name}: gap to the predicted policy ({status}) max |gap| = {float(np.max(np.abs(gap))):.2e}; "
         f"at the largest |gap|/stderr the gap is {gap[worst]:+.2e} with stderr {se[worst]:.2e} "

@@ -141,16 +141,14 @@ def predict(task: Task, probs: AnswerProbabilities, algo: GRPO) -> Prediction:
     res = stationary_policy(problem, algo)
     width = task.max_candidates
     rl = rlhf_policy(problem, algo.beta) if algo.beta > 0 else np.full(problem.ref.shape, np.nan)
-    msgs = res.message if isinstance(res.message, list) else [res.message]
     return Prediction(
         algo=algo,
-        grpo=_pad(np.atleast_2d(res.policy), task, width),
+        grpo=_pad(res.policy, task, width),
         rlhf=_pad(np.atleast_2d(rl), task, width),
         reference=_pad(problem.ref, task, width),
         success=bool(np.all(res.success)),
-        message=msgs[0]
-        if np.all(res.success)
-        else next(m for m, ok in zip(msgs, np.atleast_1d(res.success), strict=False) if not ok),
+        # the first failure's message, or the first context's when all succeeded
+        message=next((ctx.message for ctx in res if not ctx.success), res.message[0]),
     )
 
 

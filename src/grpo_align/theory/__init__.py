@@ -22,22 +22,29 @@ from grpo_align.theory.preference import (
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO, NORMALIZATIONS, PENALTIES, PRESETS
 from grpo_align.theory.stationary import (
+    METHODS,
+    StationaryContext,
     StationaryResult,
     StationaryRoot,
+    applicable_methods,
     penalty_coefficient,
+    reward_classes,
     stationarity_residual,
     stationary_policy,
 )
 
 __all__ = [
     "GRPO",
+    "METHODS",
     "NORMALIZATIONS",
     "PENALTIES",
     "PRESETS",
     "MonteCarloPreference",
     "Problem",
+    "StationaryContext",
     "StationaryResult",
     "StationaryRoot",
+    "applicable_methods",
     "binary_direct_kl_g2_policy",
     "binary_g2_policy",
     "binary_limit_policy",
@@ -52,6 +59,7 @@ __all__ = [
     "preference",
     "preference_limit",
     "preference_monte_carlo",
+    "reward_classes",
     "rlhf_policy",
     "stationarity_residual",
     "stationary_policy",

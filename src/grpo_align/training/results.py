@@ -9,7 +9,7 @@ import numpy as np
 
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
-from grpo_align.theory.stationary import StationaryResult
+from grpo_align.theory.stationary import StationaryResult, reward_classes
 from grpo_align.training.config import TrainConfig
 
 __all__ = ["DynamicsResult", "TrainResult", "class_masses", "reward_classes"]
@@ -76,8 +76,11 @@ class TrainResult:
             "mean_policy": np.asarray(self.mean_policy).tolist(),
             "stderr": np.asarray(self.stderr).tolist(),
             "tail_std": np.asarray(self.tail_std).tolist(),
-            "predicted": None if self.predicted is None else np.asarray(self.predicted.policy).tolist(),
-            "predicted_status": None if self.predicted is None else self.predicted.status,
+            # the prediction carries the context axis; drop it like the other fields here
+            "predicted": None if self.predicted is None else self.problem.squeeze(self.predicted.policy).tolist(),
+            "predicted_status": None
+            if self.predicted is None
+            else self.problem.squeeze(np.asarray(self.predicted.status)).tolist(),
             "gap": np.asarray(self.gap).tolist(),
             "distance": np.asarray(self.distance).tolist(),
             "max_abs_z": float(np.max(np.abs(self.z))),
@@ -90,7 +93,8 @@ class TrainResult:
     def __repr__(self) -> str:
         return (
             f"TrainResult(mean_policy={_fmt(self.mean_policy)}, stderr={_fmt(self.stderr)}, "
-            f"predicted={_fmt(None if self.predicted is None else self.predicted.policy)}, distance={_fmt(self.distance)}, "
+            f"predicted={_fmt(None if self.predicted is None else self.problem.squeeze(self.predicted.policy))}, "
+            f"distance={_fmt(self.distance)}, "
             f"max|z|={float(np.max(np.abs(self.z))):.2f}, steps={self.config.steps})"
         )
 
@@ -126,21 +130,6 @@ class DynamicsResult:
             f"DynamicsResult(policy={_fmt(self.policy)}, converged={np.all(self.converged)}, "
             f"oscillating={np.any(self.oscillating)}, steps={len(self.trajectory) - 1}, message={msg!r})"
         )
-
-
-def reward_classes(problem: Problem) -> np.ndarray:
-    """Class index of every output, (C, K): outputs with identical reward distributions.
-
-    A preference problem has one class per output. The stationary conditions fix only the
-    class masses for abs, k1 and beta = 0 (THEORY.md section 5), so compare those.
-    """
-    if problem.is_preference:
-        return np.broadcast_to(np.arange(problem.n_outputs), problem.ref.shape).copy()
-    out = np.empty(problem.ref.shape, dtype=np.int64)
-    for c in range(problem.n_contexts):
-        _, inverse = np.unique(problem.dist[c], axis=0, return_inverse=True)
-        out[c] = inverse.ravel()
-    return out
 
 
 def class_masses(problem: Problem, policy: Any) -> np.ndarray:

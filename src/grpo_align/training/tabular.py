@@ -351,7 +351,7 @@ def _train(
     denom = float(np.sum(dev * dev))
     autocorr = float(np.sum(dev[1:] * dev[:-1]) / denom) if denom > 0 else 0.0
     if predicted is not None:
-        gap = mean_policy - np.atleast_2d(predicted.policy)
+        gap = mean_policy - predicted.policy  # both (C, K)
         distance = np.max(np.abs(gap), axis=1)
     else:
         gap = np.full_like(mean_policy, np.nan)
