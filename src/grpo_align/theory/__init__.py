@@ -1,5 +1,6 @@
 """The theory engine: pure numpy/scipy, no torch."""
 
+from grpo_align.errors import ConvergenceError
 from grpo_align.theory.closed_form import (
     binary_direct_kl_g2_policy,
     binary_g2_policy,
@@ -39,6 +40,7 @@ __all__ = [
     "NORMALIZATIONS",
     "PENALTIES",
     "PRESETS",
+    "ConvergenceError",
     "MonteCarloPreference",
     "Problem",
     "StationaryContext",
