@@ -49,14 +49,25 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: npt.ArrayLike) -
     by how much P_G(o) - c exceeds -beta. For k2 and kl such an output counts only where the
     formula pi_ref exp((P - c)/beta) underflows for a finite P (infinite residual otherwise);
     for k3 never.
-    Returns (residual (C,), c (C,)).
+
+    Parameters
+    ----------
+    problem : Problem
+    algo : GRPO
+    policy : array_like, (C, K), or (K,) for an unbatched problem
+
+    Returns
+    -------
+    residual : ndarray, (C,)
+    c : ndarray, (C,)
+        The multiplier of the stationarity conditions.
     """
     pi = np.atleast_2d(np.asarray(policy, dtype=float))
     return residual_given(problem, algo, pi, preference_2d(problem, algo, pi))
 
 
 def preference_2d(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
-    """P_G(o | pi) as (C, K) for a policy given as (C, K)."""
+    """P_G(o | pi) as (C, K) for a policy given as (C, K) (THEORY.md section 4)."""
     return preference(problem, algo, pi)
 
 
