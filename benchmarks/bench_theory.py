@@ -109,8 +109,8 @@ def scaling(
             reps,
             warmup=n_out < 10**4,
         )
-        result = results[0]
-        rows.append(ScalingRow(kind, n_out, g, t_pass, t_pref, t_solve, bool(result.success), len(result.roots)))
+        result = results[0][0]  # the one context
+        rows.append(ScalingRow(kind, n_out, g, t_pass, t_pref, t_solve, result.success, len(result.roots)))
         progress.advance(task)
     best_pass: dict[tuple[str, int], float] = {}
     for r in rows:

@@ -204,7 +204,7 @@ def main() -> None:
     # the clip with several inner iterations: where the run ends, from two starts
     prob = ga.Problem.from_rewards(ref=[0.2, 0.3, 0.5], rewards=[1.0, 0.5, 0.0])
     algo = ga.GRPO(group_size=4, beta=0.5)
-    predicted = np.reshape(ga.stationary_policy(prob, algo).policy, prob.ref.shape)[0]
+    predicted = ga.stationary_policy(prob, algo)[0].policy  # the one context
     clip_table = Table(
         title=f"inner_iterations = 4, clip_eps = 0.05; predicted pi(best) = {predicted[0]:.4f}", title_justify="left"
     )

@@ -113,17 +113,18 @@ def test_json_output(tmp_path, capsys):
         "penalty": "k3",
     }
     # closed forms of THEORY.md section 6, computed without the general solver
-    assert algos["G=2"]["policy"][0] == pytest.approx(ga.binary_g2_policy(0.3, 0.5), abs=1e-10)
-    assert algos["G=8"]["policy"][0] == pytest.approx(ga.binary_policy(0.3, 0.5, 8), abs=1e-10)
-    assert algos["G=inf"]["policy"][0] == pytest.approx(ga.binary_limit_policy(0.3, 0.5), abs=1e-10)
-    assert algos["G=8 shift"]["policy"][0] == pytest.approx(ga.binary_shift_policy(0.3, 0.5, 8), abs=1e-10)
+    # every algorithm field carries the context axis, also for one context
+    assert algos["G=2"]["policy"][0][0] == pytest.approx(ga.binary_g2_policy(0.3, 0.5), abs=1e-10)
+    assert algos["G=8"]["policy"][0][0] == pytest.approx(ga.binary_policy(0.3, 0.5, 8), abs=1e-10)
+    assert algos["G=inf"]["policy"][0][0] == pytest.approx(ga.binary_limit_policy(0.3, 0.5), abs=1e-10)
+    assert algos["G=8 shift"]["policy"][0][0] == pytest.approx(ga.binary_shift_policy(0.3, 0.5, 8), abs=1e-10)
     for a in algos.values():
-        assert a["status"] == "interior" and a["success"] is True
-        assert a["residual"] < 1e-9
-        assert len(a["roots"]) == 1 and a["roots"][0]["stable"] is True
-        assert a["roots"][0]["policy"] == pytest.approx(a["policy"])
+        assert a["status"] == ["interior"] and a["success"] == [True]
+        assert len(a["residual"]) == 1 and a["residual"][0] < 1e-9
+        assert len(a["roots"]) == 1 and len(a["roots"][0]) == 1 and a["roots"][0][0]["stable"] is True
+        assert a["roots"][0][0]["policy"] == pytest.approx(a["policy"][0])
     assert data["rlhf"]["beta"] == 0.5
-    assert data["rlhf"]["policy"][0] == pytest.approx(0.760004, abs=5e-7)
+    assert data["rlhf"]["policy"][0][0] == pytest.approx(0.760004, abs=5e-7)
 
 
 def test_json_batch_has_context_axis(tmp_path, capsys):
@@ -147,7 +148,13 @@ def test_failed_solve_exits_1_with_message(monkeypatch, capsys):
 
     def failing(problem, algo):
         res = real(problem, algo)
-        return dataclasses.replace(res, success=False, status="failed", message="forced failure for the test")
+        n = len(res)
+        return dataclasses.replace(
+            res,
+            success=np.zeros(n, bool),
+            status=("failed",) * n,
+            message=("forced failure for the test",) * n,
+        )
 
     monkeypatch.setattr(solve_cmd, "stationary_policy", failing)
     assert main(["solve", str(EXAMPLES / "binary.toml")]) == 1
@@ -251,7 +258,8 @@ def test_multiple_roots_reported_with_stability(tmp_path, capsys):
         pc, pw = ga.binary_preference(p, g)
         return math.log(p0 / (1 - p0)) + (pc - pw) / beta - math.log(p / (1 - p))
 
-    roots = k2["roots"]
+    assert len(k2["roots"]) == 1  # one context
+    roots = k2["roots"][0]
     assert len(roots) == 3
     for root in roots:
         p = root["policy"][0]
@@ -265,7 +273,7 @@ def test_multiple_roots_reported_with_stability(tmp_path, capsys):
         assert root["stable"] is (slope < 0), (p, slope)
     assert [r["stable"] for r in roots] == [True, False, True]
     # the returned policy is the stable root nearest the reference
-    assert k2["policy"][0] == pytest.approx(roots[0]["policy"][0])
+    assert k2["policy"][0][0] == pytest.approx(roots[0]["policy"][0])
 
 
 def test_out_into_missing_directory_exit_2(tmp_path, capsys):

@@ -23,7 +23,7 @@ def binary(p0: float) -> ga.Problem:
 
 
 def solve_p(prob: ga.Problem, **algo) -> float:
-    res = ga.stationary_policy(prob, ga.GRPO(**algo))
+    res = ga.stationary_policy(prob, ga.GRPO(**algo))[0]
     assert res.success, res.message
     return float(res.policy[0])
 
@@ -73,7 +73,7 @@ def test_worked_numbers_direct_kl_and_sample_std():
 def test_worked_three_outputs():
     ref, rewards = [0.2, 0.3, 0.5], [1.0, 0.5, 0.0]
     want = np.array([0.653113, 0.155904, 0.190983])
-    res = ga.stationary_policy(ga.Problem.from_rewards(ref, rewards), ga.GRPO(group_size=2, beta=0.5))
+    res = ga.stationary_policy(ga.Problem.from_rewards(ref, rewards), ga.GRPO(group_size=2, beta=0.5))[0]
     assert res.success
     np.testing.assert_allclose(res.policy, want, rtol=0, atol=ROUND6)
     # deterministic rewards at G = 2 are the preference matrix "higher reward wins"
@@ -140,7 +140,7 @@ def test_pairwise_preference_solver_equals_pairwise_policy(which, ddof):
     scale = 1.0 if ddof == 0 else 1 / math.sqrt(2)
     prob = ga.Problem.from_preference(ref, win)
     for beta in (0.1, 1.0):
-        res = ga.stationary_policy(prob, ga.GRPO(group_size=2, beta=beta, ddof=ddof))
+        res = ga.stationary_policy(prob, ga.GRPO(group_size=2, beta=beta, ddof=ddof))[0]
         assert res.success, res.message
         want = ga.pairwise_policy(ref, win, beta, scale=scale)
         np.testing.assert_allclose(res.policy, want, rtol=0, atol=1e-9)
@@ -161,7 +161,7 @@ def test_direct_kl_at_g2_is_regularised_nash(which, ddof):
     prob = ga.Problem.from_preference(ref, win)
     for beta in (0.2, 1.0):
         for penalty in ("k2", "kl"):
-            res = ga.stationary_policy(prob, ga.GRPO(group_size=2, beta=beta, ddof=ddof, penalty=penalty))
+            res = ga.stationary_policy(prob, ga.GRPO(group_size=2, beta=beta, ddof=ddof, penalty=penalty))[0]
             assert res.success
             tau = beta / (2 * s)
             nash = ga.nash_policy(ref, win, tau)
@@ -190,8 +190,8 @@ def test_reward_problem_at_g2_equals_its_preference_matrix(penalty):
                 win[o, q] = sum(dist[o, a] * dist[q, b] for a in range(3) for b in range(3) if levels[a] > levels[b])
     for ddof in (0, 1):
         algo = ga.GRPO(group_size=2, beta=0.3, ddof=ddof, penalty=penalty)
-        from_rewards = ga.stationary_policy(ga.Problem(ref, levels, dist), algo)
-        from_matrix = ga.stationary_policy(ga.Problem.from_preference(ref, win), algo)
+        from_rewards = ga.stationary_policy(ga.Problem(ref, levels, dist), algo)[0]
+        from_matrix = ga.stationary_policy(ga.Problem.from_preference(ref, win), algo)[0]
         assert from_rewards.success and from_matrix.success
         np.testing.assert_allclose(from_rewards.policy, from_matrix.policy, rtol=0, atol=1e-10)
         np.testing.assert_allclose(ga.Problem(ref, levels, dist).margin_matrix()[0], win - win.T, atol=1e-15)
@@ -213,7 +213,7 @@ def test_rlhf_is_rloo_with_direct_kl(g, brute):
     if g <= 3:
         np.testing.assert_allclose(brute.preference(levels, dist, pol, g, "rloo"), exp_r - pol @ exp_r, atol=1e-12)
     for beta in (0.05, 0.4, 3.0):
-        res = ga.stationary_policy(prob, algo.replace(beta=beta))
+        res = ga.stationary_policy(prob, algo.replace(beta=beta))[0]
         assert res.success
         want = ga.rlhf_policy(prob, beta)
         np.testing.assert_allclose(res.policy, want, rtol=0, atol=1e-10)
@@ -250,7 +250,7 @@ def test_closed_forms_near_the_interval_ends(p0, beta):
     # G = inf: P_inf diverges at a point mass, so the scan stops 1e-13 short of the ends;
     # a root closer than that (p0 = 1 - 1e-10 gives 1 - p ~ 1e-20) is out of reach. Then
     # the solver must say so rather than return a wrong policy.
-    res = ga.stationary_policy(prob, ga.GRPO(group_size=math.inf, beta=beta))
+    res = ga.stationary_policy(prob, ga.GRPO(group_size=math.inf, beta=beta))[0]
     want = ga.binary_limit_policy(p0, beta)
     if min(want, 1 - want) > 1e-12:
         assert res.success and close(float(res.policy[0]), want)

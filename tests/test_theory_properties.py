@@ -45,7 +45,7 @@ def problems(draw):
 )
 def test_k3_solver_property(prob, g, beta, ddof, normalization, brute):
     algo = ga.GRPO(group_size=g, beta=beta, ddof=ddof, normalization=normalization, penalty="k3")
-    res = ga.stationary_policy(prob, algo)
+    res = ga.stationary_policy(prob, algo)[0]
     assert res.success, res.message
     pi, ref = res.policy, prob.ref[0]
     assert np.all(pi > 0) and abs(pi.sum() - 1) < 1e-12

@@ -18,8 +18,7 @@ RPS = ga.Problem.from_preference(ref=[0.2, 0.3, 0.5], win_prob=[[0.0, 0.7, 0.2],
 
 def _lr(predicted):
     """lr |lambda_max| = 1: the linearised SGD map contracts every direction."""
-    roots = predicted.roots if isinstance(predicted.roots[0], list) else [predicted.roots]
-    return 1.0 / max(np.max(np.abs(r.eigenvalues)) for rs in roots for r in rs)
+    return 1.0 / max(np.max(np.abs(r.eigenvalues)) for ctx in predicted for r in ctx.roots)
 
 
 @pytest.mark.parametrize(
@@ -38,8 +37,7 @@ def test_expected_dynamics_reach_the_stationary_policy(problem, algo):
     predicted = ga.stationary_policy(problem, algo)
     result = expected_dynamics(problem, algo, lr=_lr(predicted), steps=400)
     assert np.all(result.converged) and not np.any(result.oscillating)
-    # results always carry the context axis; the prediction is read in the problem's (C, K)
-    np.testing.assert_allclose(result.policy, np.reshape(predicted.policy, problem.ref.shape), atol=1e-9)
+    np.testing.assert_allclose(result.policy, predicted.policy, atol=1e-9)
     assert np.max(result.residual) < 1e-9
     # the expected gradient vanishes there (a second check of the fixed point)
     assert np.max(np.abs(expected_gradient(problem, algo, predicted.policy))) < 1e-9
@@ -48,7 +46,7 @@ def test_expected_dynamics_reach_the_stationary_policy(problem, algo):
 def test_adam_reaches_the_stationary_policy():
     algo = ga.GRPO(group_size=4, beta=0.5)
     result = expected_dynamics(BERN, algo, lr=0.05, steps=1500, optimizer="adam")
-    np.testing.assert_allclose(result.policy, ga.stationary_policy(BERN, algo).policy, atol=1e-6)
+    np.testing.assert_allclose(BERN.check_policy(result.policy), ga.stationary_policy(BERN, algo).policy, atol=1e-6)
 
 
 # TRL's preset at beta = 0.04 is thrown to the boundary (and stalls there) by half the
@@ -61,7 +59,7 @@ def test_presets_reached_from_reference_by_expected_dynamics(preset):
     predicted = ga.stationary_policy(prob, algo)
     result = expected_dynamics(prob, algo, lr=fraction * _lr(predicted), steps=steps)
     assert result[0].converged, result[0].message
-    np.testing.assert_allclose(result[0].policy, predicted.policy, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(result[0].policy, predicted[0].policy, rtol=1e-7, atol=1e-12)
 
 
 def test_step_size_past_stability_gives_a_two_cycle():
@@ -70,7 +68,7 @@ def test_step_size_past_stability_gives_a_two_cycle():
     # (-1.4): the fixed point repels and the update settles on a 2-cycle
     prob = ga.Problem.from_rewards(ref=[0.3, 0.7], rewards=[1.0, 0.0])
     algo = ga.GRPO(group_size=8, beta=0.5)
-    predicted = ga.stationary_policy(prob, algo)
+    predicted = ga.stationary_policy(prob, algo)[0]  # the one context
     lam = abs(predicted.roots[0].eigenvalues[0])
     damped = expected_dynamics(prob, algo, lr=1.5 / lam, steps=300)[0]
     assert damped.converged and not damped.oscillating
@@ -88,7 +86,7 @@ def test_which_stationary_policy_is_reached_from_which_start():
     # unstable one between them (THEORY.md section 9)
     prob = ga.Problem.from_rewards(ref=[0.01, 0.99], rewards=[1.0, 0.0])
     algo = ga.GRPO(group_size=32, beta=0.5, penalty="k2")
-    roots = ga.stationary_policy(prob, algo).roots
+    roots = ga.stationary_policy(prob, algo)[0].roots
     assert [r.stable for r in roots] == [True, False, True]
     low, mid, high = (r.policy[0] for r in roots)
     # a step suited to each basin (the high root's eigenvalue is 250 times smaller; its
@@ -106,7 +104,7 @@ def test_overshooting_to_the_boundary_is_not_called_converged():
     # steps, but not a stationary policy
     prob = ga.Problem.from_rewards(ref=[0.01, 0.99], rewards=[1.0, 0.0])
     algo = ga.GRPO(group_size=32, beta=0.5, penalty="k2")
-    lam = abs(ga.stationary_policy(prob, algo).roots[2].eigenvalues[0])
+    lam = abs(ga.stationary_policy(prob, algo)[0].roots[2].eigenvalues[0])
     result = expected_dynamics(prob, algo, lr=1 / lam, steps=300, init=[0.9658, 0.0342])[0]
     assert result.policy[0] > 1 - 1e-6
     assert not result.converged and "stalled" in result.message

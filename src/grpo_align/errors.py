@@ -6,7 +6,7 @@ print it as it is and exit with status 2.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["ConvergenceError", "InputError"]
 
 
 class InputError(ValueError):
@@ -16,3 +16,11 @@ class InputError(ValueError):
         self.field = field
         self.expected = expected
         super().__init__(f"{field}: {expected}")
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative computation stopped at its iteration cap without meeting its tolerance.
+
+    Raised instead of returning the last iterate, so that no caller takes an unconverged
+    value for the answer (the closed forms are test oracles).
+    """

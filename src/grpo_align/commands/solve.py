@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from rich.table import Table
 from grpo_align.errors import InputError
 from grpo_align.files import atomic_write_json, to_jsonable
 from grpo_align.io_toml import ProblemFile, load_problem_toml
-from grpo_align.theory import GRPO, Problem, StationaryResult, rlhf_policy, stationary_policy
+from grpo_align.theory import GRPO, StationaryResult, StationaryRoot, rlhf_policy, stationary_policy
 
 #: Tables of other commands' files that ``solve`` accepts and leaves alone.
 SHARED_TABLES = ("train",)
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     spec = load_problem_toml(args.file, extra_tables=SHARED_TABLES)
     results = [stationary_policy(spec.problem, algo) for _, algo in spec.algorithms]
     rlhf_beta = rlhf_beta_of(spec)
-    rlhf = rlhf_policy(spec.problem, rlhf_beta) if rlhf_beta is not None else None
+    # RLHF with the context axis, like the stationary results beside it
+    rlhf = np.reshape(rlhf_policy(spec.problem, rlhf_beta), spec.problem.ref.shape) if rlhf_beta is not None else None
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     print_results(console, spec, results, rlhf, rlhf_beta, args.precision, args.max_contexts)
@@ -63,12 +65,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"wrote {args.out}")
 
     failed = [
-        (name, c, msg)
-        for (name, _), res in zip(spec.algorithms, results, strict=False)
-        for c, (ok, msg) in enumerate(
-            zip(_per_context(res.success, spec.problem), _per_context(res.message, spec.problem), strict=False)
-        )
-        if not ok
+        (name, c, ctx.message)
+        for (name, _), res in zip(spec.algorithms, results, strict=True)
+        for c, ctx in enumerate(res)
+        if not ctx.success
     ]
     for name, c, msg in failed:
         where = f" (context {c + 1})" if spec.problem.batched else ""
@@ -82,13 +82,6 @@ def rlhf_beta_of(spec: ProblemFile) -> float | None:
     if beta > 0 and not spec.problem.is_preference:
         return beta
     return None
-
-
-def _per_context(value: Any, problem: Problem) -> list[Any]:
-    """A result field as one entry per context (unbatched results hold a scalar)."""
-    if problem.batched:
-        return list(value)
-    return [value]
 
 
 # ---------------------------------------------------------------------------- table
@@ -114,8 +107,7 @@ def print_results(
     problem = spec.problem
     if spec.options.get("title"):
         console.print(f"[bold]{spec.options['title']}[/bold]")
-    policies = [np.atleast_2d(r.policy) for r in results]
-    rlhf2 = np.atleast_2d(rlhf) if rlhf is not None else None
+    policies = [r.policy for r in results]
     reward = _reward_column(spec)
     n_ctx = problem.n_contexts
     fmt = f"{{:.{precision}f}}"
@@ -130,7 +122,7 @@ def print_results(
         table.add_column("reference", justify="right", no_wrap=True)
         for name, _ in spec.algorithms:
             table.add_column(name, justify="right", no_wrap=True)
-        if rlhf2 is not None:
+        if rlhf is not None:
             table.add_column(f"RLHF beta={rlhf_beta:g}", justify="right", no_wrap=True)
         for o in range(k):
             row = [spec.options["names"][c][o]]
@@ -138,20 +130,20 @@ def print_results(
                 row.append(f"{reward[1][c, o]:g}")
             row.append(fmt.format(problem.ref[c, o]))
             row += [fmt.format(p[c, o]) for p in policies]
-            if rlhf2 is not None:
-                row.append(fmt.format(rlhf2[c, o]))
+            if rlhf is not None:
+                row.append(fmt.format(rlhf[c, o]))
             table.add_row(*row)
         if reward is not None:
             # the mean reward each policy earns: the quantity RLHF trades against its KL
             r = reward[1][c]
             row = ["mean reward", "", fmt.format(problem.ref[c] @ r)]
             row += [fmt.format(p[c] @ r) for p in policies]
-            if rlhf2 is not None:
-                row.append(fmt.format(rlhf2[c] @ r))
+            if rlhf is not None:
+                row.append(fmt.format(rlhf[c] @ r))
             table.add_row(*row, style="dim", end_section=False)
         console.print(table)
         for (name, _), res in zip(spec.algorithms, results, strict=False):
-            roots = res.roots[c] if problem.batched else res.roots
+            roots = res.roots[c]
             if len(roots) > 1:
                 console.print(_roots_table(name, roots, spec.options["names"][c][:k], fmt))
     if shown < n_ctx:
@@ -159,7 +151,7 @@ def print_results(
     console.print(_status_table(spec, results))
 
 
-def _roots_table(name: str, roots: list[Any], names: list[str], fmt: str) -> Table:
+def _roots_table(name: str, roots: Sequence[StationaryRoot], names: list[str], fmt: str) -> Table:
     """Every stationary policy of one algorithm in one context, with its stability."""
     table = Table(title=f"{name}: {len(roots)} stationary policies", title_justify="left")
     table.add_column("output", no_wrap=True)
@@ -171,7 +163,7 @@ def _roots_table(name: str, roots: list[Any], names: list[str], fmt: str) -> Tab
     return table
 
 
-def _roots_summary(roots: list[Any]) -> str:
+def _roots_summary(roots: Sequence[StationaryRoot]) -> str:
     """'1' or e.g. '3 (stable, unstable, stable)'."""
     if len(roots) <= 1:
         return str(len(roots))
@@ -192,18 +184,14 @@ def _status_table(spec: ProblemFile, results: list[StationaryResult]) -> Table:
     table.add_column("message")
     for (name, algo), res in zip(spec.algorithms, results, strict=False):
         fields = _spec_text(algo)
-        statuses = _per_context(res.status, problem)
-        residuals = _per_context(res.residual, problem)
-        messages = _per_context(res.message, problem)
-        roots = res.roots if problem.batched else [res.roots]
         # identical contexts collapse into one row, so a batch stays short
         rows: dict[tuple[str, str, str], list[int]] = {}
-        for c in range(problem.n_contexts):
-            key = (statuses[c], _roots_summary(roots[c]), messages[c])
+        for c, ctx in enumerate(res):
+            key = (ctx.status, _roots_summary(ctx.roots), ctx.message)
             rows.setdefault(key, []).append(c)
         for (status, root_text, message), ctxs in rows.items():
             style = "red" if status == "failed" else None
-            worst = max(float(residuals[c]) for c in ctxs)
+            worst = max(float(res.residual[c]) for c in ctxs)
             row = [name, fields]
             if problem.batched:
                 row.append(_ranges(ctxs))
@@ -236,7 +224,7 @@ def _algo_json(algo: GRPO) -> dict[str, Any]:
     return dataclasses.asdict(algo)
 
 
-def _root_json(root: Any) -> dict[str, Any]:
+def _root_json(root: StationaryRoot) -> dict[str, Any]:
     return {
         "policy": root.policy,
         "mixture": root.mixture,
@@ -250,8 +238,9 @@ def _root_json(root: Any) -> dict[str, Any]:
 def to_json(
     spec: ProblemFile, results: list[StationaryResult], rlhf: np.ndarray | None, rlhf_beta: float | None
 ) -> dict[str, Any]:
-    """Everything the table shows and more. Per-context fields mirror ``StationaryResult``:
-    scalars for one context, lists with a leading context axis for a batch."""
+    """Everything the table shows and more. The algorithms' fields mirror ``StationaryResult``:
+    every one carries the context axis (one entry per context, also for a single context);
+    the problem is written in the shape it was given."""
     problem = spec.problem
     prob: dict[str, Any] = {
         "kind": spec.options["kind"],
@@ -268,11 +257,7 @@ def to_json(
         prob["expected_reward"] = problem.squeeze(problem.expected_reward())
     algorithms = []
     for (name, algo), preset, res in zip(spec.algorithms, spec.options["presets"], results, strict=False):
-        roots = (
-            [[_root_json(r) for r in ctx] for ctx in res.roots]
-            if problem.batched
-            else [_root_json(r) for r in res.roots]
-        )
+        roots = [[_root_json(r) for r in ctx] for ctx in res.roots]
         algorithms.append(
             {
                 "name": name,

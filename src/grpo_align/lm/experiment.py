@@ -37,7 +37,6 @@ from grpo_align.theory.closed_form import rlhf_policy
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import stationary_policy
-from grpo_align.training.results import per_context_strings, predicted_policy
 
 __all__ = [
     "LMExperimentConfig",
@@ -164,15 +163,14 @@ def predict(task: Task, probs: AnswerProbabilities, algo: GRPO) -> Prediction:
     res = stationary_policy(problem, algo)
     width = task.max_candidates
     rl = rlhf_policy(problem, algo.beta) if algo.beta > 0 else np.full(problem.ref.shape, np.nan)
-    msgs = per_context_strings(res.message, problem.n_contexts)
-    ok = np.asarray(res.success, dtype=bool).reshape(problem.n_contexts)
     return Prediction(
         algo=algo,
-        grpo=_pad(predicted_policy(problem, res), task, width),
-        rlhf=_pad(np.asarray(rl, dtype=float).reshape(problem.ref.shape), task, width),
+        grpo=_pad(res.policy, task, width),
+        rlhf=_pad(np.atleast_2d(rl), task, width),
         reference=_pad(problem.ref, task, width),
-        success=bool(np.all(ok)),
-        message=msgs[0] if np.all(ok) else next(m for m, good in zip(msgs, ok, strict=True) if not good),
+        success=bool(np.all(res.success)),
+        # the first failure's message, or the first context's when all succeeded
+        message=next((ctx.message for ctx in res if not ctx.success), res.message[0]),
     )
 
 

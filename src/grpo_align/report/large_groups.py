@@ -56,14 +56,14 @@ def build(cfg: ReportConfig) -> SectionResult:
         sizes = sorted({round(g) for g in np.geomspace(2, g_max, 15 if cfg.quick else 25)})
         lim = stationary_policy(prob, GRPO(group_size=math.inf, beta=beta))
         all_success &= bool(np.all(lim.success))
-        pi_inf = np.atleast_2d(lim.policy)[0]
+        pi_inf = lim.policy[0]  # the one context
         if p0 is not None:
             limit_gap = max(limit_gap, abs(pi_inf[0] - binary_limit_policy(p0, beta)))
         policies = []
         for g in sizes:
             res = stationary_policy(prob, GRPO(group_size=g, beta=beta))
             all_success &= bool(np.all(res.success))
-            policies.append(np.atleast_2d(res.policy)[0])
+            policies.append(res.policy[0])
         policies = np.array(policies)  # (sizes, K)
         dist = np.max(np.abs(policies - pi_inf), axis=1)
         sizes_a = np.array(sizes, float)

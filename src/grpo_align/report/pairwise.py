@@ -85,8 +85,8 @@ def build(cfg: ReportConfig) -> SectionResult:
         for beta in (0.1, 0.5):
             for ddof in (0, 1):
                 algo = GRPO(group_size=2, beta=beta, penalty="k2", ddof=ddof)
-                res = stationary_policy(prob, algo)
-                all_success &= bool(res.success)
+                res = stationary_policy(prob, algo)[0]  # the one context
+                all_success &= res.success
                 tau = beta / (2 * algo.pairwise_scale)
                 nash = nash_policy(ref, win, tau)
                 worst["nash"] = max(worst["nash"], max_abs(res.policy, nash))
@@ -102,8 +102,8 @@ def build(cfg: ReportConfig) -> SectionResult:
     n_roots = 0
     for beta in beta_path:
         for pen in ("k3", "k2"):
-            res = stationary_policy(prob_rps, GRPO(group_size=2, beta=float(beta), penalty=pen))
-            all_success &= bool(res.success)
+            res = stationary_policy(prob_rps, GRPO(group_size=2, beta=float(beta), penalty=pen))[0]
+            all_success &= res.success
             rps_stable &= all(r.stable for r in res.roots)
             n_roots = max(n_roots, len(res.roots))
             other = (

@@ -50,8 +50,8 @@ def build(cfg: ReportConfig) -> SectionResult:
     for g in GROUP_SIZES:
         cfg.status(group_label(g))
         algo = GRPO(group_size=g, beta=BETA)
-        res = stationary_policy(problem, algo)
-        all_success &= bool(res.success)
+        res = stationary_policy(problem, algo)[0]  # the one context
+        all_success &= res.success
         pi = res.policy
         log_ratio = np.log(pi / ref)
         pref = preference(problem, algo, pi)

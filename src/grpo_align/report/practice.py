@@ -44,8 +44,8 @@ def build(cfg: ReportConfig) -> SectionResult:
     for i, (ckey, label, name, over) in enumerate(PRESET_ROWS):
         cfg.status(label)
         algo = GRPO.preset(name, **over)
-        res = stationary_policy(problem, algo)
-        all_ok &= bool(res.success)
+        res = stationary_policy(problem, algo)[0]  # the one context
+        all_ok &= res.success
         worst_residual = max(worst_residual, float(res.residual))
         if res.status == "limit":
             limits_ok &= bool(res.policy[0] == 1.0)

@@ -129,8 +129,8 @@ def build(cfg: ReportConfig) -> SectionResult:
     all_success = True
     for pen in ("k3", "k2", "kl", "k1"):
         algo = GRPO(group_size=g_size, beta=beta, penalty=pen)
-        res = stationary_policy(problem, algo)
-        all_success &= bool(res.success)
+        res = stationary_policy(problem, algo)[0]  # the one context
+        all_success &= res.success
         policies[pen] = res.policy
         if pen in ("k3", "k2"):
             # P frozen at the solution: the fixed point maximises sum pi P - beta * divergence

@@ -94,7 +94,8 @@ def build(cfg: ReportConfig) -> SectionResult:
             ok = np.all(np.asarray(res.predicted.success))
             if not ok:
                 raise RuntimeError(
-                    f"{label}: the theory engine did not solve the random problem: {res.predicted.message}"
+                    f"{label}: the theory engine did not solve the random problem: "
+                    + next(ctx.message for ctx in res.predicted if not ctx.success)
                 )
             mask = problem.ref > 0
             zs.append(np.asarray(res.z)[mask])

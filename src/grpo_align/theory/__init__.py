@@ -1,5 +1,6 @@
 """The theory engine: pure numpy/scipy, no torch."""
 
+from grpo_align.errors import ConvergenceError
 from grpo_align.theory.closed_form import (
     binary_direct_kl_g2_policy,
     binary_g2_policy,
@@ -22,22 +23,30 @@ from grpo_align.theory.preference import (
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO, NORMALIZATIONS, PENALTIES, PRESETS
 from grpo_align.theory.stationary import (
+    METHODS,
+    StationaryContext,
     StationaryResult,
     StationaryRoot,
+    applicable_methods,
     penalty_coefficient,
+    reward_classes,
     stationarity_residual,
     stationary_policy,
 )
 
 __all__ = [
     "GRPO",
+    "METHODS",
     "NORMALIZATIONS",
     "PENALTIES",
     "PRESETS",
+    "ConvergenceError",
     "MonteCarloPreference",
     "Problem",
+    "StationaryContext",
     "StationaryResult",
     "StationaryRoot",
+    "applicable_methods",
     "binary_direct_kl_g2_policy",
     "binary_g2_policy",
     "binary_limit_policy",
@@ -52,6 +61,7 @@ __all__ = [
     "preference",
     "preference_limit",
     "preference_monte_carlo",
+    "reward_classes",
     "rlhf_policy",
     "stationarity_residual",
     "stationary_policy",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from grpo_align.errors import InputError
+from grpo_align.errors import ConvergenceError, InputError
 from grpo_align.theory.problem import Problem
 
 __all__ = [
@@ -130,33 +130,56 @@ def _margin(win_prob: np.ndarray) -> np.ndarray:
     return win_prob - win_prob.T
 
 
-def pairwise_policy(ref: Any, win_prob: Any, beta: float, scale: float = 1.0, tol: float = 1e-14) -> np.ndarray:
+def pairwise_policy(
+    ref: Any, win_prob: Any, beta: float, scale: float = 1.0, tol: float = 1e-14, max_iter: int = 200_000
+) -> np.ndarray:
     """GRPO at G = 2 with k3 for a preference matrix: pi = pi_ref / (1 - (s (M pi) - c)/beta).
 
     THEORY.md section 7. The map pi -> s M pi is monotone (M antisymmetric) and the reverse
     KL is strictly convex, so the equilibrium is unique; it is found here by the
     extragradient method on the variational inequality in the log-domain form
     (mirror-prox), independent of the general solver.
+
+    Raises
+    ------
+    ConvergenceError
+        When the iteration has not moved less than ``tol`` after ``max_iter`` steps.
     """
-    return _mirror_prox(ref, win_prob, beta, scale, "k3", tol)
+    return _mirror_prox(ref, win_prob, beta, scale, "k3", tol, max_iter)
 
 
-def nash_policy(ref: Any, win_prob: Any, tau: float, tol: float = 1e-14) -> np.ndarray:
+def nash_policy(ref: Any, win_prob: Any, tau: float, tol: float = 1e-14, max_iter: int = 200_000) -> np.ndarray:
     """Regularised Nash equilibrium of NLHF (Munos et al. 2023): pi prop. to pi_ref exp((P pi)/tau).
 
     P[o, o'] = Pr[o beats o'] + ties/2 (Munos's preference, P + P^T = 1), so
     (P pi)(o) = ((M pi)(o) + 1)/2 and the constant drops out: GRPO at G = 2 with a direct-KL
     penalty and weight beta is this equilibrium with tau = beta / (2 s) (section 7).
+
+    Raises
+    ------
+    ConvergenceError
+        When the iteration has not moved less than ``tol`` after ``max_iter`` steps.
     """
-    return _mirror_prox(ref, win_prob, 2 * tau, 1.0, "k2", tol)
+    return _mirror_prox(ref, win_prob, 2 * tau, 1.0, "k2", tol, max_iter)
 
 
-def _mirror_prox(ref: Any, win_prob: Any, beta: float, scale: float, penalty: str, tol: float) -> np.ndarray:
+def _mirror_prox(
+    ref: Any, win_prob: Any, beta: float, scale: float, penalty: str, tol: float, max_iter: int
+) -> np.ndarray:
+    """Extragradient (mirror-prox) for the G = 2 equilibrium of THEORY.md section 7.
+
+    Iterates until successive policies differ by less than ``tol`` in every entry; raises
+    ``ConvergenceError`` after ``max_iter`` iterations otherwise.
+    """
     prob = Problem.from_preference(ref, win_prob)  # validates
+    if prob.win_prob is None:  # pragma: no cover - from_preference always sets it
+        raise InputError("win_prob", "expected a pairwise win-probability matrix")
     ref_v = prob.ref[0]
     margin = _margin(prob.win_prob[0]) * scale
     if not (beta > 0):
         raise InputError("beta", "expected a positive regularisation weight")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise InputError("max_iter", f"expected an integer >= 1, got {max_iter!r}")
     support = ref_v > 0
 
     def operator(pi: np.ndarray) -> np.ndarray:
@@ -171,13 +194,17 @@ def _mirror_prox(ref: Any, win_prob: Any, beta: float, scale: float, penalty: st
 
     pi = ref_v.copy()
     eta = 0.5 / (np.max(np.abs(margin)) + beta * 4 + 1e-12)
-    for _ in range(200_000):
+    change = math.inf
+    for _ in range(max_iter):
         half = step(pi, operator(pi), eta)
         new = step(pi, operator(half), eta)
-        if np.max(np.abs(new - pi)) < tol:
+        change = float(np.max(np.abs(new - pi)))
+        if change < tol:
             return new
         pi = new
-    return pi
+    raise ConvergenceError(
+        f"mirror-prox did not converge in {max_iter} iterations (last change {change:.2e} > tol {tol:g})"
+    )
 
 
 def rlhf_policy(problem: Problem, beta: float) -> np.ndarray:

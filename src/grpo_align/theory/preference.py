@@ -199,17 +199,18 @@ def _check_reward_problem(problem: Problem, what: str) -> None:
 
 
 def preference(problem: Problem, algo: GRPO, policy: Any) -> np.ndarray:
-    """Exact P_G(o | policy) for every output (THEORY.md section 4), shape (K,) or (C, K).
+    """Exact P_G(o | policy) for every output (THEORY.md section 4), shaped like ``policy``:
+    (C, K), or (K,) for a policy given as (K,).
 
     For a preference problem (G = 2 only), P_2(o | pi) = s (M pi)(o) (section 7).
     """
     pi = problem.check_policy(policy)
     if problem.is_preference:
         scale = algo.pairwise_scale
-        return problem.squeeze(scale * np.einsum("cop,cp->co", problem.margin_matrix(), pi))
+        return problem.like_policy(scale * np.einsum("cop,cp->co", problem.margin_matrix(), pi), policy)
     w = np.einsum("co,col->cl", pi, problem.dist)
     h = LevelPreference(problem.levels, algo)(w)
-    return problem.squeeze(expect_levels(problem.dist, h, algo))
+    return problem.like_policy(expect_levels(problem.dist, h, algo), policy)
 
 
 def expect_levels(dist: np.ndarray, h: np.ndarray, algo: GRPO) -> np.ndarray:
@@ -276,4 +277,4 @@ def preference_monte_carlo(
         adv = group_advantages(rewards, algo)[..., 0]  # (K, S)
         means[c] = adv.mean(axis=1)
         errs[c] = adv.std(axis=1, ddof=1) / math.sqrt(samples)
-    return MonteCarloPreference(problem.squeeze(means), problem.squeeze(errs), samples)
+    return MonteCarloPreference(problem.like_policy(means, policy), problem.like_policy(errs, policy), samples)

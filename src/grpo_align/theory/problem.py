@@ -289,12 +289,22 @@ class Problem:
         return arr if self.batched else arr[0]
 
     def check_policy(self, policy: Any, name: str = "policy") -> np.ndarray:
-        """Validate a policy of the problem's shape and return it as (C, K)."""
+        """Validate a policy and return it as (C, K).
+
+        A policy is (C, K), with the context axis (as in every result), or (K,) for an
+        unbatched problem.
+        """
         pol = _as_float_array(name, policy)
-        expected = self.ref.shape if self.batched else self.ref.shape[1:]
-        if pol.shape != expected:
+        if pol.shape != self.ref.shape and (self.batched or pol.shape != self.ref.shape[1:]):
+            expected = str(self.ref.shape) if self.batched else f"{self.ref.shape[1:]} or {self.ref.shape}"
             raise InputError(name, f"expected shape {expected}, got {pol.shape}")
         return _check_probabilities(name, np.atleast_2d(pol), renormalize=False)
+
+    def like_policy(self, arr: np.ndarray, policy: Any) -> np.ndarray:
+        """``arr`` (C, ...) in the shape convention of ``policy``: the context axis dropped
+        only where ``policy`` was given without it (numpy semantics: the output follows the
+        input)."""
+        return arr if np.ndim(policy) == 2 else arr[0]
 
     def __repr__(self) -> str:
         kind = "preference" if self.is_preference else f"L={self.n_levels}"

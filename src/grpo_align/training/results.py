@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
-from grpo_align.theory.stationary import StationaryResult
+from grpo_align.theory.stationary import StationaryResult, reward_classes
 from grpo_align.training.config import TrainConfig
 from grpo_align.training.metrics import CLIP_FRACTION
 
@@ -19,19 +19,6 @@ __all__ = ["DynamicsContext", "DynamicsResult", "TrainContext", "TrainResult", "
 
 def _fmt(arr: Any) -> str:
     return np.array2string(np.asarray(arr), precision=5, threshold=8)
-
-
-def per_context_strings(value: str | Sequence[str], n_contexts: int) -> tuple[str, ...]:
-    """A StationaryResult's status or message as a tuple with one entry per context."""
-    # TODO(merge): drop once StationaryResult always has the context axis
-    if isinstance(value, str):
-        return (value,) * n_contexts
-    return tuple(str(v) for v in value)
-
-
-def predicted_policy(problem: Problem, predicted: StationaryResult) -> np.ndarray:
-    """The predicted policy as (C, K), whatever shape the StationaryResult gives."""
-    return np.asarray(predicted.policy, dtype=float).reshape(problem.ref.shape)
 
 
 def _z(gap: np.ndarray, stderr: np.ndarray) -> np.ndarray:
@@ -114,14 +101,14 @@ class TrainResult:
     @property
     def predicted_policy(self) -> np.ndarray | None:
         """(C, K) the predicted stationary policy, None without a prediction."""
-        return None if self.predicted is None else predicted_policy(self.problem, self.predicted)
+        return None if self.predicted is None else self.predicted.policy
 
     @property
     def predicted_status(self) -> tuple[str, ...] | None:
         """The solver's status per context, None without a prediction."""
         if self.predicted is None:
             return None
-        return per_context_strings(self.predicted.status, len(self))
+        return self.predicted.status
 
     def __len__(self) -> int:
         return int(self.policy.shape[0])
@@ -236,21 +223,6 @@ class DynamicsResult:
             f"oscillating={bool(np.any(self.oscillating))}, steps={len(self.trajectory) - 1}, "
             f"message={self.message[0]!r})"
         )
-
-
-def reward_classes(problem: Problem) -> np.ndarray:
-    """Class index of every output, (C, K): outputs with identical reward distributions.
-
-    A preference problem has one class per output. The stationary conditions fix only the
-    class masses for abs, k1 and beta = 0 (THEORY.md section 5), so compare those.
-    """
-    if problem.is_preference:
-        return np.broadcast_to(np.arange(problem.n_outputs), problem.ref.shape).copy()
-    out = np.empty(problem.ref.shape, dtype=np.int64)
-    for c in range(problem.n_contexts):
-        _, inverse = np.unique(problem.dist[c], axis=0, return_inverse=True)
-        out[c] = inverse.ravel()
-    return out
 
 
 def class_masses(problem: Problem, policy: Any) -> np.ndarray:

@@ -33,7 +33,7 @@ from grpo_align.training.checkpoint import load_checkpoint, save_checkpoint
 from grpo_align.training.config import TrainConfig
 from grpo_align.training.loss import LossOutput, grpo_loss
 from grpo_align.training.metrics import TABULAR_METRICS
-from grpo_align.training.results import TrainResult, predicted_policy
+from grpo_align.training.results import TrainResult
 from grpo_align.training.stats import TailAccumulator
 
 __all__ = ["CHECKPOINT_FORMAT", "RewardSampler", "TabularPolicy", "context_sum_loss", "make_optimizer", "train"]
@@ -337,7 +337,7 @@ def _train(
 
     stats = tail.statistics()
     if predicted is not None:
-        gap = stats.mean - predicted_policy(problem, predicted)
+        gap = stats.mean - predicted.policy  # both (C, K)
         distance = np.max(np.abs(gap), axis=1)
     else:
         gap = np.full_like(stats.mean, np.nan)

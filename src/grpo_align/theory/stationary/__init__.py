@@ -1,0 +1,294 @@
+"""Stationary policies of GRPO and its variants (THEORY.md sections 5 and 9).
+
+A stationary policy pi = pi_old = pi_theta zeroes the expected gradient of the tabular
+softmax policy:
+
+    P_G(o | pi) - beta phi(o) = c   for every o with pi(o) > 0.
+
+k3:        pi(o) = pi_ref(o) / (1 - (P_G(o|pi) - c)/beta), every denominator positive;
+k2 / kl:   pi(o) proportional to pi_ref(o) exp(P_G(o|pi)/beta);
+abs:       P_G(o|pi) - c in beta * sign(log pi(o)/pi_ref(o)) (a set at pi(o) = pi_ref(o));
+k1 or beta = 0: no interior solution, mass flows to the best reward class.
+
+Layout: ``reduction`` maps a problem to its reward classes (section 5); the solvers
+``scan`` (two levels: every root bracketed), ``newton`` (more levels, or a
+pairwise-preference problem), ``proximal`` (abs) and ``replicator`` (no regularisation)
+return candidates; every candidate is checked from scratch by ``residual`` and rated by
+``stability`` (section 9); ``result`` holds the result types.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from grpo_align.errors import InputError
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary.newton import newton_candidates
+from grpo_align.theory.stationary.proximal import proximal_candidates
+from grpo_align.theory.stationary.reduction import Reduced, reward_classes
+from grpo_align.theory.stationary.replicator import replicator_limit
+from grpo_align.theory.stationary.residual import (
+    penalty_coefficient,
+    preference_2d,
+    residual_given,
+    stationarity_residual,
+    term_scale,
+)
+from grpo_align.theory.stationary.result import (
+    RESIDUAL_TOLERANCE,
+    StationaryContext,
+    StationaryResult,
+    StationaryRoot,
+)
+from grpo_align.theory.stationary.scan import scan_candidates
+from grpo_align.theory.stationary.stability import stability
+
+__all__ = [
+    "METHODS",
+    "RESIDUAL_TOLERANCE",
+    "StationaryContext",
+    "StationaryResult",
+    "StationaryRoot",
+    "applicable_methods",
+    "penalty_coefficient",
+    "reward_classes",
+    "stationarity_residual",
+    "stationary_policy",
+]
+
+#: The solvers ``stationary_policy`` can be asked for by name.
+METHODS: tuple[str, ...] = ("scan", "newton", "proximal", "replicator")
+
+#: What each method needs, for the error message of an inapplicable one.
+_NEEDS = {
+    "scan": "a reward problem with at most two reward levels and a k3, k2 or kl penalty with beta > 0",
+    "newton": "a k3, k2 or kl penalty with beta > 0",
+    "proximal": "the abs penalty with beta > 0",
+    "replicator": "no regularisation (beta = 0 or the k1 penalty)",
+}
+
+
+def applicable_methods(problem: Problem, algo: GRPO) -> tuple[str, ...]:
+    """The methods of ``METHODS`` that solve ``problem`` under ``algo``, the default first.
+
+    Without regularisation (beta = 0 or k1) only "replicator" applies (THEORY.md section
+    9: no interior stationary policy); with abs only "proximal"; with k3, k2 or kl "newton"
+    always and "scan" for a reward problem with at most two levels (then the default,
+    since it brackets every root).
+
+    Examples
+    --------
+    >>> prob = Problem.from_rewards(ref=[0.2, 0.3, 0.5], rewards=[1.0, 0.5, 0.0])
+    >>> applicable_methods(prob, GRPO(group_size=2, beta=0.5))
+    ('newton',)
+    >>> applicable_methods(prob, GRPO(group_size=2, beta=0.0))
+    ('replicator',)
+    """
+    _validate(problem, algo)
+    if not algo.regularised:
+        return ("replicator",)
+    if algo.penalty == "abs":
+        return ("proximal",)
+    if not problem.is_preference and problem.n_levels <= 2:
+        return ("scan", "newton")
+    return ("newton",)
+
+
+def stationary_policy(problem: Problem, algo: GRPO, method: str | None = None) -> StationaryResult:
+    """The stationary policies of GRPO variant ``algo`` on ``problem`` (THEORY.md section 5).
+
+    Every penalty is solved in the reduced space (the reward-level mixture w, or the
+    policy itself for a pairwise-preference problem). With two reward levels every root is
+    found by a scan; each root is reported with its stability (``roots``), and ``policy``
+    is the stable root nearest the reference mixture. Without regularisation (beta = 0 or
+    k1) there is no interior stationary policy: ``status`` is "limit" and ``policy`` is the
+    vertex the expected dynamics reach from pi_ref. ``success`` is False, with a message,
+    whenever the stationarity residual recomputed from the returned policy exceeds 1e-9
+    times the size of the terms.
+
+    Parameters
+    ----------
+    problem : Problem
+    algo : GRPO
+    method : {None, "scan", "newton", "proximal", "replicator"}
+        None takes the first of ``applicable_methods(problem, algo)``; a named method that
+        does not apply raises ``InputError``.
+
+    Returns
+    -------
+    StationaryResult
+        Fields carry the context axis (``policy`` is (C, K), C = 1 for an unbatched
+        problem); ``res[c]`` is context c.
+
+    Examples
+    --------
+    >>> prob = Problem.from_rewards(ref=[0.2, 0.3, 0.5], rewards=[1.0, 0.5, 0.0])
+    >>> res = stationary_policy(prob, GRPO(group_size=2, beta=0.5))
+    >>> res.policy.shape
+    (1, 3)
+    >>> res[0].policy.round(6)
+    array([0.653113, 0.155904, 0.190983])
+    """
+    methods = applicable_methods(problem, algo)  # validates problem and algo
+    if method is None:
+        method = methods[0]
+    elif method not in METHODS:
+        raise InputError("method", f"expected one of {', '.join(map(repr, METHODS))} or None, got {method!r}")
+    elif method not in methods:
+        raise InputError(
+            "method",
+            f"{method!r} needs {_NEEDS[method]}; for this problem and algo use {' or '.join(map(repr, methods))}",
+        )
+    if not algo.is_limit:
+        return _solve(problem, algo, method)
+    # For G = inf, P_G diverges at a point-mass mixture (a deviant member's advantage grows
+    # like sqrt(G)); iterates can land there and produce inf/NaN on the way. Every candidate
+    # is checked from scratch below (finite, residual), so the warnings carry no news.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _solve(problem, algo, method)
+
+
+def _validate(problem: Problem, algo: GRPO) -> None:
+    if not isinstance(problem, Problem):
+        raise InputError("problem", "expected a grpo_align.Problem")
+    if not isinstance(algo, GRPO):
+        raise InputError("algo", "expected a grpo_align.GRPO")
+    if problem.is_preference:
+        if algo.group_size != 2:
+            raise InputError("group_size", "a pairwise-preference problem defines P_G for G = 2 only")
+        _ = algo.pairwise_scale  # raises for normalisations without the pairwise form
+
+
+def _limit_result(red: Reduced) -> StationaryResult:
+    """Without regularisation: the vertex the replicator flow reaches (section 9)."""
+    problem, algo = red.problem, red.algo
+    limit, converged = replicator_limit(red)
+    policy = red.policy(limit)
+    why = "beta = 0" if algo.beta == 0 else "the k1 penalty has zero expected gradient"
+    limit_mix = red.point(limit)
+    messages = tuple(
+        f"no interior stationary policy ({why}); GRPO drives all mass to the reward class "
+        "that wins under P_G; policy is that limit (reference ratios inside the class)"
+        if ok
+        else f"no interior stationary policy ({why}) and the expected dynamics reach no single class"
+        for ok in converged
+    )
+    return StationaryResult(
+        policy=policy,
+        success=np.asarray(converged, dtype=bool),
+        status=tuple("limit" if ok else "failed" for ok in converged),
+        residual=np.zeros(problem.n_contexts),
+        nit=0,
+        message=messages,
+        roots=tuple(
+            (StationaryRoot(policy[c], limit_mix[c], math.nan, 0.0, bool(converged[c])),)
+            for c in range(problem.n_contexts)
+        ),
+        algo=algo,
+        problem=problem,
+        method="replicator",
+    )
+
+
+def _candidates(red: Reduced, method: str) -> tuple[list[list[np.ndarray]], int]:
+    """Class-mass candidates per context from the solver ``method``."""
+    if method == "proximal":
+        return proximal_candidates(red)
+    if method == "scan":
+        return scan_candidates(red)
+    if np.all(np.sum(red.ref_mass > 0, axis=1) == 1):
+        # every context has one reward class: pi_ref is the only candidate
+        return [[red.ref_mass[c]] for c in range(red.ref_mass.shape[0])], 0
+    return newton_candidates(red)
+
+
+def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
+    red = Reduced(problem, algo)
+    if method == "replicator":
+        return _limit_result(red)
+    n_ctx = problem.n_contexts
+    candidates, nit = _candidates(red, method)
+    single = np.sum(red.ref_mass > 0, axis=1) == 1
+    for c in np.nonzero(single)[0].tolist():
+        # one reward class: P_G is the same for every output, so pi_ref is the only
+        # stationary policy (and a point-mass mixture would make G = inf diverge)
+        candidates[c] = [red.ref_mass[c]]
+
+    # every candidate is checked from scratch; roots are handled in slots across contexts
+    roots: list[list[StationaryRoot]] = [[] for _ in range(n_ctx)]
+    n_slots = max((len(c) for c in candidates), default=0)
+    for slot in range(n_slots):
+        # a candidate with non-finite entries (P_G diverging at a point-mass mixture for
+        # G = inf) is no root; it must not reach the residual check as a "policy"
+        has = np.array(
+            [len(candidates[c]) > slot and bool(np.all(np.isfinite(candidates[c][slot]))) for c in range(n_ctx)]
+        )
+        masses = np.stack([candidates[c][slot] if has[c] else red.ref_mass[c] for c in range(n_ctx)])
+        pi = red.policy(masses)
+        pref = preference_2d(problem, algo, pi)
+        res, mult = residual_given(problem, algo, pi, pref)
+        tol = RESIDUAL_TOLERANCE * term_scale(problem, algo, pi, pref)
+        stab = stability(red, masses) if algo.penalty != "abs" else [(None, None)] * n_ctx
+        mix = red.point(masses)
+        for c in np.nonzero(has)[0].tolist():
+            roots[c].append(
+                StationaryRoot(pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c]))
+            )
+
+    policy = np.zeros_like(problem.ref)
+    success = np.zeros(n_ctx, bool)
+    residual = np.full(n_ctx, np.inf)
+    status = ["interior"] * n_ctx
+    messages = [""] * n_ctx
+    ref_point = red.reference_point()
+    for c in range(n_ctx):
+        good = [r for r in roots[c] if r.residual <= r.tolerance]
+        if not good:
+            status[c] = "failed"
+            best = min(roots[c], key=lambda r: r.residual, default=None)
+            if best is not None:
+                policy[c] = best.policy
+                residual[c] = best.residual
+            else:
+                # nothing usable was found: still return a probability vector
+                policy[c] = problem.ref[c]
+            messages[c] = (
+                f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
+                + (f" (best residual {best.residual:.2e})" if best is not None else "")
+                + "; the expected dynamics may cycle or the solver did not converge"
+                + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
+            )
+            continue
+        stable_roots = [r for r in good if r.stable is not False] or good
+        chosen = min(stable_roots, key=lambda r: float(np.max(np.abs(r.mixture - ref_point[c]))))
+        policy[c] = chosen.policy
+        residual[c] = chosen.residual
+        success[c] = True
+        messages[c] = (
+            "converged: unique stationary policy found"
+            if len(good) == 1
+            else f"converged: {len(good)} stationary policies found ({sum(r.stable is True for r in good)} stable); "
+            "policy is the stable one nearest the reference"
+        )
+        if algo.penalty == "abs":
+            messages[c] += (
+                "; abs: any redistribution inside a reward class that keeps each output on the same side "
+                "of pi_ref is stationary too"
+            )
+        if method == "newton" and red.is_reward and problem.n_levels > 2:
+            messages[c] += " (L > 2: roots from several Newton starts; completeness is not guaranteed)"
+    return StationaryResult(
+        policy=policy,
+        success=success,
+        status=tuple(status),
+        residual=residual,
+        nit=nit,
+        message=tuple(messages),
+        roots=tuple(tuple(r) for r in roots),
+        algo=algo,
+        problem=problem,
+        method=method,
+    )

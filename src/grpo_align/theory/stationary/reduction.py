@@ -1,0 +1,259 @@
+"""Reduction of a problem to its reward classes (THEORY.md section 5).
+
+Outputs with the same reward distribution form a class; P_G is the same on a class, so a
+stationary policy keeps reference ratios inside each class, and P_G depends on pi only
+through the mixture w = sum_o pi(o) F_o. Given w (or, for a pairwise-preference problem,
+the class masses themselves), the class masses follow from the penalty's formula with the
+scalar c chosen so that they sum to 1; a stationary policy is a fixed point of that map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grpo_align.errors import InputError
+from grpo_align.theory.preference import LevelPreference
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO
+
+__all__ = ["Reduced", "class_partition", "reward_classes"]
+
+
+def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class masses m_j = R_j / (1 - (P_j - c)/beta) with c such that sum_j m_j = 1.
+
+    THEORY.md section 5 (k3). f(c) = sum_j R_j beta / (beta - P_j + c) - 1 is convex and
+    decreasing for c > max_j P_j - beta (all denominators positive); Newton from a point
+    where f >= 0 increases monotonically to the unique root, so the result is always a
+    probability vector with positive denominators. Shapes (..., J).
+    """
+    shape = np.broadcast_shapes(pref.shape, ref_mass.shape)
+    pref2 = np.broadcast_to(pref, shape).reshape(-1, shape[-1])
+    ref2 = np.broadcast_to(ref_mass, shape).reshape(-1, shape[-1])
+    active = ref2 > 0
+    p_max = np.max(np.where(active, pref2, -np.inf), axis=-1)
+    top_mass = np.sum(np.where(active & (pref2 >= p_max[:, None]), ref2, 0.0), axis=-1)
+    # at c0 the top class alone contributes exactly 1, so f(c0) >= 0
+    c = p_max - beta + beta * top_mass
+    rb = ref2 * beta
+    # iterate only on the rows not yet converged (most converge in a few steps)
+    todo = np.arange(c.size)
+    for _ in range(200):
+        act, cc = active[todo], c[todo, None]
+        denom = np.where(act, beta - pref2[todo] + cc, 1.0)
+        f = np.sum(rb[todo] / denom, axis=-1) - 1.0
+        fprime = -np.sum(rb[todo] / denom**2, axis=-1)
+        step = -f / fprime
+        c[todo] += step
+        # Newton converges quadratically: a row is done once its step is small against
+        # the nearest pole (the smallest denominator sets the masses' sensitivity to c)
+        # or at the rounding level of c, below which the noisy sum cannot go
+        min_denom = np.min(np.where(act, denom, np.inf), axis=-1)
+        done = np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(c[todo])))
+        todo = todo[~done]
+        if todo.size == 0:
+            break
+    denom = np.where(active, beta - pref2 + c[:, None], 1.0)
+    masses = np.where(active, rb / denom, 0.0)
+    masses = (masses / masses.sum(axis=-1, keepdims=True)).reshape(shape)
+    return masses, c.reshape(shape[:-1])
+
+
+def _kl_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """m_j proportional to R_j exp(P_j / beta) (THEORY.md section 5, k2 and exact KL)."""
+    active = ref_mass > 0
+    p_max = np.max(np.where(active, pref, -np.inf), axis=-1, keepdims=True)
+    weights = np.where(active, ref_mass * np.exp((np.where(active, pref, p_max) - p_max) / beta), 0.0)
+    z = weights.sum(axis=-1, keepdims=True)
+    # c = beta * log(sum_j R_j exp(P_j/beta)) makes P_j - beta log(m_j/R_j) = c
+    return weights / z, (p_max + beta * np.log(z))[..., 0]
+
+
+class Reduced:
+    """A problem in class space (THEORY.md section 5): class reference masses R (C, J) and
+    P_j as a function of the class masses m.
+
+    For a reward problem the classes are the outputs with identical reward distributions
+    and P_j = F_j . h(w) with w = sum_j m_j F_j; for a pairwise-preference problem every
+    output is its own class and P = s M m (section 7).
+    """
+
+    problem: Problem
+    algo: GRPO
+    beta: float
+    class_of: np.ndarray
+    ref_mass: np.ndarray
+    class_dist: np.ndarray | None
+    margin: np.ndarray | None
+    level_pref: LevelPreference | None
+    within: np.ndarray
+
+    def __init__(self, problem: Problem, algo: GRPO) -> None:
+        self.problem = problem
+        self.algo = algo
+        self.beta = algo.beta
+        if problem.is_preference:
+            n_ctx, n_out = problem.ref.shape
+            self.class_of = np.broadcast_to(np.arange(n_out), (n_ctx, n_out))
+            self.ref_mass = problem.ref.copy()
+            self.margin = problem.margin_matrix() * algo.pairwise_scale
+            self.class_dist = None
+            self.level_pref = None
+        else:
+            self.class_of, self.ref_mass, self.class_dist = class_partition(problem)
+            self.margin = None
+            self.level_pref = LevelPreference(problem.levels, algo)
+        # ratio of each output's reference probability to its class's
+        cls_ref = np.take_along_axis(self.ref_mass, self.class_of, axis=1)
+        self.within = np.where(cls_ref > 0, problem.ref / np.where(cls_ref > 0, cls_ref, 1.0), 0.0)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.ref_mass.shape[1])
+
+    @property
+    def is_reward(self) -> bool:
+        """True for a reward problem (classes with distributions), False for preferences."""
+        return self.class_dist is not None
+
+    @property
+    def dist(self) -> np.ndarray:
+        """Class reward distributions F_j, (C, J, L); a reward problem only."""
+        if self.class_dist is None:
+            raise TypeError("a pairwise-preference problem has no reward distributions")
+        return self.class_dist
+
+    def _level_pref(self) -> LevelPreference:
+        if self.level_pref is None:
+            raise TypeError("a pairwise-preference problem has no reward levels")
+        return self.level_pref
+
+    def mixture(self, masses: np.ndarray) -> np.ndarray:
+        """w = sum_j m_j F_j, (C, ..., L) for masses (C, ..., J)."""
+        return np.einsum("c...j,cjl->c...l", masses, self.dist)
+
+    def class_preference_from_mixture(self, w: np.ndarray) -> np.ndarray:
+        """P_j = F_j . h(w), (C, ..., J) (THEORY.md section 4)."""
+        h = self._level_pref()(w)
+        class_dist = self.dist
+        if self.algo.is_limit and not np.all(np.isfinite(h)):
+            # G = inf at a point-mass w: 0 * inf must count as 0 (see preference.expect_levels)
+            extra = (1,) * (w.ndim - 2)
+            dist = class_dist.reshape(class_dist.shape[:1] + extra + class_dist.shape[1:])
+            with np.errstate(invalid="ignore"):
+                return np.where(dist > 0, dist * h[..., None, :], 0.0).sum(axis=-1)
+        return np.einsum("cjl,c...l->c...j", class_dist, h)
+
+    def class_preference(self, masses: np.ndarray) -> np.ndarray:
+        """P_G of every class when the classes carry ``masses``, (C, ..., J)."""
+        if self.margin is not None:
+            return np.einsum("cjk,c...k->c...j", self.margin, masses)
+        return self.class_preference_from_mixture(self.mixture(masses))
+
+    def masses_given(self, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class masses and multiplier c solving the penalty's stationarity for frozen P.
+
+        THEORY.md section 5: k3 m_j = R_j / (1 - (P_j - c)/beta); k2 and kl
+        m_j proportional to R_j exp(P_j / beta).
+        """
+        extra = pref.ndim - 2
+        ref_mass = self.ref_mass.reshape(self.ref_mass.shape[:1] + (1,) * extra + self.ref_mass.shape[1:])
+        if self.algo.penalty == "k3":
+            return _k3_masses(pref, ref_mass, self.beta)
+        return _kl_masses(pref, ref_mass, self.beta)
+
+    def take(self, idx: np.ndarray) -> Reduced:
+        """The contexts ``idx`` (repeats allowed) of a reward problem, as a new reduction."""
+        sub = Reduced.__new__(Reduced)
+        sub.__dict__.update(self.__dict__)
+        sub.class_of = self.class_of[idx]
+        sub.ref_mass = self.ref_mass[idx]
+        sub.class_dist = self.dist[idx]
+        sub.within = self.within[idx]
+        sub.level_pref = self._level_pref().take(idx)
+        return sub
+
+    def policy(self, masses: np.ndarray) -> np.ndarray:
+        """Spread class masses over outputs in reference ratios, (C, K) from (C, J)."""
+        return np.take_along_axis(masses, self.class_of, axis=1) * self.within
+
+    def reference_point(self) -> np.ndarray:
+        """The reduced variable at pi_ref: the reference mixture, or pi_ref for preferences."""
+        return self.problem.reference_mixture() if self.is_reward else self.problem.ref
+
+    def point(self, masses: np.ndarray) -> np.ndarray:
+        """The reduced variable of class masses: the mixture, or the masses for preferences."""
+        return self.mixture(masses) if self.is_reward else masses
+
+
+def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group outputs with identical reward distributions, as the solvers use them (section 5).
+
+    Returns
+    -------
+    class_of : ndarray of int, (C, K)
+    ref_mass : ndarray, (C, J)
+        Class reference masses R_j.
+    class_dist : ndarray, (C, J, L)
+        Class reward distributions F_j.
+
+    Classes are numbered in the order of a hash of their distribution. Rows are hashed by a fixed random projection, then checked exactly; a hash
+    collision falls back to one class per output (slower, still exact).
+    """
+    dist = problem.dist
+    n_ctx, n_out, n_levels = dist.shape
+    rng = np.random.default_rng(20250225)
+    key = dist @ rng.random(n_levels)
+    order = np.argsort(key, axis=1, kind="stable")
+    sorted_key = np.take_along_axis(key, order, axis=1)
+    new_class = np.concatenate([np.zeros((n_ctx, 1), bool), np.diff(sorted_key, axis=1) != 0], axis=1)
+    class_sorted = np.cumsum(new_class, axis=1)
+    class_of = np.empty_like(class_sorted)
+    np.put_along_axis(class_of, order, class_sorted, axis=1)
+    n_classes = int(class_sorted[:, -1].max()) + 1
+    flat = (np.arange(n_ctx)[:, None] * n_classes + class_of).ravel()
+    ref_mass = np.bincount(flat, weights=problem.ref.ravel(), minlength=n_ctx * n_classes).reshape(n_ctx, n_classes)
+    class_dist = np.zeros((n_ctx, n_classes, n_levels))
+    class_dist[np.arange(n_ctx)[:, None], class_of] = dist
+    exact = np.array_equal(np.take_along_axis(class_dist, class_of[..., None], axis=1), dist)
+    if not exact:
+        return np.broadcast_to(np.arange(n_out), (n_ctx, n_out)).copy(), problem.ref.copy(), dist.copy()
+    # a padded class slot (a context with fewer classes) has no members: give it mass 0
+    return class_of, ref_mass, class_dist
+
+
+def reward_classes(problem: Problem) -> np.ndarray:
+    """Class index of every output, (C, K): outputs with identical reward distributions.
+
+    THEORY.md section 5: P_G is the same on a class, and the stationary conditions fix only
+    the class masses for abs, k1 and beta = 0, so those are what to compare. Within a
+    context, classes are numbered 0, 1, ... in lexicographic order of their reward
+    distributions (rows of ``problem.dist``); a pairwise-preference problem has one class
+    per output.
+
+    Examples
+    --------
+    >>> prob = Problem.from_rewards(ref=[0.2, 0.3, 0.5], rewards=[1.0, 0.0, 1.0])
+    >>> reward_classes(prob)
+    array([[0, 1, 0]])
+    """
+    if not isinstance(problem, Problem):
+        raise InputError("problem", "expected a grpo_align.Problem")
+    if problem.is_preference:
+        return np.broadcast_to(np.arange(problem.n_outputs), problem.ref.shape).copy()
+    class_of, ref_mass, class_dist = class_partition(problem)
+    if ref_mass.shape == problem.ref.shape and np.array_equal(class_of, np.arange(problem.n_outputs)[None]):
+        # one class per output, possibly class_partition's fallback after a hash collision
+        out = np.empty(problem.ref.shape, dtype=np.int64)
+        for c in range(problem.n_contexts):
+            out[c] = np.unique(problem.dist[c], axis=0, return_inverse=True)[1].ravel()
+        return out
+    # renumber each context's classes in lexicographic order of their distributions; a
+    # padded class slot (no members) sorts last
+    padded = np.ones(ref_mass.shape, dtype=bool)
+    np.put_along_axis(padded, class_of, False, axis=1)
+    keys = [class_dist[..., level] for level in range(class_dist.shape[-1] - 1, -1, -1)] + [padded]
+    order = np.lexsort(np.stack(keys), axis=-1)  # (C, J): class ids by rank
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None].repeat(order.shape[0], 0), axis=1)
+    return np.take_along_axis(rank, class_of, axis=1).astype(np.int64)

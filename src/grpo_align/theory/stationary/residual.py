@@ -1,0 +1,135 @@
+"""The stationarity residual and the penalty maps (THEORY.md sections 3 and 5).
+
+Every candidate a solver returns is checked here from scratch: the residual is recomputed
+from the policy alone, so a solver's internal bookkeeping never decides success.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from grpo_align.errors import InputError
+from grpo_align.theory.preference import preference
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO
+
+__all__ = ["penalty_coefficient", "preference_2d", "residual_given", "stationarity_residual", "term_scale"]
+
+
+def penalty_coefficient(penalty: str, policy: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """phi(o): the penalty's gradient is sum_o phi(o) grad pi(o) (THEORY.md section 3).
+
+    k3: 1 - pi_ref/pi; k2: log(pi/pi_ref); kl: log(pi/pi_ref) + 1; k1: 1;
+    abs: sign(log(pi/pi_ref)) (0 at pi = pi_ref, the subgradient torch takes).
+    Entries with pi = 0 are 0 (outside the support).
+    """
+    pos = policy > 0
+    safe_pi = np.where(pos, policy, 1.0)
+    safe_ref = np.where(ref > 0, ref, 1.0)
+    if penalty == "k3":
+        phi = 1.0 - ref / safe_pi
+    elif penalty in ("k2", "kl"):
+        phi = np.log(safe_pi / safe_ref) + (1.0 if penalty == "kl" else 0.0)
+    elif penalty == "k1":
+        phi = np.ones_like(policy)
+    elif penalty == "abs":
+        phi = np.sign(np.log(safe_pi / safe_ref))
+    else:  # pragma: no cover - GRPO validates
+        raise InputError("penalty", f"unknown {penalty!r}")
+    return np.where(pos, phi, 0.0)
+
+
+def stationarity_residual(problem: Problem, algo: GRPO, policy: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Max over the support of |P_G(o|pi) - beta phi(o) - c|, recomputed from scratch.
+
+    c = sum_o pi(o)(P_G(o|pi) - beta phi(o)) (THEORY.md section 5). For abs the residual is
+    the distance of P_G(o) - c to the set beta * sign(log pi/pi_ref), with c the best such
+    constant; an output with pi(o) = 0 < pi_ref(o) (drained by the bounded pull) also counts,
+    by how much P_G(o) - c exceeds -beta. For k2 and kl such an output counts only where the
+    formula pi_ref exp((P - c)/beta) underflows for a finite P (infinite residual otherwise);
+    for k3 never.
+
+    Parameters
+    ----------
+    problem : Problem
+    algo : GRPO
+    policy : array_like, (C, K), or (K,) for an unbatched problem
+
+    Returns
+    -------
+    residual : ndarray, (C,)
+    c : ndarray, (C,)
+        The multiplier of the stationarity conditions.
+    """
+    pi = np.atleast_2d(np.asarray(policy, dtype=float))
+    return residual_given(problem, algo, pi, preference_2d(problem, algo, pi))
+
+
+def preference_2d(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
+    """P_G(o | pi) as (C, K) for a policy given as (C, K) (THEORY.md section 4)."""
+    return preference(problem, algo, pi)
+
+
+def residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``stationarity_residual`` with P_G(o | pi) already computed, (C, K) arrays."""
+    support = pi > 0
+    if algo.penalty == "abs":
+        x = np.where(
+            support & (problem.ref > 0),
+            np.log(np.where(support, pi, 1.0) / np.where(problem.ref > 0, problem.ref, 1.0)),
+            0.0,
+        )
+        up, down = support & (x > 1e-9), support & (x < -1e-9)
+        # c candidates from the determined outputs; otherwise the middle of the P range
+        determined = up | down
+        cands = np.where(up, pref - algo.beta, np.where(down, pref + algo.beta, 0.0))
+        n_det = determined.sum(axis=1)
+        # (np.nanmean would warn on contexts where no output is determined)
+        c = np.where(
+            n_det == 0,
+            0.5 * (np.max(np.where(support, pref, -np.inf), 1) + np.min(np.where(support, pref, np.inf), 1)),
+            cands.sum(axis=1) / np.maximum(n_det, 1),
+        )
+        dev = pref - c[:, None]
+        res = np.where(
+            up, np.abs(dev - algo.beta), np.where(down, np.abs(dev + algo.beta), np.maximum(np.abs(dev) - algo.beta, 0))
+        )
+        # an output drained to 0 (the abs pull is bounded) stays there only if the pull back,
+        # beta, does not beat its advantage: P(o) - c <= -beta
+        drained = ~support & (problem.ref > 0)
+        res = np.where(drained, np.maximum(dev + algo.beta, 0.0), res)
+        return np.max(np.where(support | drained, res, 0.0), axis=1), c
+    phi = penalty_coefficient(algo.penalty, pi, problem.ref)
+    g = pref - algo.beta * phi
+    # (P_G may be -inf off the support: G = inf at a point-mass mixture)
+    c = np.sum(np.where(support, pi * np.where(support, g, 0.0), 0.0), axis=1)
+    res = np.where(support, np.abs(np.where(support, g, 0.0) - c[:, None]), 0.0)
+    starved = ~support & (problem.ref > 0)
+    if algo.regularised and algo.penalty in ("k3", "k2", "kl") and np.any(starved):
+        # pi(o) = 0 < pi_ref(o) is stationary only where the penalty's formula for its mass
+        # (THEORY.md section 5) underflows: for k2/kl pi_ref exp((P - c)/beta) < tiny,
+        # measured as the excess of P - c over beta log(tiny/pi_ref). An infinite P(o)
+        # (G = inf at a point-mass mixture) makes the policy a boundary limit, not an
+        # interior stationary policy: it never counts, as in the L = 2 scan.
+        if algo.penalty == "k3":
+            # k3 masses are beta pi_ref / (beta - P + c): they never underflow for finite P
+            excess = np.full_like(pref, np.inf)
+        else:
+            safe_ref = np.where(starved, problem.ref, 1.0)
+            bound = algo.beta * np.log(np.finfo(float).tiny / safe_ref)
+            with np.errstate(invalid="ignore"):
+                excess = np.maximum(np.where(starved, pref, 0.0) - c[:, None] - bound, 0.0)
+            excess = np.where(np.isfinite(pref), excess, np.inf)
+        res = np.where(starved, excess, res)
+    return np.max(res, axis=1), c
+
+
+def term_scale(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -> np.ndarray:
+    """max(1, |P_G(o)|, beta |phi(o)|) over the support, per context: the size of the terms
+    whose cancellation the stationarity residual measures."""
+    with np.errstate(all="ignore"):
+        phi = penalty_coefficient(algo.penalty, pi, problem.ref)
+    support = (pi > 0) & np.isfinite(pref)
+    size = np.where(support, np.maximum(np.abs(pref), algo.beta * np.abs(phi)), 0.0)
+    return np.maximum(1.0, np.max(size, axis=1))

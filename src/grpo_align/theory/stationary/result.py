@@ -1,0 +1,176 @@
+"""Result types of ``stationary_policy`` (THEORY.md sections 5 and 9).
+
+A ``StationaryResult`` always carries the context axis: ``policy`` is (C, K) and every
+per-context field has length C, also for an unbatched ``Problem`` (C = 1). ``res[c]`` is the
+``StationaryContext`` of context c, with that axis dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.spec import GRPO
+
+__all__ = ["RESIDUAL_TOLERANCE", "StationaryContext", "StationaryResult", "StationaryRoot"]
+
+#: A root is accepted when the stationarity residual (max over the support of
+#: |P_G(o) - beta phi(o) - c|) is below this times the size of the terms.
+RESIDUAL_TOLERANCE = 1e-9
+
+
+def _fmt(arr: np.ndarray) -> str:
+    return np.array2string(np.asarray(arr), precision=6, threshold=8)
+
+
+@dataclass(frozen=True)
+class StationaryRoot:
+    """One stationary policy of one context (THEORY.md section 9).
+
+    Attributes
+    ----------
+    policy : ndarray, (K,)
+        The stationary policy.
+    mixture : ndarray, (L,) or (K,)
+        Its reward-level mixture w = sum_o pi(o) F_o (the policy itself for a
+        pairwise-preference problem).
+    multiplier : float
+        The constant c of the stationarity conditions P_G(o) - beta phi(o) = c (NaN for a
+        limit without regularisation).
+    residual : float
+        max over the support of |P_G(o|pi) - beta phi(o) - c|.
+    stable : bool or None
+        None where stability was not computed (abs penalty, or more than 64 reward
+        classes).
+    eigenvalues : ndarray or None
+        Those of the Jacobian of the expected softmax-logit gradient at the root, on the
+        classes' logits (the softmax's null direction removed): negative real parts mean
+        that gradient ascent with a small step converges to it.
+    tolerance : float
+        Residual accepted for this root: ``RESIDUAL_TOLERANCE`` times the size of the terms
+        (1, |P_G| and beta |phi| on the support), since rounding in phi = 1 - pi_ref/pi
+        grows with pi_ref/pi.
+    """
+
+    policy: np.ndarray
+    mixture: np.ndarray
+    multiplier: float
+    residual: float
+    stable: bool | None
+    eigenvalues: np.ndarray | None = field(default=None, repr=False)
+    tolerance: float = field(default=RESIDUAL_TOLERANCE, repr=False)
+
+    def __repr__(self) -> str:
+        return f"StationaryRoot(policy={_fmt(self.policy)}, stable={self.stable}, residual={self.residual:.1e})"
+
+
+@dataclass(frozen=True)
+class StationaryContext:
+    """One context of a ``StationaryResult`` (``res[c]``), the context axis dropped.
+
+    Attributes
+    ----------
+    policy : ndarray, (K,)
+    success : bool
+    status : str
+        "interior", "limit" or "failed".
+    residual : float
+    message : str
+    roots : tuple of StationaryRoot
+    """
+
+    policy: np.ndarray
+    success: bool
+    status: str
+    residual: float
+    message: str
+    roots: tuple[StationaryRoot, ...]
+
+    def __repr__(self) -> str:
+        return (
+            f"StationaryContext(success={self.success}, status={self.status!r}, policy={_fmt(self.policy)}, "
+            f"roots={len(self.roots)}, residual={self.residual:.1e}, message={self.message!r})"
+        )
+
+
+@dataclass(frozen=True)
+class StationaryResult:
+    """Result of ``stationary_policy`` (fields follow scipy.optimize.OptimizeResult).
+
+    Every field carries the context axis (C = 1 for an unbatched problem); ``res[c]`` is
+    the ``StationaryContext`` of context c, ``len(res)`` the number of contexts, and
+    iterating yields the contexts.
+
+    Attributes
+    ----------
+    policy : ndarray, (C, K)
+        The stationary policy per context (the stable root nearest the reference where
+        several exist), or the limit policy where no interior one exists
+        (``status[c] == "limit"``).
+    success : ndarray of bool, (C,)
+        True when ``policy[c]`` satisfies the stationarity conditions to
+        ``RESIDUAL_TOLERANCE`` times the size of the terms (``StationaryRoot.tolerance``),
+        or is the reported limit.
+    status : tuple of str, length C
+        "interior", "limit" or "failed" per context.
+    residual : ndarray, (C,)
+        max over the support of |P_G(o|pi) - beta phi(o) - c| (THEORY.md section 5) of
+        ``policy[c]``.
+    nit : int
+        Iterations of the outer solver (largest over contexts).
+    message : tuple of str, length C
+    roots : tuple of tuples of StationaryRoot, length C
+        Every stationary policy found per context, each with its stability.
+    algo : GRPO
+    problem : Problem
+    method : str
+        The solver that produced the candidates: "scan", "newton", "proximal" or
+        "replicator".
+    """
+
+    policy: np.ndarray
+    success: np.ndarray
+    status: tuple[str, ...]
+    residual: np.ndarray
+    nit: int
+    message: tuple[str, ...]
+    roots: tuple[tuple[StationaryRoot, ...], ...]
+    algo: GRPO = field(repr=False)
+    problem: Problem = field(repr=False)
+    method: str
+
+    def __len__(self) -> int:
+        return int(self.policy.shape[0])
+
+    def __getitem__(self, c: int) -> StationaryContext:
+        n = len(self)
+        if not isinstance(c, (int, np.integer)) or isinstance(c, bool):
+            raise TypeError(f"a StationaryResult is indexed by a context number, got {type(c).__name__}")
+        if not -n <= c < n:
+            raise IndexError(f"context {c} out of range for {n} contexts")
+        c = int(c) % n
+        return StationaryContext(
+            policy=self.policy[c],
+            success=bool(self.success[c]),
+            status=self.status[c],
+            residual=float(self.residual[c]),
+            message=self.message[c],
+            roots=self.roots[c],
+        )
+
+    def __iter__(self) -> Iterator[StationaryContext]:
+        return (self[c] for c in range(len(self)))
+
+    def __repr__(self) -> str:
+        n_ctx = len(self)
+        n_roots = sum(len(r) for r in self.roots)
+        roots = f"{n_roots}" if n_ctx == 1 else f"{n_roots} over {n_ctx} contexts"
+        res = float(np.max(self.residual)) if self.residual.size else 0.0
+        msg = self.message[0] if self.message else ""
+        return (
+            f"StationaryResult(success={bool(np.all(self.success))}, method={self.method!r}, "
+            f"policy={_fmt(self.policy)}, roots={roots}, residual={res:.1e}, nit={self.nit}, message={msg!r})"
+        )

@@ -1,0 +1,75 @@
+"""Stability of a stationary policy under the expected gradient dynamics (THEORY.md section 9)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from grpo_align.theory.stationary.reduction import Reduced
+from grpo_align.theory.stationary.residual import penalty_coefficient
+
+__all__ = ["stability"]
+
+
+def _class_field(red: Reduced, logits: np.ndarray) -> np.ndarray:
+    """Expected softmax-logit gradient on class logits: m_j (g_j - sum_k m_k g_k)."""
+    m = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    m /= m.sum(axis=-1, keepdims=True)
+    pref = red.class_preference(m)
+    phi = penalty_coefficient(red.algo.penalty, m, np.broadcast_to(red.ref_mass, m.shape))
+    g = pref - red.beta * phi
+    return m * (g - np.sum(m * g, axis=-1, keepdims=True))
+
+
+def stability(red: Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | None, bool | None]]:
+    """Eigenvalues of the class-logit gradient field's Jacobian at a root, per context.
+
+    The Jacobian is taken by central differences for all contexts at once; only active
+    classes count, and the softmax's null direction (every logit up by the same amount) is
+    projected out. Contexts with more than 64 active classes get (None, None).
+    """
+    active = masses > 0
+    base = np.where(active, np.log(np.where(active, masses, 1.0)), -np.inf)
+    n_cls = masses.shape[1]
+    if n_cls > 64:
+        return [(None, None)] * masses.shape[0]
+    h = 1e-6
+    jac = np.empty((*masses.shape, n_cls))  # (C, J, J): d field_i / d logit_j
+    for j in range(n_cls):
+        plus, minus = base.copy(), base.copy()
+        plus[:, j] += h
+        minus[:, j] -= h
+        jac[:, :, j] = (_class_field(red, plus) - _class_field(red, minus)) / (2 * h)
+    out: list[tuple[np.ndarray | None, bool | None]] = [(None, None)] * masses.shape[0]
+    # contexts with the same set of active classes are handled together
+    patterns, which = np.unique(active, axis=0, return_inverse=True)
+    for pattern, members in ((p, np.nonzero(which.ravel() == k)[0]) for k, p in enumerate(patterns)):
+        idx = np.nonzero(pattern)[0]
+        n_act = idx.size
+        if n_act <= 1:
+            for c in members:
+                out[c] = (np.zeros(0), True)
+            continue
+        sub = jac[np.ix_(members, idx, idx)]
+        finite = np.all(np.isfinite(sub), axis=(1, 2))
+        basis = _null_free_basis(n_act)
+        eigs = np.full((members.size, n_act - 1), np.nan, dtype=complex)
+        if np.any(finite):
+            eigs[finite] = np.linalg.eigvals(basis.T @ sub[finite] @ basis)
+        for c, eig, ok in zip(members, eigs, finite, strict=False):
+            if not ok:
+                continue
+            # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
+            # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
+            # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
+            # threshold does too.
+            scale = max(1.0, float(np.max(np.abs(eig)))) * min(1.0, float(np.min(masses[c, idx])))
+            out[c] = (eig, bool(np.all(eig.real < -1e-7 * scale)))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _null_free_basis(n: int) -> np.ndarray:
+    """Orthonormal basis (n, n - 1) of the vectors orthogonal to (1, ..., 1)."""
+    return np.linalg.qr(np.eye(n) - 1.0 / n)[0][:, : n - 1]
