@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grpo_align.errors import InputError
+    from grpo_align.extras import require
 
     if args.threads < 1:
         raise InputError("--threads", f"expected an integer >= 1, got {args.threads}")
@@ -43,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise InputError("--seed", f"expected an integer >= 0, got {args.seed}")
 
+    # one line with the install command instead of an ImportError deep inside a run
+    if args.trl:
+        require("trl", "grpo-align lm --trl")
+    else:
+        require("lm", "grpo-align lm")
     import torch
 
     if args.trl:
@@ -116,12 +122,8 @@ def _run_trl(args: argparse.Namespace) -> int:
         )
     if args.group_size < 2:
         raise InputError("--group-size", f"expected an integer >= 2, got {args.group_size}")
-    try:
-        import trl  # noqa: F401  (fail early with the install hint)
+    from grpo_align.integrations.trl import run_trl_experiment
 
-        from grpo_align.integrations.trl import run_trl_experiment
-    except ImportError:
-        raise InputError("--trl", "needs the trl extra: pip install 'grpo-align[trl]'") from None
     steps = args.steps if args.steps is not None else (300 if args.quick else 600)
     res = run_trl_experiment(args.out, steps=steps, beta=args.beta, num_generations=args.group_size, seed=args.seed)
     if int(os.environ.get("RANK", "0")) == 0:
