@@ -92,7 +92,10 @@ def ensure_venv() -> Path:
 def job_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(JOB_ENV)
-    for name in ("PYTHONPATH", "MYPYPATH"):  # the venv's editable install and pyproject's settings only
+    # the venv first on PATH (torchrun, the multi-process TRL test); activated as `. .venv/bin/activate` would
+    env["PATH"] = os.pathsep.join([str(venv_python().parent), env.get("PATH", "")])
+    env["VIRTUAL_ENV"] = str(VENV)
+    for name in ("PYTHONPATH", "MYPYPATH", "PYTHONHOME"):  # the venv's editable install and pyproject's settings only
         env.pop(name, None)
     return env
 
