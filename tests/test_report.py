@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -127,22 +128,39 @@ def test_failed_or_broken_section_gives_exit_1(tmp_path, monkeypatch):
     assert _reproduce(tmp_path / "ok") == 0
 
 
-def test_training_section_fails_clearly_without_the_trainer(monkeypatch):
-    from grpo_align.report import training
+@pytest.mark.parametrize(
+    ("key", "blocked", "extra"),
+    [("training", "torch", "train"), ("lm", "transformers", "lm"), ("lm", "tokenizers", "lm")],
+)
+def test_section_without_its_extra_is_skipped_with_the_install_command(
+    tmp_path, monkeypatch, capsys, key, blocked, extra
+):
+    monkeypatch.setitem(sys.modules, blocked, None)  # the package looks uninstalled
+    assert _reproduce(tmp_path / "r", "--only", key, "practice") == 0  # a skip is not a failure
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    section = next(s for s in summary["sections"] if s["name"] == key)
+    hint = f"pip install 'grpo-align[{extra}]'"
+    assert section["verdict"] == "skip" and section["status"] == "skipped"
+    assert section["verdict_text"] == f"report section '{key}' needs the '{extra}' extra ({blocked}): {hint}"
+    assert section["measured"] == {"available": False, "extra": extra, "missing": [blocked], "install": hint}
+    assert summary["passed"] is True and summary["skipped"] == [key]
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert 'data-verdict="skip"' in html and '<span class="badge skip">SKIP</span>' in html
+    assert html_escape(hint) in html
+    assert "1 skipped (optional extra not installed)" in html
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "— SKIP" in md and f"**Verdict: SKIP.** report section '{key}'" in md
+    err = capsys.readouterr().err
+    assert "SKIP" in err and hint in err and "1 skipped" in err
 
-    monkeypatch.setitem(sys.modules, "grpo_align.training", None)  # import now raises ImportError
-    result = training.build(ReportConfig(quick=True))
-    assert not result.verdict.passed
-    assert "training module not available" in result.verdict.text
 
-
-def test_lm_section_fails_clearly_without_transformers(monkeypatch):
-    from grpo_align.report import lm
-
-    monkeypatch.setitem(sys.modules, "transformers", None)  # import now raises ImportError
-    result = lm.build(ReportConfig(quick=True))
-    assert not result.verdict.passed
-    assert "transformers not installed (pip install -e '.[lm]')" in result.verdict.text
+def test_verdict_status():
+    assert Verdict(True, "x").status == "passed" and Verdict(True, "x").label == "PASS"
+    assert Verdict(False, "x").status == "failed" and Verdict(False, "x").failed
+    skip = Verdict.skip("needs torch")
+    assert skip.status == "skipped" and skip.label == "SKIP" and not skip.passed and not skip.failed
+    with pytest.raises(ValueError, match="skipped"):
+        Verdict(True, "x", skipped=True)
 
 
 def test_lm_verdict_rule():

@@ -1,7 +1,9 @@
 """The ``grpo-align`` command line: one subcommand per module in ``grpo_align.commands``.
 
-Bad input (an ``InputError``, a missing file, malformed TOML) prints one line and exits
-with status 2, never a traceback.
+Bad input (an ``InputError``, a missing file, malformed TOML) and a missing optional extra
+(``MissingExtraError``, whose line ends in the ``pip install`` command) print one line and
+exit with status 2, never a traceback. The command modules import only light packages at
+module level, so building the parser loads no torch.
 """
 
 from __future__ import annotations
@@ -29,12 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"grpo_align.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("grpo_align.commands"):
-                continue  # not built yet
-            raise
+        module = importlib.import_module(f"grpo_align.commands.{name}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

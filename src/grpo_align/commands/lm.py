@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grpo_align.errors import InputError
+    from grpo_align.extras import require
 
     if args.threads < 1:
         raise InputError("--threads", f"expected an integer >= 1, got {args.threads}")
@@ -52,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--seed", f"expected an integer >= 0, got {args.seed}")
 
     algo = _single_run(args)
+    # one line with the install command instead of an ImportError deep inside a run
+    if args.trl:
+        require("trl", "grpo-align lm --trl")
+    else:
+        require("lm", "grpo-align lm")
     import torch
 
     if args.trl:
@@ -140,13 +146,8 @@ def _run_trl(args: argparse.Namespace, algo: Any) -> int:
 
     from grpo_align.errors import InputError
     from grpo_align.files import atomic_write_json
+    from grpo_align.integrations.trl import DEFAULT_TRL_ALGO, run_trl_experiment
 
-    try:
-        import trl  # noqa: F401  (fail early with the install hint)
-
-        from grpo_align.integrations.trl import DEFAULT_TRL_ALGO, run_trl_experiment
-    except ImportError:
-        raise InputError("--trl", "needs the trl extra: pip install 'grpo-align[trl]'") from None
     if algo is None:
         algo = DEFAULT_TRL_ALGO
     if not algo.beta > 0:

@@ -34,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grpo_align.errors import InputError
+from grpo_align.extras import require
 from grpo_align.files import atomic_write_jsonl
 from grpo_align.io_toml import load_problem_toml
 
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # torch is imported here, not at module level: `grpo-align solve` must not pay for it
+    require("train", "grpo-align train")
     from grpo_align.training import TrainConfig, train
 
     spec = load_problem_toml(args.file, extra_tables=("train",))

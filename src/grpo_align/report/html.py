@@ -9,13 +9,13 @@ import base64
 from collections.abc import Sequence
 from html import escape
 
-from grpo_align.report.model import SectionResult
+from grpo_align.report.model import SectionResult, Verdict
 from grpo_align.report.writers import table_text_rows
 
 __all__ = ["render_html"]
 
 CSS = """
-:root { --pass: #1a7f37; --fail: #cf222e; --ink: #1f2328; --muted: #57606a; --line: #d0d7de; }
+:root { --pass: #1a7f37; --fail: #cf222e; --skip: #6e7781; --ink: #1f2328; --muted: #57606a; --line: #d0d7de; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: var(--ink);
        max-width: 1120px; margin: 0 auto; padding: 24px 28px 64px; background: #fff; }
@@ -24,6 +24,7 @@ h2 { font-size: 1.3em; margin: 0 0 8px; border-bottom: 1px solid var(--line); pa
 .sub { color: var(--muted); margin: 0 0 18px; }
 .overall { display: inline-block; padding: 4px 12px; border-radius: 6px; color: #fff; font-weight: 600; }
 .overall.pass, .badge.pass { background: var(--pass); } .overall.fail, .badge.fail { background: var(--fail); }
+.badge.skip { background: var(--skip); }
 .badge { display: inline-block; min-width: 3.4em; text-align: center; padding: 1px 8px; border-radius: 10px;
          color: #fff; font-size: 0.8em; font-weight: 600; vertical-align: middle; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 0.88em; }
@@ -36,6 +37,7 @@ figure { margin: 10px 0 14px; } figure img { width: 100%; height: auto; display:
 figcaption, .caption { color: var(--muted); font-size: 0.88em; margin-top: 2px; }
 .verdict { padding: 8px 14px; border-radius: 6px; margin: 10px 0; }
 .verdict.pass { background: #dafbe1; border: 1px solid #4ac26b; } .verdict.fail { background: #ffebe9; border: 1px solid #ff8182; }
+.verdict.skip { background: #f6f8fa; border: 1px solid var(--line); }
 .notes { color: var(--muted); font-size: 0.9em; }
 a { color: #0969da; text-decoration: none; } a:hover { text-decoration: underline; }
 """
@@ -47,16 +49,26 @@ def _table_html(columns: Sequence[str], rows: Sequence[Sequence[str]], cls: str 
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _badge(passed: bool) -> str:
-    return f'<span class="badge {"pass" if passed else "fail"}">{"PASS" if passed else "FAIL"}</span>'
+def _badge(verdict: Verdict) -> str:
+    return f'<span class="badge {verdict.label.lower()}">{verdict.label}</span>'
+
+
+def _overall(sections: Sequence[SectionResult]) -> str:
+    """The headline: how many findings were verified (and how many skipped for a missing extra)."""
+    n_pass = sum(s.verdict.passed for s in sections)
+    n_skip = sum(s.verdict.skipped for s in sections)
+    text = f"{n_pass} of {len(sections)} findings verified"
+    if n_skip:
+        text += f", {n_skip} skipped (optional extra not installed)"
+    return text
 
 
 def render_html(sections: Sequence[SectionResult], pngs: dict[tuple[str, str], bytes], header: dict[str, str]) -> str:
     """The report page. ``pngs`` maps (section key, figure name) to PNG bytes."""
-    all_pass = all(s.verdict.passed for s in sections)
+    all_pass = not any(s.verdict.failed for s in sections)
     summary_rows = "".join(
         f'<tr><td>{s.number}</td><td><a href="#{escape(s.key)}">{escape(s.title)}</a></td>'
-        f'<td>{_badge(s.verdict.passed)}</td><td class="verdict-text">{escape(s.verdict.text)}</td></tr>'
+        f'<td>{_badge(s.verdict)}</td><td class="verdict-text">{escape(s.verdict.text)}</td></tr>'
         for s in sections
     )
     parts = [
@@ -66,15 +78,14 @@ def render_html(sections: Sequence[SectionResult], pngs: dict[tuple[str, str], b
         f"<title>{escape(header['title'])}</title><style>{CSS}</style></head><body>",
         f"<header><h1>{escape(header['title'])}</h1>",
         f'<p class="sub">{escape(header["subtitle"])}</p>',
-        f'<p><span class="overall {"pass" if all_pass else "fail"}">'
-        f"{sum(s.verdict.passed for s in sections)} of {len(sections)} findings verified</span></p></header>",
+        f'<p><span class="overall {"pass" if all_pass else "fail"}">{escape(_overall(sections))}</span></p></header>',
         '<nav><table class="summary"><thead><tr><th>#</th><th>finding</th><th>verdict</th><th>measured</th></tr></thead>',
         f"<tbody>{summary_rows}</tbody></table></nav>",
     ]
     for s in sections:
         parts.append(
-            f'<section class="finding" id="{escape(s.key)}" data-verdict="{"pass" if s.verdict.passed else "fail"}">'
-            f"<h2>{s.number}. {escape(s.title)} {_badge(s.verdict.passed)}</h2>"
+            f'<section class="finding" id="{escape(s.key)}" data-verdict="{s.verdict.label.lower()}">'
+            f"<h2>{s.number}. {escape(s.title)} {_badge(s.verdict)}</h2>"
             f'<p class="claim"><strong>Claim.</strong> {escape(s.claim)}</p>'
         )
         for fig in s.figures:
@@ -91,8 +102,8 @@ def render_html(sections: Sequence[SectionResult], pngs: dict[tuple[str, str], b
         for note in s.notes:
             parts.append(f'<p class="notes">{escape(note)}</p>')
         parts.append(
-            f'<p class="verdict {"pass" if s.verdict.passed else "fail"}"><strong>Verdict: '
-            f"{'PASS' if s.verdict.passed else 'FAIL'}.</strong> {escape(s.verdict.text)}</p></section>"
+            f'<p class="verdict {s.verdict.label.lower()}"><strong>Verdict: '
+            f"{s.verdict.label}.</strong> {escape(s.verdict.text)}</p></section>"
         )
     parts.append(f'<footer class="notes">{escape(header["footer"])}</footer></body></html>')
     return "\n".join(parts) + "\n"

@@ -12,7 +12,8 @@ seed), so the full report's table is the one ``grpo-align lm --quick --seed S`` 
 torch runs on one thread during the section: the tiny model is fastest there and the run is
 bit-for-bit reproducible, which the report's identical-data-files promise needs.
 
-Needs torch and the ``lm`` extra (transformers); without them the verdict fails and says so.
+Needs the ``lm`` extra (torch, transformers, tokenizers); without it the section is skipped
+and its verdict names the install command.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from grpo_align.extras import require
 from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict
 from grpo_align.report.style import color, group_key, new_figure
 from grpo_align.theory.spec import GRPO
@@ -36,7 +38,6 @@ SLACK = 0.005
 QUICK_RUNS = (GRPO(group_size=8, beta=0.5),)
 QUICK_STEPS = 500
 QUICK_LR = 1e-3
-MISSING_TRANSFORMERS = "transformers not installed (pip install -e '.[lm]')"
 
 CLAIM = (
     "For a real (tiny, about 0.1 M parameters) GPT-2 trained token by token with GRPO on sampled completions, "
@@ -44,17 +45,6 @@ CLAIM = (
     "probabilities, predicts every question's end-point P(correct answer) within the run's own standard error; "
     "RLHF's logarithmic pooling and the reference itself are measurably further off."
 )
-
-
-def unavailable(reason: str) -> SectionResult:
-    return SectionResult(
-        key=KEY,
-        number=NUMBER,
-        title=TITLE,
-        claim=CLAIM,
-        verdict=Verdict(False, f"{reason}; nothing was measured"),
-        measured=dict(available=False, reason=reason),
-    )
 
 
 def experiment_config(cfg: ReportConfig):
@@ -81,15 +71,10 @@ def run_passes(mae: float, mae_rlhf: float, mae_reference: float, stderr: float)
 
 
 def build(cfg: ReportConfig) -> SectionResult:
-    try:
-        import torch
-    except ImportError as exc:
-        return unavailable(f"torch not available ({type(exc).__name__}: {exc})")
-    try:
-        import transformers  # noqa: F401  (the extra is present)
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return unavailable(MISSING_TRANSFORMERS)
+    require("lm", f"report section '{KEY}'")  # without transformers the section is skipped, with the install command
+    import torch
+    from transformers.utils import logging as hf_logging
+
     from grpo_align.lm.experiment import run_experiment
 
     config = experiment_config(cfg)

@@ -21,26 +21,26 @@ def _table_md(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_markdown(sections: Sequence[SectionResult], header: dict[str, str]) -> str:
+    """The report as Markdown: summary table, then each section with its figures and verdict."""
     n_pass = sum(s.verdict.passed for s in sections)
+    n_skip = sum(s.verdict.skipped for s in sections)
+    skipped = f", {n_skip} skipped (optional extra not installed)" if n_skip else ""
     out = [
         f"# {header['title']}",
         "",
         header["subtitle"],
         "",
-        f"**{n_pass} of {len(sections)} findings verified.**",
+        f"**{n_pass} of {len(sections)} findings verified{skipped}.**",
         "",
     ]
     out.append(
         _table_md(
             ["#", "finding", "verdict", "measured"],
-            [
-                [str(s.number), f"[{s.title}](#{s.key})", "PASS" if s.verdict.passed else "FAIL", s.verdict.text]
-                for s in sections
-            ],
+            [[str(s.number), f"[{s.title}](#{s.key})", s.verdict.label, s.verdict.text] for s in sections],
         )
     )
     for s in sections:
-        out += ["", f'<a id="{s.key}"></a>', f"## {s.number}. {s.title} — {'PASS' if s.verdict.passed else 'FAIL'}", ""]
+        out += ["", f'<a id="{s.key}"></a>', f"## {s.number}. {s.title} — {s.verdict.label}", ""]
         out += [f"**Claim.** {s.claim}", ""]
         for i, fig in enumerate(s.figures, 1):
             out += [
@@ -55,7 +55,7 @@ def render_markdown(sections: Sequence[SectionResult], header: dict[str, str]) -
                 out += [f"*{table.caption}*", ""]
         for note in s.notes:
             out += [f"> {note}", ""]
-        out += [f"**Verdict: {'PASS' if s.verdict.passed else 'FAIL'}.** {s.verdict.text}", ""]
+        out += [f"**Verdict: {s.verdict.label}.** {s.verdict.text}", ""]
         out += [
             f"Data: [data/{s.key}.json](data/{s.key}.json)"
             + "".join(f", [data/{s.key}-{t.name}.csv](data/{s.key}-{t.name}.csv)" for t in s.tables),

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FigureOut", "ReportConfig", "SectionResult", "SectionSpec", "Table", "Verdict"]
+__all__ = ["STATUSES", "FigureOut", "ReportConfig", "SectionResult", "SectionSpec", "Table", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,48 @@ class Table:
     caption: str = ""
 
 
+#: the three outcomes of a section
+STATUSES = ("passed", "failed", "skipped")
+
+
 @dataclass
 class Verdict:
-    """Pass or fail of a section's claim, with the measured numbers in words."""
+    """Outcome of a section's claim, with the measured numbers (or why nothing was) in words.
+
+    ``Verdict(True, text)`` passed, ``Verdict(False, text)`` failed; ``Verdict.skip(text)``
+    marks a section whose optional extra is not installed: nothing was measured, which is
+    neither a pass nor a failure (``reproduce`` still exits 0).
+    """
 
     passed: bool
     text: str
+    skipped: bool = False
+
+    def __post_init__(self) -> None:
+        if self.passed and self.skipped:
+            raise ValueError("a skipped verdict cannot have passed")
+
+    @classmethod
+    def skip(cls, text: str) -> Verdict:
+        """A section that did not run (its extra is missing); ``text`` says how to install it."""
+        return cls(False, text, skipped=True)
+
+    @property
+    def status(self) -> str:
+        """One of ``STATUSES``: passed, failed or skipped."""
+        return "skipped" if self.skipped else "passed" if self.passed else "failed"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def label(self) -> str:
+        """PASS, FAIL or SKIP: the badge of the HTML/Markdown page and the console line."""
+        return {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[self.status]
 
     def __repr__(self) -> str:
-        return f"Verdict({'PASS' if self.passed else 'FAIL'}: {self.text})"
+        return f"Verdict({self.label}: {self.text})"
 
 
 @dataclass

@@ -6,7 +6,7 @@ Layout of the output folder::
     report.md           Markdown twin, referencing figures/*.png
     figures/*.png|svg   every figure
     data/*.json|csv     the data behind every figure and table
-    summary.json        per section: name, claim, verdict, measured numbers
+    summary.json        per section: name, claim, verdict (pass, fail or skip), measured numbers
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grpo_align.errors import InputError
+from grpo_align.extras import MissingExtraError
 from grpo_align.files import atomic_write_bytes
 from grpo_align.report import binary, large_groups, lm, pairwise, pooling, practice, reverse_kl, training, variants
 from grpo_align.report.html import render_html
@@ -31,7 +33,7 @@ from grpo_align.report.writers import figure_bytes, json_bytes, table_csv_bytes
 
 __all__ = ["SECTIONS", "ReportOutcome", "build_report", "resolve_sections", "run_sections", "write_report"]
 
-#: The findings of issue 5, in report order.
+#: The findings of the paper, in report order.
 SECTIONS: tuple[SectionSpec, ...] = tuple(
     SectionSpec(m.KEY, i, m.TITLE, m.build)
     for i, m in enumerate(
@@ -51,11 +53,19 @@ class ReportOutcome:
 
     @property
     def passed(self) -> bool:
-        return all(s.verdict.passed for s in self.sections)
+        """No section failed (skipped sections, whose extra is missing, do not count against it)."""
+        return not any(s.verdict.failed for s in self.sections)
+
+    @property
+    def skipped(self) -> list[SectionResult]:
+        return [s for s in self.sections if s.verdict.skipped]
 
     def __repr__(self) -> str:
         n = sum(s.verdict.passed for s in self.sections)
-        return f"ReportOutcome(out={str(self.out)!r}, passed={n}/{len(self.sections)}, files={len(self.files)}, seconds={self.seconds:.1f})"
+        return (
+            f"ReportOutcome(out={str(self.out)!r}, passed={n}/{len(self.sections)}, skipped={len(self.skipped)}, "
+            f"files={len(self.files)}, seconds={self.seconds:.1f})"
+        )
 
 
 def resolve_sections(only: Iterable[str] | None) -> list[SectionSpec]:
@@ -87,6 +97,18 @@ def _failed_section(spec: SectionSpec, exc: BaseException) -> SectionResult:
     )
 
 
+def _skipped_section(spec: SectionSpec, exc: MissingExtraError) -> SectionResult:
+    """A section whose optional extra is missing: skipped, with the install command."""
+    return SectionResult(
+        key=spec.key,
+        number=spec.number,
+        title=spec.title,
+        claim="(not measured: the section needs an optional extra that is not installed)",
+        verdict=Verdict.skip(str(exc)),
+        measured={"available": False, "extra": exc.extra, "missing": list(exc.missing), "install": exc.hint},
+    )
+
+
 def run_sections(
     specs: Sequence[SectionSpec], cfg: ReportConfig, console: Console | None = None
 ) -> list[SectionResult]:
@@ -113,12 +135,16 @@ def run_sections(
             started = time.perf_counter()
             try:
                 result = spec.build(run_cfg)
+            except MissingExtraError as exc:
+                result = _skipped_section(spec, exc)
             except Exception as exc:  # a broken section is a failed verdict, the rest still runs
                 result = _failed_section(spec, exc)
             results.append(result)
-            mark = "[green]PASS[/green]" if result.verdict.passed else "[red]FAIL[/red]"
+            colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[result.verdict.status]
+            mark = f"[{colour}]{result.verdict.label}[/{colour}]"
             progress.console.print(
-                f"{mark} {label} ({time.perf_counter() - started:.0f} s): {result.verdict.text}", highlight=False
+                f"{mark} {escape(label)} ({time.perf_counter() - started:.0f} s): {escape(result.verdict.text)}",
+                highlight=False,
             )
             progress.advance(overall)
         progress.update(overall, description="writing report")
@@ -156,14 +182,16 @@ def write_report(out: Path, sections: Sequence[SectionResult], cfg: ReportConfig
         "version": __version__,
         "seed": cfg.seed,
         "quick": cfg.quick,
-        "passed": all(s.verdict.passed for s in sections),
+        "passed": not any(s.verdict.failed for s in sections),
+        "skipped": [s.key for s in sections if s.verdict.skipped],
         "sections": [
             {
                 "name": s.key,
                 "number": s.number,
                 "title": s.title,
                 "claim": s.claim,
-                "verdict": "pass" if s.verdict.passed else "fail",
+                "verdict": s.verdict.label.lower(),
+                "status": s.verdict.status,
                 "verdict_text": s.verdict.text,
                 "measured": s.measured,
             }

@@ -9,6 +9,8 @@ can be made in one process without leaking.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
+from typing import Any
 
 import matplotlib
 
@@ -67,7 +69,8 @@ COLORS: dict[str, str] = {
 #: How a closed form is overlaid on a solver curve: open markers, so the line shows through.
 CLOSED_FORM_MARKER = dict(marker="o", markersize=5.5, markerfacecolor="none", markeredgewidth=1.2, linestyle="none")
 
-RC = {
+#: matplotlib rc settings of every figure (typed loosely: matplotlib types the keys as a Literal of rc names)
+RC: dict[Any, Any] = {
     "font.size": 10,
     "axes.titlesize": 10.5,
     "axes.labelsize": 10,
@@ -102,7 +105,7 @@ def group_label(group_size: float) -> str:
     return "G → ∞" if group_size == math.inf else f"G = {int(group_size)}"
 
 
-def style_context():
+def style_context() -> AbstractContextManager[None]:
     """Context manager applying ``RC``: wrap both drawing and saving (rc is read at both)."""
     return matplotlib.rc_context(RC)
 

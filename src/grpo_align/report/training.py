@@ -1,12 +1,12 @@
-"""Finding 7: theory against training (issue 4's tabular GRPO trainer).
+"""Finding 7: theory against training (the tabular GRPO trainer, ``grpo_align.training``).
 
 The real GRPO loop (sampled groups, group advantages, clipped surrogate, sampled penalty)
 on random problems, for every variant, lands on the stationary policy the theory engine
 computes, within the run's own standard error; and the noise-free expected dynamics runs
 through the middle of the stochastic trajectories.
 
-This section needs torch (``grpo_align.training``); without it the verdict fails with
-"training module not available" rather than pretend.
+This section needs the ``train`` extra (torch); without it the section is skipped and its
+verdict names the install command.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
+from grpo_align.extras import require
 from grpo_align.report.common import binary_problem
 from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict
 from grpo_align.report.style import color, new_figure
@@ -40,17 +41,6 @@ VARIANTS = (
 )
 
 
-def unavailable(reason: str) -> SectionResult:
-    return SectionResult(
-        key=KEY,
-        number=7,
-        title=TITLE,
-        claim=CLAIM,
-        verdict=Verdict(False, f"training module not available ({reason}); nothing was measured"),
-        measured=dict(available=False, reason=reason),
-    )
-
-
 CLAIM = (
     "Running GRPO itself (groups sampled from π_old, group-normalised advantages, the clipped surrogate and the "
     "sampled penalty, on a tabular softmax policy) lands on the stationary policy computed by the theory engine, "
@@ -70,10 +60,8 @@ def random_problem(rng: np.random.Generator, kind: str, n_contexts: int) -> Prob
 
 
 def build(cfg: ReportConfig) -> SectionResult:
-    try:
-        from grpo_align.training import TrainConfig, expected_dynamics, train
-    except ImportError as exc:  # torch or the module missing
-        return unavailable(f"{type(exc).__name__}: {exc}")
+    require("train", f"report section '{KEY}'")  # without torch the section is skipped, with the install command
+    from grpo_align.training import TrainConfig, expected_dynamics, train
 
     rng = cfg.rng(KEY)
     base_seed = cfg.section_seed(KEY)

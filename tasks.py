@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""The project's commands, on a machine with nothing but Python 3.11+ (standard library only).
+
+    python3 tasks.py report [ARGS]   the paper reproduction report: grpo-align reproduce ARGS
+    python3 tasks.py test [ARGS]     the test suite: pytest ARGS
+    python3 tasks.py lint            ruff format --check, ruff check, mypy
+    python3 tasks.py setup           only create / update .venv
+
+Each command first makes sure ``.venv`` holds the project with every extra: it creates the
+virtual environment when missing, installs torch first (the CPU build, pinned), then
+``-e '.[all,test,dev]'`` with the same pin, and writes a stamp so that the next run installs
+again only when pyproject.toml (or the torch pin) changed. Then it runs the job with the
+venv's Python, offline for the Hugging Face libraries and with matplotlib's file backend.
+
+Environment:
+    GRPO_ALIGN_TORCH        the torch requirement (default torch==2.13.0)
+    GRPO_ALIGN_TORCH_INDEX  an index URL for torch alone, for machines whose package index
+                            serves CUDA builds: https://download.pytorch.org/whl/cpu
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".grpo-align-install"
+TORCH = os.environ.get("GRPO_ALIGN_TORCH", "torch==2.13.0")
+TORCH_INDEX = os.environ.get("GRPO_ALIGN_TORCH_INDEX", "")
+EXTRAS = ".[all,test,dev]"
+#: what every job runs under: the LM is built locally (no hub), figures are written to files
+JOB_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def say(msg: str) -> None:
+    print(f"tasks.py: {msg}", file=sys.stderr, flush=True)
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def install_key() -> str:
+    """What the install depends on: a change in any of these installs again."""
+    parts = [(ROOT / "pyproject.toml").read_bytes(), TORCH.encode(), TORCH_INDEX.encode(), EXTRAS.encode()]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    try:
+        return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def check(cmd: list[str]) -> None:
+    code = run(cmd)
+    if code:
+        say(f"failed (exit {code}): {' '.join(cmd)}")
+        raise SystemExit(code)
+
+
+def ensure_venv() -> Path:
+    """Create and fill ``.venv`` where it is missing or out of date; returns its Python."""
+    python = venv_python()
+    key = install_key()
+    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == key:
+        return python
+    if not python.exists():
+        if VENV.exists():
+            shutil.rmtree(VENV)  # a half-made venv from an interrupted run
+        say(f"creating {VENV.name} with {sys.executable}")
+        check([sys.executable, "-m", "venv", str(VENV)])
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+    # torch first, alone: the pinned CPU build; installed later without the pin, pip would
+    # resolve the newest release, a CUDA build of several GB
+    say(f"installing {TORCH}" + (f" from {TORCH_INDEX}" if TORCH_INDEX else ""))
+    check([*pip, TORCH, *(["--index-url", TORCH_INDEX] if TORCH_INDEX else [])])
+    say(f"installing -e '{EXTRAS}' (the package, every extra, pytest, ruff, mypy)")
+    check([*pip, "-e", EXTRAS, TORCH])
+    STAMP.write_text(key + "\n")
+    return python
+
+
+def job_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(JOB_ENV)
+    # the venv first on PATH (torchrun, the multi-process TRL test); activated as `. .venv/bin/activate` would
+    env["PATH"] = os.pathsep.join([str(venv_python().parent), env.get("PATH", "")])
+    env["VIRTUAL_ENV"] = str(VENV)
+    for name in ("PYTHONPATH", "MYPYPATH", "PYTHONHOME"):  # the venv's editable install and pyproject's settings only
+        env.pop(name, None)
+    return env
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036  (this script is what runs on an older Python)
+        say(f"needs Python 3.11 or newer, this is {sys.version.split()[0]}")
+        return 2
+    if not argv or argv[0] not in {"report", "test", "lint", "setup"}:
+        print(USAGE, file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    if command in {"lint", "setup"} and args:
+        say(f"{command} takes no arguments, got {' '.join(args)}")
+        return 2
+    python = str(ensure_venv())
+    env = job_env()
+    if command == "setup":
+        return 0
+    if command == "report":
+        return run([python, "-m", "grpo_align.cli", "reproduce", *args], env)
+    if command == "test":
+        return run([python, "-m", "pytest", *args], env)
+    # lint: every check runs, so one run reports all three
+    checks = [
+        ["ruff", "format", "--check", "."],
+        ["ruff", "check", "."],
+        ["mypy"],
+    ]
+    failed = []
+    for cmd in checks:
+        say(" ".join(cmd))
+        if run([python, "-m", *cmd], env):
+            failed.append(cmd[0] if cmd[0] == "mypy" else " ".join(cmd[:2]))
+    if failed:
+        say(f"lint failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
