@@ -151,3 +151,25 @@ def test_solve_and_lazy_names_without_torch():
     assert proc.stderr.strip().endswith(
         "MissingExtraError: grpo_align.train needs the 'train' extra (torch): pip install 'grpo-align[train]'"
     )
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("grpo_align.training", ("torch",), "train"),
+        ("grpo_align.lm", ("transformers",), "lm"),
+        ("grpo_align.lm", ("tokenizers",), "lm"),
+        ("grpo_align.integrations.trl", ("trl",), "trl"),
+    ],
+)
+def test_importing_a_package_without_its_extra_names_the_install(module, blocked, extra):
+    # an ImportError (so optional-import guards keep working) whose text is the install line
+    code = (
+        f"try:\n    import {module}\nexcept ImportError as exc:\n"
+        "    print(type(exc).__name__, '|', exc)\nelse:\n    print('imported')\n"
+    )
+    out = _python(code, blocked=blocked)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("MissingExtraError |"), line
+    assert f"pip install 'grpo-align[{extra}]'" in line and "\n" not in line

@@ -42,8 +42,12 @@ def install_command(extra: str) -> str:
     return f"pip install 'grpo-align[{extra}]'"
 
 
-class MissingExtraError(InputError):
+class MissingExtraError(InputError, ImportError):
     """A feature needs an extra whose packages are not installed.
+
+    Both an ``InputError`` (the CLI prints it as one line, exit 2) and an ``ImportError``
+    (``import grpo_align.training`` without torch raises it, and code that guards an
+    optional import with ``except ImportError`` keeps working).
 
     The message is one line, ending in the install command, e.g.
     "grpo-align lm needs the 'lm' extra (transformers): pip install 'grpo-align[lm]'".

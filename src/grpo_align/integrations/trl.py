@@ -8,6 +8,10 @@ Python); this module needs trl (and transformers) installed.
 
 from __future__ import annotations
 
+from grpo_align.extras import require
+
+require("trl", "grpo_align.integrations.trl")
+
 import json
 import math
 from collections.abc import Sequence

@@ -1,5 +1,10 @@
 """Training: GRPO on tabular softmax policies (torch), checked against the theory engine."""
 
+from grpo_align.extras import require
+
+# one line with the install command instead of a ModuleNotFoundError from deep inside
+require("train", "grpo_align.training")
+
 from grpo_align.training.config import OPTIMIZERS, RunConfig, TrainConfig
 from grpo_align.training.dynamics import expected_dynamics, expected_gradient
 from grpo_align.training.loss import AGGREGATIONS, LossOutput, grpo_loss

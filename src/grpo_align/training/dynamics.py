@@ -41,11 +41,11 @@ def expected_gradient(problem: Problem, algo: GRPO, policy: Any) -> np.ndarray:
     THEORY.md sections 3-5; shape (K,) or (C, K), zero outside the support.
     """
     pi = problem.check_policy(policy)
-    pref = np.atleast_2d(preference(problem, algo, problem.squeeze(pi)))
+    pref = preference(problem, algo, pi)  # (C, K): the output follows the policy's shape
     phi = penalty_coefficient(algo.penalty, pi, problem.ref) if algo.beta != 0 else 0.0
     field = np.where(pi > 0, pref - algo.beta * phi, 0.0)
     c = np.sum(pi * field, axis=1, keepdims=True)
-    return problem.squeeze(pi * (field - c))
+    return problem.like_policy(pi * (field - c), policy)
 
 
 def classify_tail(trajectory: np.ndarray, max_period: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -137,12 +137,12 @@ def expected_dynamics(
         for t in range(1, steps + 1):
             pi = trajectory[t - 1]
             # ascent on the objective = descent on the loss, as in train
-            grad = -np.atleast_2d(expected_gradient(problem, algo, problem.squeeze(pi)))
+            grad = -expected_gradient(problem, algo, pi)  # (C, K)
             policy.logits.grad = torch.from_numpy(grad)
             opt.step()
             trajectory[t] = policy.probs()
     converged, oscillating, period, messages = classify_tail(trajectory)
-    residual, _ = stationarity_residual(problem, algo, problem.squeeze(trajectory[-1]))
+    residual, _ = stationarity_residual(problem, algo, trajectory[-1])
     if not algo.regularised:
         for c in range(len(messages)):
             converged[c] = False
