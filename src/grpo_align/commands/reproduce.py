@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     style = "green" if outcome.passed else "red"
     skipped = ""
     if outcome.skipped:
-        hints = [h for h in dict.fromkeys(s.measured.get("install", "") for s in outcome.skipped) if h]
+        hints = [h for h in dict.fromkeys(str(s.measured.get("install", "")) for s in outcome.skipped) if h]
         names = ", ".join(s.key for s in outcome.skipped)
         skipped = escape(f", {len(outcome.skipped)} skipped ({names}; {' and '.join(hints)})")
     console.print(

@@ -19,18 +19,18 @@ and its verdict names the install command.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from grpo_align.extras import require
-from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict
+from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, group_key, new_figure
 from grpo_align.theory.spec import GRPO
 
 KEY = "lm"
 TITLE = "Language models: the prediction holds for a real causal LM"
-NUMBER = 9
 WITHIN_STDERR = 3.0
 #: absolute slack of the verdict: the fixed point is the sequence-level one up to O(max_eos_gap ~ 1e-3)
 #: (docs/lm.md), and a tail average of a still-settling run carries a small bias the stderr does not see
@@ -46,8 +46,76 @@ CLAIM = (
     "RLHF's logarithmic pooling and the reference itself are measurably further off."
 )
 
+NOTES = (
+    "Run times are left out of the data files (they would differ between identical runs); grpo-align lm prints them.",
+)
 
-def experiment_config(cfg: ReportConfig):
+
+@dataclass(frozen=True)
+class LMRun:
+    """One GRPO run of the experiment: its summary and, per question, the predictions and the measurement."""
+
+    beta: float
+    group_size: int
+    steps: int
+    mae: float
+    mae_rlhf: float
+    mae_reference: float
+    stderr: float
+    max_abs_error: float
+    passed: bool
+    reference: np.ndarray
+    predicted: np.ndarray
+    rlhf: np.ndarray
+    measured: np.ndarray
+    measured_stderr: np.ndarray
+    record_steps: np.ndarray
+    mean_gap: np.ndarray
+
+
+@dataclass(frozen=True)
+class LMData:
+    """Everything the language-model section measured."""
+
+    runs: tuple[LMRun, ...]
+    parameters: int
+    questions: int
+    max_eos_gap: float
+    config: dict[str, JSON]
+    prompts: list[str]
+    tail_start: int
+    train_steps: int
+    tables: tuple[Table, ...]
+
+    def measured(self) -> dict[str, JSON]:
+        runs: dict[str, JSON] = {
+            f"beta={r.beta:g}, G={r.group_size}": dict(
+                mae=r.mae,
+                mae_rlhf=r.mae_rlhf,
+                mae_reference=r.mae_reference,
+                stderr=r.stderr,
+                passed=r.passed,
+            )
+            for r in self.runs
+        }
+        return dict(
+            available=True,
+            parameters=self.parameters,
+            questions=self.questions,
+            max_eos_gap=self.max_eos_gap,
+            runs=runs,
+        )
+
+    def json(self) -> dict[str, JSON]:
+        return dict(
+            rule=dict(within_stderr=WITHIN_STDERR, slack=SLACK),
+            config=dict(self.config),
+            prompts=list(self.prompts),
+            runs=[dict(vars(r)) for r in self.runs],
+        )
+
+
+def experiment_config(cfg: ReportConfig) -> Any:
     """The ``LMExperimentConfig`` of the section: one short run with --quick, else the lm --quick runs."""
     from grpo_align.lm.experiment import LMExperimentConfig
 
@@ -70,7 +138,8 @@ def run_passes(mae: float, mae_rlhf: float, mae_reference: float, stderr: float)
     return bool(mae < mae_rlhf and mae < mae_reference and mae <= WITHIN_STDERR * stderr + SLACK)
 
 
-def build(cfg: ReportConfig) -> SectionResult:
+def compute(cfg: ReportConfig) -> LMData:
+    """Run the LM experiment (quick runs) in a temporary folder and collect its predictions and measurements."""
     require("lm", f"report section '{KEY}'")  # without transformers the section is skipped, with the install command
     import torch
     from transformers.utils import logging as hf_logging
@@ -78,7 +147,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     from grpo_align.lm.experiment import run_experiment
 
     config = experiment_config(cfg)
-    n_runs, steps = len(config.runs), config.train.steps
+    steps = config.train.steps
     every = max(1, steps // 20)
 
     def progress(name: str, step: int, total: int) -> None:
@@ -100,12 +169,12 @@ def build(cfg: ReportConfig) -> SectionResult:
     ref = res.reference
     task = _task(config)
     idx, ci = np.arange(len(task)), task.correct_index()
-    runs = []
+    runs: list[LMRun] = []
     for run in res.runs:
         s, pred, tr = run.summary, run.prediction, run.result
         gap = np.abs(tr.trajectory[:, idx, ci] - pred.grpo[idx, ci]).mean(axis=1)
         runs.append(
-            dict(
+            LMRun(
                 beta=s.beta,
                 group_size=s.group_size,
                 steps=s.steps,
@@ -124,57 +193,101 @@ def build(cfg: ReportConfig) -> SectionResult:
                 mean_gap=gap,
             )
         )
-    passed = bool(runs) and all(r["passed"] for r in runs)
+    eos_gap = float(1 - ref.eos[ref.valid].min())
+    rows: list[list[Cell]] = [
+        [r.beta, r.group_size, r.steps, r.mae, r.mae_rlhf, r.mae_reference, r.stderr] for r in runs
+    ]
+    table = Table(
+        "runs",
+        ["β", "G", "steps", "MAE GRPO prediction", "MAE RLHF pooling", "MAE reference", "mean stderr"],
+        rows,
+        f"{res.parameters:,}-parameter GPT-2, {idx.size} questions (yes/no and three-way), seed {config.seed}; Adam lr "
+        f"{config.train.lr:g}, normalisation {_distinct(config.runs, 'normalization')}, "
+        f"penalty {_distinct(config.runs, 'penalty')}; MAE = mean over questions "
+        f"of |measured − predicted| P(correct); measured = average of the last {config.train.tail_fraction:.0%} of "
+        "the run's exact probabilities, stderr by batch means.",
+    )
+    return LMData(
+        runs=tuple(runs),
+        parameters=int(res.parameters),
+        questions=int(idx.size),
+        max_eos_gap=eos_gap,
+        config=config.to_json(),
+        prompts=[q.prompt for q in task.questions],
+        tail_start=int(config.train.tail_start),
+        train_steps=int(steps),
+        tables=(table,),
+    )
 
+
+def verdict(data: LMData) -> Verdict:
+    """Every run's MAE below RLHF's and the reference's, and within WITHIN_STDERR standard errors + SLACK."""
+    runs = data.runs
+    passed = bool(runs) and all(r.passed for r in runs)
+    worst = max(runs, key=lambda r: r.mae - WITHIN_STDERR * r.stderr)
+    return Verdict(
+        passed,
+        f"rule: for every run MAE(GRPO prediction) < MAE(RLHF pooling), < MAE(reference) and ≤ "
+        f"{WITHIN_STDERR:g} × mean stderr + {SLACK:g}; {sum(r.passed for r in runs)} of {len(runs)} run(s) pass; "
+        + "; ".join(
+            f"β {r.beta:g} G {r.group_size}: MAE {r.mae:.4f} vs RLHF {r.mae_rlhf:.4f}, reference "
+            f"{r.mae_reference:.4f}, stderr {r.stderr:.4f}"
+            for r in runs
+        )
+        + f" (tightest: β {worst.beta:g} G {worst.group_size}).",
+    )
+
+
+def render(data: LMData) -> list[FigureOut]:
+    """Predicted against measured per question, and the gap to the prediction during training."""
+    runs, n_runs = data.runs, len(data.runs)
     # ---- figures
     fig, axes = new_figure(min(3.8 * n_runs, 11.5), 3.9, ncols=n_runs)
     for ax, r in zip(axes[0], runs, strict=False):
         ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
         ax.plot(
-            r["reference"],
-            r["measured"],
+            r.reference,
+            r.measured,
             ".",
             color=color("reference"),
             ms=5,
-            label=f"reference (MAE {r['mae_reference']:.3f})",
+            label=f"reference (MAE {r.mae_reference:.3f})",
         )
-        ax.plot(
-            r["rlhf"], r["measured"], "x", color=color("rlhf"), ms=5, label=f"RLHF pooling (MAE {r['mae_rlhf']:.3f})"
-        )
+        ax.plot(r.rlhf, r.measured, "x", color=color("rlhf"), ms=5, label=f"RLHF pooling (MAE {r.mae_rlhf:.3f})")
         ax.errorbar(
-            r["predicted"],
-            r["measured"],
-            yerr=2 * r["measured_stderr"],
+            r.predicted,
+            r.measured,
+            yerr=2 * r.measured_stderr,
             fmt="o",
             ms=3.5,
-            color=color(group_key(r["group_size"])),
+            color=color(group_key(r.group_size)),
             elinewidth=0.8,
-            label=f"GRPO prediction (MAE {r['mae']:.4f})",
+            label=f"GRPO prediction (MAE {r.mae:.4f})",
         )
         ax.set_xlabel("predicted P(correct) (before training)")
         ax.set_ylabel("measured P(correct) (tail average, ±2 s.e.)")
-        ax.set_title(f"β = {r['beta']:g}, G = {r['group_size']}, {r['steps']} steps")
+        ax.set_title(f"β = {r.beta:g}, G = {r.group_size}, {r.steps} steps")
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
         ax.legend(loc="lower right", fontsize=7.5)
     scatter = FigureOut(
         "predicted-vs-measured",
         fig,
-        f"Measured end-point P(correct answer) of each of the {idx.size} questions against three predictions made "
+        f"Measured end-point P(correct answer) of each of the {data.questions} questions against three predictions made "
         "before training: GRPO's stationary policy (theory engine), RLHF's logarithmic pooling and the reference. "
         "On the diagonal means predicted exactly.",
     )
     fig, axes = new_figure(5.6, 3.6)
     ax = axes[0, 0]
-    ax.axvspan(config.train.tail_start, steps, color="0.92", lw=0, label="averaged tail")
+    ax.axvspan(data.tail_start, data.train_steps, color="0.92", lw=0, label="averaged tail")
     for r in runs:
         ax.plot(
-            r["record_steps"],
-            np.maximum(r["mean_gap"], 1e-5),
-            color=color(group_key(r["group_size"])),
-            label=f"β = {r['beta']:g}, G = {r['group_size']} (stderr {r['stderr']:.4f})",
+            r.record_steps,
+            np.maximum(r.mean_gap, 1e-5),
+            color=color(group_key(r.group_size)),
+            label=f"β = {r.beta:g}, G = {r.group_size} (stderr {r.stderr:.4f})",
         )
-        ax.axhline(WITHIN_STDERR * r["stderr"] + SLACK, color=color(group_key(r["group_size"])), ls=":", lw=1)
+        ax.axhline(WITHIN_STDERR * r.stderr + SLACK, color=color(group_key(r.group_size)), ls=":", lw=1)
     ax.set_yscale("log")
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean |P(correct) − predicted|")
@@ -187,72 +300,10 @@ def build(cfg: ReportConfig) -> SectionResult:
         "during training: it falls and flattens at the noise level (the verdict compares the tail average).",
     )
 
-    table = Table(
-        "runs",
-        ["β", "G", "steps", "MAE GRPO prediction", "MAE RLHF pooling", "MAE reference", "mean stderr"],
-        [
-            [r["beta"], r["group_size"], r["steps"], r["mae"], r["mae_rlhf"], r["mae_reference"], r["stderr"]]
-            for r in runs
-        ],
-        f"{res.parameters:,}-parameter GPT-2, {idx.size} questions (yes/no and three-way), seed {config.seed}; Adam lr "
-        f"{config.train.lr:g}, normalisation {_distinct(config.runs, 'normalization')}, "
-        f"penalty {_distinct(config.runs, 'penalty')}; MAE = mean over questions "
-        f"of |measured − predicted| P(correct); measured = average of the last {config.train.tail_fraction:.0%} of "
-        "the run's exact probabilities, stderr by batch means.",
-    )
-    worst = max(runs, key=lambda r: r["mae"] - WITHIN_STDERR * r["stderr"])
-    verdict = Verdict(
-        passed,
-        f"rule: for every run MAE(GRPO prediction) < MAE(RLHF pooling), < MAE(reference) and ≤ "
-        f"{WITHIN_STDERR:g} × mean stderr + {SLACK:g}; {sum(r['passed'] for r in runs)} of {len(runs)} run(s) pass; "
-        + "; ".join(
-            f"β {r['beta']:g} G {r['group_size']}: MAE {r['mae']:.4f} vs RLHF {r['mae_rlhf']:.4f}, reference "
-            f"{r['mae_reference']:.4f}, stderr {r['stderr']:.4f}"
-            for r in runs
-        )
-        + f" (tightest: β {worst['beta']:g} G {worst['group_size']}).",
-    )
-    eos_gap = float(1 - ref.eos[ref.valid].min())
-    return SectionResult(
-        key=KEY,
-        number=NUMBER,
-        title=TITLE,
-        claim=CLAIM,
-        verdict=verdict,
-        figures=[scatter, trajectory],
-        tables=[table],
-        measured=dict(
-            available=True,
-            parameters=res.parameters,
-            questions=int(idx.size),
-            max_eos_gap=eos_gap,
-            runs={
-                f"beta={r['beta']:g}, G={r['group_size']}": dict(
-                    mae=r["mae"],
-                    mae_rlhf=r["mae_rlhf"],
-                    mae_reference=r["mae_reference"],
-                    stderr=r["stderr"],
-                    passed=r["passed"],
-                )
-                for r in runs
-            },
-        ),
-        data=dict(
-            rule=dict(within_stderr=WITHIN_STDERR, slack=SLACK),
-            config=config.to_json(),
-            prompts=[q.prompt for q in task.questions],
-            runs=runs,
-        ),
-        notes=[
-            (
-                "Run times are left out of the data files (they would differ between identical runs); "
-                "grpo-align lm prints them."
-            )
-        ],
-    )
+    return [scatter, trajectory]
 
 
-def _task(config):
+def _task(config: Any) -> Any:
     """The experiment's task: a pure function of the config, built as ``run_experiment`` builds it."""
     from grpo_align.lm.task import build_task
 

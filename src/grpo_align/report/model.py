@@ -6,11 +6,27 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias, Union
 
 import numpy as np
 
-__all__ = ["STATUSES", "FigureOut", "ReportConfig", "SectionResult", "SectionSpec", "Table", "Verdict"]
+__all__ = [
+    "JSON",
+    "STATUSES",
+    "FigureOut",
+    "ReportConfig",
+    "SectionData",
+    "SectionResult",
+    "SectionSpec",
+    "Table",
+    "Verdict",
+]
+
+#: a table cell: a number (numpy scalars included) or text
+Cell: TypeAlias = float | int | str | np.generic
+
+#: what a section's data files hold: numbers, strings, arrays and nestings of them
+JSON: TypeAlias = Union[float, int, bool, str, np.ndarray, "list[JSON]", "tuple[JSON, ...]", "dict[str, JSON]", None]
 
 
 @dataclass(frozen=True)
@@ -46,13 +62,13 @@ class FigureOut:
     alt: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Table:
     """A small table: ``rows`` hold numbers or strings, formatted by the writers."""
 
     name: str
     columns: list[str]
-    rows: list[list[Any]]
+    rows: list[list[Cell]]
     caption: str = ""
 
 
@@ -100,6 +116,22 @@ class Verdict:
         return f"Verdict({self.label}: {self.text})"
 
 
+class SectionData(Protocol):
+    """What a section's ``compute`` returns: a frozen dataclass of numbers and arrays.
+
+    ``measured()`` gives the numbers the verdict rests on (summary.json), ``json()`` the data
+    behind every figure (data/<key>.json); ``tables`` are data too, computed with the rest.
+    Nothing here needs matplotlib: a section's ``render`` turns it into figures.
+    """
+
+    @property
+    def tables(self) -> tuple[Table, ...]: ...
+
+    def measured(self) -> dict[str, JSON]: ...
+
+    def json(self) -> dict[str, JSON]: ...
+
+
 @dataclass
 class SectionResult:
     """One finding, reproduced: written as an HTML/Markdown section, JSON and CSV data."""
@@ -112,9 +144,9 @@ class SectionResult:
     figures: list[FigureOut] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     #: the numbers the verdict rests on (summary.json)
-    measured: dict[str, Any] = field(default_factory=dict)
-    #: the data behind every figure (data/<key>.json)
-    data: dict[str, Any] = field(default_factory=dict)
+    measured: dict[str, JSON] = field(default_factory=dict)
+    #: the data behind every figure (data/<key>.json); None for a section that did not compute
+    data: SectionData | None = None
     notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -123,12 +155,24 @@ class SectionResult:
 
 @dataclass(frozen=True)
 class SectionSpec:
-    """A registered section: its key (for ``--only``), number, title and builder."""
+    """A registered section: its key (for ``--only``), number (given by the runner), title, claim and stages.
+
+    ``compute`` measures (no matplotlib), ``verdict`` judges the data (pure), ``render``
+    draws its figures; ``claim`` is the claim text, a function of the data where it depends on it.
+    """
 
     key: str
     number: int
     title: str
-    build: Callable[[ReportConfig], SectionResult]
+    claim: str | Callable[[Any], str]
+    compute: Callable[[ReportConfig], SectionData]
+    verdict: Callable[[Any], Verdict]
+    render: Callable[[Any], list[FigureOut]]
+    notes: tuple[str, ...] = ()
+
+    def claim_text(self, data: SectionData) -> str:
+        """The claim, filled in from the data where it depends on it."""
+        return self.claim if isinstance(self.claim, str) else self.claim(data)
 
 
 def max_abs(a: Any, b: Any) -> float:

@@ -9,10 +9,11 @@ GRPO (direct KL) at G = 2 against NLHF's regularised Nash policy, and rock-paper
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict, max_abs
+from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict, max_abs
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import (
     GRPO,
@@ -27,7 +28,78 @@ from grpo_align.theory import (
 KEY = "pairwise"
 TITLE = "Groups of two are pairwise comparisons"
 TOLERANCE = 1e-9
+P0 = 0.3
+BETAS = (0.1, 0.3, 1.0)
+CLAIM = (
+    "With groups of two, GRPO's advantage is s·sign(r₁ − r₂): its preference model is the pairwise margin "
+    "P₂(o|π) = s (Mπ)(o). A two-answer question depends only on γ/β (γ the confidence margin); with a "
+    "direct-KL penalty the stationary policy is the regularised Nash equilibrium of NLHF with τ = β/(2s); and "
+    "a non-transitive preference such as rock-paper-scissors has a unique stationary policy that moves from "
+    "π_ref toward the uniform Nash equilibrium as β falls."
+)
 RPS = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # W[o, o'] = Pr[o beats o']: R > S, P > R, S > P
+
+
+@dataclass(frozen=True)
+class MarginRow:
+    """Two answers at one beta, against the margin gamma: solver and closed form per penalty."""
+
+    beta: float
+    gamma: np.ndarray
+    k3: np.ndarray
+    k3_closed_form: np.ndarray
+    k2: np.ndarray
+    k2_closed_form: np.ndarray
+
+
+@dataclass(frozen=True)
+class NashRow:
+    """GRPO (G = 2, direct KL) and NLHF's Nash policy on one random preference matrix."""
+
+    matrix: int
+    k: int
+    beta: float
+    ddof: int
+    tau: float
+    grpo: np.ndarray
+    nash: np.ndarray
+
+
+@dataclass(frozen=True)
+class RPSPath:
+    """Rock-paper-scissors stationary policies along a decreasing beta, (n_beta, 3) per penalty."""
+
+    ref: np.ndarray
+    win_prob: np.ndarray
+    beta: np.ndarray
+    k3: np.ndarray
+    k2: np.ndarray
+
+
+@dataclass(frozen=True)
+class PairwiseData:
+    """Everything the pairwise section measured."""
+
+    margin: tuple[MarginRow, ...]
+    nash: tuple[NashRow, ...]
+    rps: RPSPath
+    #: max |general solver - independent route| per comparison
+    worst: dict[str, float]
+    all_success: bool
+    rps_unique_and_stable: bool
+    tables: tuple[Table, ...]
+
+    def measured(self) -> dict[str, JSON]:
+        gaps: dict[str, JSON] = {f"max_gap_{k}": v for k, v in self.worst.items()}
+        return gaps | dict(all_solves_succeeded=self.all_success, rps_unique_and_stable=self.rps_unique_and_stable)
+
+    def json(self) -> dict[str, JSON]:
+        return dict(
+            p0=P0,
+            margin=[dict(vars(r)) for r in self.margin],
+            nash=[dict(vars(r)) for r in self.nash],
+            rps=dict(vars(self.rps)),
+        )
 
 
 def margin_problem(p0: float, gammas: np.ndarray) -> Problem:
@@ -52,18 +124,18 @@ def simplex_xy(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pi[:, 1] + 0.5 * pi[:, 2], math.sqrt(3) / 2 * pi[:, 2]
 
 
-def build(cfg: ReportConfig) -> SectionResult:
+def compute(cfg: ReportConfig) -> PairwiseData:
+    """Two-answer margins, random preference matrices against NLHF, and rock-paper-scissors."""
     rng = cfg.rng(KEY)
     # ---- (a) two answers: p against gamma / beta
-    p0 = 0.3
-    betas = (0.1, 0.3, 1.0)
+    p0 = P0
     gammas = np.linspace(0.05, 1.0, 12 if cfg.quick else 20)
     worst = {"margin_k3": 0.0, "margin_k2": 0.0, "nash": 0.0, "rps_k3": 0.0, "rps_k2": 0.0}
     all_success = True
     margin_data = []
-    for beta in betas:
+    for beta in BETAS:
         prob = margin_problem(p0, gammas)
-        row = dict(beta=beta, gamma=gammas)
+        row: dict[str, np.ndarray] = {}
         for pen, closed in (("k3", binary_g2_policy), ("k2", binary_direct_kl_g2_policy)):
             res = stationary_policy(prob, GRPO(group_size=2, beta=beta, penalty=pen))
             all_success &= bool(np.all(res.success))
@@ -71,7 +143,7 @@ def build(cfg: ReportConfig) -> SectionResult:
             worst[f"margin_{pen}"] = max(worst[f"margin_{pen}"], max_abs(res.policy[:, 0], cf))
             row[pen] = res.policy[:, 0]
             row[f"{pen}_closed_form"] = cf
-        margin_data.append(row)
+        margin_data.append(MarginRow(beta=beta, gamma=gammas, **row))
 
     # ---- (b) GRPO at G = 2 with a direct-KL penalty against NLHF's regularised Nash policy
     cfg.status("Nash policies")
@@ -85,44 +157,93 @@ def build(cfg: ReportConfig) -> SectionResult:
         for beta in (0.1, 0.5):
             for ddof in (0, 1):
                 algo = GRPO(group_size=2, beta=beta, penalty="k2", ddof=ddof)
-                res = stationary_policy(prob, algo)[0]  # the one context
-                all_success &= res.success
+                one = stationary_policy(prob, algo)[0]  # the one context
+                all_success &= bool(one.success)
                 tau = beta / (2 * algo.pairwise_scale)
                 nash = nash_policy(ref, win, tau)
-                worst["nash"] = max(worst["nash"], max_abs(res.policy, nash))
-                nash_rows.append(dict(matrix=i, k=k, beta=beta, ddof=ddof, tau=tau, grpo=res.policy, nash=nash))
+                worst["nash"] = max(worst["nash"], max_abs(one.policy, nash))
+                nash_rows.append(NashRow(matrix=i, k=k, beta=beta, ddof=ddof, tau=tau, grpo=one.policy, nash=nash))
 
     # ---- (c) rock-paper-scissors
     cfg.status("rock-paper-scissors")
     ref_rps = np.array([0.6, 0.3, 0.1])
     prob_rps = Problem.from_preference(ref_rps, RPS)
     beta_path = np.geomspace(10.0, 0.02, 10 if cfg.quick else 24)
-    rps = {"k3": [], "k2": []}
+    rps: dict[str, list[np.ndarray]] = {"k3": [], "k2": []}
     rps_stable = True
     n_roots = 0
     for beta in beta_path:
         for pen in ("k3", "k2"):
-            res = stationary_policy(prob_rps, GRPO(group_size=2, beta=float(beta), penalty=pen))[0]
-            all_success &= res.success
-            rps_stable &= all(r.stable for r in res.roots)
-            n_roots = max(n_roots, len(res.roots))
+            one = stationary_policy(prob_rps, GRPO(group_size=2, beta=float(beta), penalty=pen))[0]
+            all_success &= bool(one.success)
+            rps_stable &= all(r.stable for r in one.roots)
+            n_roots = max(n_roots, len(one.roots))
             other = (
                 pairwise_policy(ref_rps, RPS, float(beta))
                 if pen == "k3"
                 else nash_policy(ref_rps, RPS, float(beta) / 2)
             )
-            worst[f"rps_{pen}"] = max(worst[f"rps_{pen}"], max_abs(res.policy, other))
-            rps[pen].append(res.policy)
-    rps = {k: np.array(v) for k, v in rps.items()}
+            worst[f"rps_{pen}"] = max(worst[f"rps_{pen}"], max_abs(one.policy, other))
+            rps[pen].append(one.policy)
+    path = RPSPath(ref=ref_rps, win_prob=RPS, beta=beta_path, k3=np.array(rps["k3"]), k2=np.array(rps["k2"]))
 
+    rows: list[list[Cell]] = [
+        ["two answers, k3 vs closed form (§6)", worst["margin_k3"]],
+        ["two answers, direct KL vs closed form (§6)", worst["margin_k2"]],
+        ["G = 2 direct KL vs NLHF Nash policy (§7)", worst["nash"]],
+        ["rock-paper-scissors, k3 vs mirror-prox equilibrium", worst["rps_k3"]],
+        ["rock-paper-scissors, direct KL vs NLHF Nash policy", worst["rps_k2"]],
+    ]
+    table = Table(
+        "checks",
+        ["comparison (general solver against an independent route)", "max |difference|"],
+        rows,
+        "The independent routes: the closed forms of THEORY.md §6 and an extragradient (mirror-prox) "
+        "solver of the variational inequality for pairwise preferences.",
+    )
+    table_rps = Table(
+        "rock-paper-scissors",
+        ["β", "k3: rock", "k3: paper", "k3: scissors", "direct KL: rock", "direct KL: paper", "direct KL: scissors"],
+        [[float(b), *path.k3[i], *path.k2[i]] for i, b in enumerate(beta_path) if i % max(1, len(beta_path) // 5) == 0],
+        f"π_ref = {tuple(ref_rps.tolist())}; every stationary policy found is unique and stable: {rps_stable and n_roots == 1}.",
+    )
+    return PairwiseData(
+        margin=tuple(margin_data),
+        nash=tuple(nash_rows),
+        rps=path,
+        worst=worst,
+        all_success=all_success,
+        rps_unique_and_stable=rps_stable and n_roots == 1,
+        tables=(table, table_rps),
+    )
+
+
+def verdict(data: PairwiseData) -> Verdict:
+    """Every comparison with an independent route within TOLERANCE; the rock-paper-scissors root unique and stable."""
+    biggest = max(data.worst.values())
+    passed = data.all_success and biggest < TOLERANCE and data.rps_unique_and_stable
+    return Verdict(
+        passed,
+        f"max |general solver − independent route| = {biggest:.1e} over the margin closed forms, {len(data.nash)} "
+        f"NLHF equilibria and {len(data.rps.beta)} rock-paper-scissors policies per penalty (tolerance {TOLERANCE:g}); "
+        f"rock-paper-scissors roots unique and stable: {data.rps_unique_and_stable}.",
+    )
+
+
+def render(data: PairwiseData) -> list[FigureOut]:
+    """The two-answer collapse on gamma/beta, GRPO against NLHF, and the rock-paper-scissors path."""
+    p0, betas, margin_data, nash_rows = P0, BETAS, data.margin, data.nash
+    n_mat = len({r.matrix for r in nash_rows})
+    ref_rps, beta_path = data.rps.ref, data.rps.beta
+    rps = {"k3": data.rps.k3, "k2": data.rps.k2}
     # ---- figure
     fig, axes = new_figure(11.5, 3.9, ncols=3, gridspec_kw=dict(width_ratios=[1.15, 1, 1.05]))
     ax = axes[0, 0]
     markers = ("o", "s", "^")
     for beta, row, mk in zip(betas, margin_data, markers, strict=False):
-        x = gammas / beta
-        ax.plot(x, row["k3"], mk, color=color("k3"), ms=4, mfc="none", label=f"k3, β = {beta}")
-        ax.plot(x, row["k2"], mk, color=color("k2"), ms=4, mfc="none", label=f"direct KL, β = {beta}")
+        x = row.gamma / beta
+        ax.plot(x, row.k3, mk, color=color("k3"), ms=4, mfc="none", label=f"k3, β = {beta}")
+        ax.plot(x, row.k2, mk, color=color("k2"), ms=4, mfc="none", label=f"direct KL, β = {beta}")
     xs = np.geomspace(0.04, 25, 200)
     # the closed forms depend on beta/gamma only: beta = 1/x at gamma = 1 draws them
     ax.plot(xs, [binary_g2_policy(p0, 1 / x) for x in xs], color=color("k3"), lw=1.3, label="closed form, k3")
@@ -136,8 +257,8 @@ def build(cfg: ReportConfig) -> SectionResult:
     ax.set_ylim(0.25, 1.02)
 
     ax = axes[0, 1]
-    g_all = np.concatenate([r["grpo"] for r in nash_rows])
-    n_all = np.concatenate([r["nash"] for r in nash_rows])
+    g_all = np.concatenate([r.grpo for r in nash_rows])
+    n_all = np.concatenate([r.nash for r in nash_rows])
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
     ax.plot(n_all, g_all, "o", color=color("nash"), ms=4, mfc="none")
     ax.set_xlabel("NLHF regularised Nash policy, τ = β/(2s)")
@@ -171,63 +292,12 @@ def build(cfg: ReportConfig) -> SectionResult:
     ax.set_xlim(-0.08, 1.08)
     ax.set_ylim(-0.1, 0.95)
 
-    rows = [
-        ["two answers, k3 vs closed form (§6)", worst["margin_k3"]],
-        ["two answers, direct KL vs closed form (§6)", worst["margin_k2"]],
-        ["G = 2 direct KL vs NLHF Nash policy (§7)", worst["nash"]],
-        ["rock-paper-scissors, k3 vs mirror-prox equilibrium", worst["rps_k3"]],
-        ["rock-paper-scissors, direct KL vs NLHF Nash policy", worst["rps_k2"]],
+    return [
+        FigureOut(
+            "pairwise",
+            fig,
+            "Left: the two-answer policy against γ/β; points from three β collapse "
+            "on the closed forms. Middle: GRPO at G = 2 with direct KL against NLHF's Nash policy. "
+            "Right: rock-paper-scissors stationary policies as β decreases (ternary plot).",
+        )
     ]
-    table = Table(
-        "checks",
-        ["comparison (general solver against an independent route)", "max |difference|"],
-        rows,
-        "The independent routes: the closed forms of THEORY.md §6 and an extragradient (mirror-prox) "
-        "solver of the variational inequality for pairwise preferences.",
-    )
-    table_rps = Table(
-        "rock-paper-scissors",
-        ["β", "k3: rock", "k3: paper", "k3: scissors", "direct KL: rock", "direct KL: paper", "direct KL: scissors"],
-        [
-            [float(b), *rps["k3"][i], *rps["k2"][i]]
-            for i, b in enumerate(beta_path)
-            if i % max(1, len(beta_path) // 5) == 0
-        ],
-        f"π_ref = {tuple(ref_rps.tolist())}; every stationary policy found is unique and stable: {rps_stable and n_roots == 1}.",
-    )
-    biggest = max(worst.values())
-    passed = all_success and biggest < TOLERANCE and rps_stable and n_roots == 1
-    verdict = Verdict(
-        passed,
-        f"max |general solver − independent route| = {biggest:.1e} over the margin closed forms, {len(nash_rows)} "
-        f"NLHF equilibria and {len(beta_path)} rock-paper-scissors policies per penalty (tolerance {TOLERANCE:g}); "
-        f"rock-paper-scissors roots unique and stable: {rps_stable and n_roots == 1}.",
-    )
-    return SectionResult(
-        key=KEY,
-        number=4,
-        title=TITLE,
-        claim=(
-            "With groups of two, GRPO's advantage is s·sign(r₁ − r₂): its preference model is the pairwise margin "
-            "P₂(o|π) = s (Mπ)(o). A two-answer question depends only on γ/β (γ the confidence margin); with a "
-            "direct-KL penalty the stationary policy is the regularised Nash equilibrium of NLHF with τ = β/(2s); and "
-            "a non-transitive preference such as rock-paper-scissors has a unique stationary policy that moves from "
-            "π_ref toward the uniform Nash equilibrium as β falls."
-        ),
-        verdict=verdict,
-        figures=[
-            FigureOut(
-                "pairwise",
-                fig,
-                "Left: the two-answer policy against γ/β; points from three β collapse "
-                "on the closed forms. Middle: GRPO at G = 2 with direct KL against NLHF's Nash policy. "
-                "Right: rock-paper-scissors stationary policies as β decreases (ternary plot).",
-            )
-        ],
-        tables=[table, table_rps],
-        measured={f"max_gap_{k}": v for k, v in worst.items()}
-        | dict(all_solves_succeeded=all_success, rps_unique_and_stable=rps_stable and n_roots == 1),
-        data=dict(
-            p0=p0, margin=margin_data, nash=nash_rows, rps=dict(ref=ref_rps, win_prob=RPS, beta=beta_path, **rps)
-        ),
-    )

@@ -8,10 +8,11 @@ RLOO), beside RLHF's logarithmic pooling, as one figure and one table.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict
+from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, preference, preference_monte_carlo, rlhf_policy, stationary_policy
 
@@ -22,7 +23,7 @@ REF = np.array([0.05, 0.15, 0.3, 0.5])  # the base model prefers the weaker answ
 Z_LIMIT = 4.0
 
 #: (colour key, label, preset name, overrides)
-PRESET_ROWS = (
+PRESET_ROWS: tuple[tuple[str, str, str, dict[str, float]], ...] = (
     ("paper", "paper (G 64, β 0.04)", "paper", {}),
     ("trl", "TRL default (β 0)", "trl", {}),
     ("trl beta=0.04", "TRL, β 0.04", "trl", {"beta": 0.04}),
@@ -32,11 +33,68 @@ PRESET_ROWS = (
     ("rloo preset", "RLOO", "rloo", {}),
 )
 RLHF_BETAS = (0.04, 0.001)
+#: the solver's residual at a converged stationary policy
+RESIDUAL_TOL = 1e-9
+CLAIM = (
+    "The trainers people run optimise different objectives: TRL's default β = 0 and Dr. GRPO have no "
+    "stationary policy short of putting everything on the best answer; small β (verl, OpenRLHF) leaves a "
+    "little mass on worse answers; the paper's k3 setting and TRL with β = 0.04 keep more; RLOO's direct-KL "
+    "objective differs again, and none is RLHF's logarithmic pooling at the same β."
+)
 
 
-def build(cfg: ReportConfig) -> SectionResult:
+@dataclass(frozen=True)
+class Entry:
+    """One row of the figure: a trainer preset (``algo``), RLHF or the reference (``algo`` None)."""
+
+    key: str
+    label: str
+    algo: GRPO | None
+    policy: np.ndarray
+    status: str
+
+
+@dataclass(frozen=True)
+class PracticeData:
+    """Everything the practice section measured."""
+
+    entries: tuple[Entry, ...]
+    all_solved: bool
+    max_residual: float
+    limits_ok: bool
+    max_z: float
+    tables: tuple[Table, ...]
+
+    def measured(self) -> dict[str, JSON]:
+        p_best: dict[str, JSON] = {e.label: float(e.policy[0]) for e in self.entries}
+        return dict(
+            all_solved=self.all_solved,
+            max_residual=self.max_residual,
+            beta_zero_limits_on_best=self.limits_ok,
+            max_abs_z_exact_vs_monte_carlo=self.max_z,
+            p_best=p_best,
+        )
+
+    def json(self) -> dict[str, JSON]:
+        return dict(
+            success=SUCCESS,
+            ref=REF,
+            policies=[
+                dict(
+                    label=e.label,
+                    policy=e.policy,
+                    status=e.status,
+                    algo=None if e.algo is None else dict(vars(e.algo)),
+                )
+                for e in self.entries
+            ],
+        )
+
+
+def compute(cfg: ReportConfig) -> PracticeData:
+    """The stationary policy under each trainer preset, checked against sampled groups where interior."""
     problem = Problem.from_bernoulli(ref=REF, success=SUCCESS)
-    entries = []  # label, colour key, algo or None, policy, status
+    entries: list[Entry] = []
     all_ok = True
     worst_residual = 0.0
     worst_z = 0.0
@@ -45,7 +103,7 @@ def build(cfg: ReportConfig) -> SectionResult:
         cfg.status(label)
         algo = GRPO.preset(name, **over)
         res = stationary_policy(problem, algo)[0]  # the one context
-        all_ok &= res.success
+        all_ok &= bool(res.success)
         worst_residual = max(worst_residual, float(res.residual))
         if res.status == "limit":
             limits_ok &= bool(res.policy[0] == 1.0)
@@ -56,10 +114,10 @@ def build(cfg: ReportConfig) -> SectionResult:
             )
             exact = preference(problem, algo, res.policy)
             worst_z = max(worst_z, float(np.max(np.abs(exact - mc.mean) / mc.stderr)))
-        entries.append(dict(key=ckey, label=label, algo=algo, policy=res.policy, status=res.status))
+        entries.append(Entry(key=ckey, label=label, algo=algo, policy=res.policy, status=res.status))
     for beta in RLHF_BETAS:
         entries.append(
-            dict(
+            Entry(
                 key="rlhf",
                 label=f"RLHF, β {beta:g}",
                 algo=None,
@@ -67,91 +125,42 @@ def build(cfg: ReportConfig) -> SectionResult:
                 status="closed form",
             )
         )
-    entries.insert(0, dict(key="reference", label="reference π_ref", algo=None, policy=REF, status="—"))
+    entries.insert(0, Entry(key="reference", label="reference π_ref", algo=None, policy=REF, status="—"))
 
-    fig, axes = new_figure(11.0, 4.0, ncols=2, gridspec_kw=dict(width_ratios=[1.5, 1]))
-    ax = axes[0, 0]
-    y = np.arange(len(entries))[::-1]
-    left = np.zeros(len(entries))
-    for o in range(len(REF)):
-        vals = np.array([e["policy"][o] for e in entries])
-        ax.barh(
-            y,
-            vals,
-            left=left,
-            color=color(f"output {o + 1}"),
-            edgecolor="white",
-            linewidth=0.6,
-            label=f"answer {o + 1} (passes {SUCCESS[o]:.0%})",
-        )
-        for yi, v, l0 in zip(y, vals, left, strict=False):
-            if v > 0.07:
-                ax.text(
-                    l0 + v / 2,
-                    yi,
-                    f"{v:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7.5,
-                    color="white" if o in (0, 4) else "black",
-                )
-        left += vals
-    ax.set_yticks(y, [e["label"] for e in entries])
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("stationary probability of each answer")
-    ax.set_title("where each trainer's objective puts the policy")
-    ax.legend(ncols=2, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
-    ax.grid(False)
-
-    ax = axes[0, 1]
-    # summed, not 1 - pi(best): RLHF at small beta leaves ~1e-87, below 1 - pi's rounding
-    off = np.array([float(np.sum(e["policy"][1:])) for e in entries])
-    floor = 1e-5
-    ax.barh(y, np.maximum(off, floor), color=[color(e["key"]) for e in entries], edgecolor="0.3", linewidth=0.4)
-    for yi, v in zip(y, off, strict=False):
-        text = "0 (all on answer 1)" if v == 0 else f"{v:.2g}"
-        ax.text(max(v, floor) * 1.4, yi, text, va="center", fontsize=7.5)
-    ax.set_xscale("log")
-    ax.set_xlim(floor, 30)  # room for the labels right of a bar at 1
-    ax.set_xticks([1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
-    ax.set_yticks(y, [""] * len(y))
-    ax.set_xlabel("probability off the best answer (log)")
-    ax.set_title("mass left on worse answers")
-
-    rows = []
+    rows: list[list[Cell]] = []
     for e in entries:
-        a = e["algo"]
-        reward = float(np.dot(e["policy"], SUCCESS))
+        a = e.algo
+        reward = float(np.dot(e.policy, SUCCESS))
         if a is None:
             rows.append(
                 [
-                    e["label"],
+                    e.label,
                     "–",
                     "–",
                     "–",
                     "–",
                     "–",
                     "–",
-                    e["policy"][0],
-                    float(np.sum(e["policy"][1:])),
+                    e.policy[0],
+                    float(np.sum(e.policy[1:])),
                     reward,
-                    e["status"],
+                    e.status,
                 ]
             )
         else:
             rows.append(
                 [
-                    e["label"],
+                    e.label,
                     "∞" if a.group_size == math.inf else a.group_size,
                     a.beta,
                     a.normalization,
                     a.ddof if a.normalization == "shift_scale" else "–",
                     a.eps,
                     a.penalty,
-                    e["policy"][0],
-                    float(np.sum(e["policy"][1:])),
+                    e.policy[0],
+                    float(np.sum(e.policy[1:])),
                     reward,
-                    e["status"],
+                    e.status,
                 ]
             )
     table = Table(
@@ -173,51 +182,84 @@ def build(cfg: ReportConfig) -> SectionResult:
         "Answers pass a noisy verifier with probabilities 90%, 70%, 40%, 10%; π_ref = (0.05, 0.15, 0.3, 0.5). "
         'Bars below 1e-5 are drawn at 1e-5 with their value written. "limit": β = 0 leaves no interior stationary policy; GRPO drives all mass to the best answer.',
     )
-    passed = all_ok and worst_residual < 1e-9 and limits_ok and worst_z < Z_LIMIT
-    verdict = Verdict(
+    return PracticeData(
+        entries=tuple(entries),
+        all_solved=all_ok,
+        max_residual=worst_residual,
+        limits_ok=limits_ok,
+        max_z=worst_z,
+        tables=(table,),
+    )
+
+
+def verdict(data: PracticeData) -> Verdict:
+    """Every preset solved, beta = 0 presets on the best answer, exact P_G within Z_LIMIT of Monte Carlo."""
+    passed = data.all_solved and data.max_residual < RESIDUAL_TOL and data.limits_ok and data.max_z < Z_LIMIT
+    return Verdict(
         passed,
-        f"every preset solved ({'yes' if all_ok else 'NO'}; max residual {worst_residual:.1e}); β = 0 presets reach the "
-        f"best answer: {limits_ok}; exact P_G at each interior policy matches Monte Carlo groups with max |z| = "
-        f"{worst_z:.2f} (< {Z_LIMIT:g}).",
+        f"every preset solved ({'yes' if data.all_solved else 'NO'}; max residual {data.max_residual:.1e}); β = 0 "
+        f"presets reach the best answer: {data.limits_ok}; exact P_G at each interior policy matches Monte Carlo "
+        f"groups with max |z| = {data.max_z:.2f} (< {Z_LIMIT:g}).",
     )
-    return SectionResult(
-        key=KEY,
-        number=8,
-        title=TITLE,
-        claim=(
-            "The trainers people run optimise different objectives: TRL's default β = 0 and Dr. GRPO have no "
-            "stationary policy short of putting everything on the best answer; small β (verl, OpenRLHF) leaves a "
-            "little mass on worse answers; the paper's k3 setting and TRL with β = 0.04 keep more; RLOO's direct-KL "
-            "objective differs again, and none is RLHF's logarithmic pooling at the same β."
-        ),
-        verdict=verdict,
-        figures=[
-            FigureOut(
-                "presets",
-                fig,
-                "Left: stationary policy under each trainer preset (stacked by answer). "
-                "Right: probability left on answers other than the best, log scale.",
-            )
-        ],
-        tables=[table],
-        measured=dict(
-            all_solved=all_ok,
-            max_residual=worst_residual,
-            beta_zero_limits_on_best=limits_ok,
-            max_abs_z_exact_vs_monte_carlo=worst_z,
-            p_best={e["label"]: float(e["policy"][0]) for e in entries},
-        ),
-        data=dict(
-            success=SUCCESS,
-            ref=REF,
-            policies=[
-                dict(
-                    label=e["label"],
-                    policy=e["policy"],
-                    status=e["status"],
-                    algo=None if e["algo"] is None else vars(e["algo"]),
+
+
+def render(data: PracticeData) -> list[FigureOut]:
+    """The stationary policy per preset, stacked by answer, and the mass left off the best answer."""
+    entries = data.entries
+    fig, axes = new_figure(11.0, 4.0, ncols=2, gridspec_kw=dict(width_ratios=[1.5, 1]))
+    ax = axes[0, 0]
+    y = np.arange(len(entries))[::-1]
+    left = np.zeros(len(entries))
+    for o in range(len(REF)):
+        vals = np.array([e.policy[o] for e in entries])
+        ax.barh(
+            y,
+            vals,
+            left=left,
+            color=color(f"output {o + 1}"),
+            edgecolor="white",
+            linewidth=0.6,
+            label=f"answer {o + 1} (passes {SUCCESS[o]:.0%})",
+        )
+        for yi, v, l0 in zip(y, vals, left, strict=False):
+            if v > 0.07:
+                ax.text(
+                    l0 + v / 2,
+                    yi,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="white" if o in (0, 4) else "black",
                 )
-                for e in entries
-            ],
-        ),
-    )
+        left += vals
+    ax.set_yticks(y, [e.label for e in entries])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("stationary probability of each answer")
+    ax.set_title("where each trainer's objective puts the policy")
+    ax.legend(ncols=2, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    ax.grid(False)
+
+    ax = axes[0, 1]
+    # summed, not 1 - pi(best): RLHF at small beta leaves ~1e-87, below 1 - pi's rounding
+    off = np.array([float(np.sum(e.policy[1:])) for e in entries])
+    floor = 1e-5
+    ax.barh(y, np.maximum(off, floor), color=[color(e.key) for e in entries], edgecolor="0.3", linewidth=0.4)
+    for yi, v in zip(y, off, strict=False):
+        text = "0 (all on answer 1)" if v == 0 else f"{v:.2g}"
+        ax.text(max(v, floor) * 1.4, yi, text, va="center", fontsize=7.5)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 30)  # room for the labels right of a bar at 1
+    ax.set_xticks([1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    ax.set_yticks(y, [""] * len(y))
+    ax.set_xlabel("probability off the best answer (log)")
+    ax.set_title("mass left on worse answers")
+
+    return [
+        FigureOut(
+            "presets",
+            fig,
+            "Left: stationary policy under each trainer preset (stacked by answer). "
+            "Right: probability left on answers other than the best, log scale.",
+        )
+    ]

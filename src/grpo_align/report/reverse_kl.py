@@ -9,9 +9,11 @@ policies under k3, k2, exact direct KL and k1 on one problem, side by side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict, max_abs
+from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict, max_abs
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, preference, rlhf_policy, stationary_policy
 
@@ -19,6 +21,72 @@ KEY = "reverse-kl"
 TITLE = "The penalty is reverse KL"
 TOLERANCE = 1e-10
 STEP = 1e-30  # complex step: no subtraction, so any tiny step is exact to rounding
+#: k3's expected gradient must miss the direct KL's by far more than rounding
+DISTINCT_MIN = 1e-3
+#: stationary policies and first-order conditions hold to the solver's accuracy
+STATIONARY_TOL = 1e-9
+PENALTIES = ("k3", "k2", "kl", "k1")
+CLAIM = (
+    "GRPO's k3 penalty exp(−x) + x − 1 (x = log π/π_ref), with samples from π_old, has the expected gradient "
+    "of the reverse KL divergence KL(π_ref‖π), not of the direct KL(π‖π_ref) that RLHF uses; k2 (x²/2) and the "
+    "exact KL give the direct KL, and k1 (x) regularises nothing. So the stationary policies differ by penalty."
+)
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """The problem of the stationary-policy comparison."""
+
+    rewards: np.ndarray
+    ref: np.ndarray
+    beta: float
+    group_size: int
+
+
+@dataclass(frozen=True)
+class ReverseKLData:
+    """Everything the reverse-KL section measured."""
+
+    pi_old: np.ndarray
+    ref: np.ndarray
+    gradients: dict[str, np.ndarray]
+    reverse_kl_gradient: np.ndarray
+    direct_kl_gradient: np.ndarray
+    problem: ProblemSpec
+    policies: dict[str, np.ndarray]
+    #: max |expected gradient - its matching KL gradient| per estimator
+    gaps: dict[str, float]
+    k3_vs_direct: float
+    k2_vs_kl_stationary: float
+    #: max |gradient of the matching objective| at the k3 and k2 stationary policies
+    first_order: dict[str, float]
+    k1_limit: bool
+    all_success: bool
+    tables: tuple[Table, ...]
+
+    def measured(self) -> dict[str, JSON]:
+        return dict(
+            max_gap_k3_vs_reverse_kl=self.gaps["k3"],
+            max_gap_k3_vs_direct_kl=self.k3_vs_direct,
+            max_gap_k2_vs_direct_kl=self.gaps["k2"],
+            max_gap_kl_vs_direct_kl=self.gaps["kl"],
+            max_k1_gradient=self.gaps["k1"],
+            k2_vs_kl_stationary=self.k2_vs_kl_stationary,
+            k3_reverse_kl_first_order=self.first_order["k3"],
+            k2_direct_kl_first_order=self.first_order["k2"],
+            k1_limit_on_best_output=self.k1_limit,
+        )
+
+    def json(self) -> dict[str, JSON]:
+        return dict(
+            pi_old=self.pi_old,
+            ref=self.ref,
+            gradients=dict(self.gradients),
+            reverse_kl_gradient=self.reverse_kl_gradient,
+            direct_kl_gradient=self.direct_kl_gradient,
+            problem=dict(vars(self.problem)),
+            policies=dict(self.policies),
+        )
 
 
 def softmax(theta: np.ndarray) -> np.ndarray:
@@ -83,7 +151,8 @@ def objective_gradient(pi: np.ndarray, ref: np.ndarray, pref: np.ndarray, beta: 
     return grad
 
 
-def build(cfg: ReportConfig) -> SectionResult:
+def compute(cfg: ReportConfig) -> ReverseKLData:
+    """Expected penalty gradients on random policies, and the stationary policies under each penalty."""
     rng = cfg.rng(KEY)
     n_pairs = 100 if cfg.quick else 400
     k = 6
@@ -92,14 +161,14 @@ def build(cfg: ReportConfig) -> SectionResult:
     rev = reverse_kl_gradient(pi_old, ref)
     fwd = direct_kl_gradient(pi_old, ref)
     zero = np.zeros_like(rev)
-    grads = {name: expected_penalty_gradient(name, pi_old, ref) for name in ("k3", "k2", "kl", "k1")}
+    grads = {name: expected_penalty_gradient(name, pi_old, ref) for name in PENALTIES}
     matches = {
         "k3": ("KL(π_ref‖π)", rev),
         "k2": ("KL(π‖π_ref)", fwd),
         "kl": ("KL(π‖π_ref)", fwd),
         "k1": ("0 (nothing)", zero),
     }
-    rows = []
+    rows: list[list[Cell]] = []
     gaps = {}
     for name, g in grads.items():
         target_name, target = matches[name]
@@ -127,10 +196,10 @@ def build(cfg: ReportConfig) -> SectionResult:
     policies = {}
     first_order = {}
     all_success = True
-    for pen in ("k3", "k2", "kl", "k1"):
+    for pen in PENALTIES:
         algo = GRPO(group_size=g_size, beta=beta, penalty=pen)
         res = stationary_policy(problem, algo)[0]  # the one context
-        all_success &= res.success
+        all_success &= bool(res.success)
         policies[pen] = res.policy
         if pen in ("k3", "k2"):
             # P frozen at the solution: the fixed point maximises sum pi P - beta * divergence
@@ -139,29 +208,72 @@ def build(cfg: ReportConfig) -> SectionResult:
                 np.max(np.abs(objective_gradient(res.policy, ref1, pref, beta, "reverse" if pen == "k3" else "direct")))
             )
     policies["rlhf"] = rlhf_policy(problem, beta)
-    k2_vs_kl = max_abs(policies["k2"], policies["kl"])
-    k1_limit = bool(policies["k1"][0] == 1.0)
+    table_pol = Table(
+        "stationary-policies",
+        ["output reward", "π_ref", "k3", "k2", "exact KL", "k1", "RLHF"],
+        [[r, ref1[o], *(policies[p][o] for p in ("k3", "k2", "kl", "k1", "rlhf"))] for o, r in enumerate(rewards)],
+        f"G = {g_size}, β = {beta}, shift_scale (ddof 0). k1 has no interior stationary policy: the solver reports its limit.",
+    )
+    return ReverseKLData(
+        pi_old=pi_old,
+        ref=ref,
+        gradients=grads,
+        reverse_kl_gradient=rev,
+        direct_kl_gradient=fwd,
+        problem=ProblemSpec(rewards=rewards, ref=ref1, beta=beta, group_size=g_size),
+        policies=policies,
+        gaps=gaps,
+        k3_vs_direct=max_abs(grads["k3"], fwd),
+        k2_vs_kl_stationary=max_abs(policies["k2"], policies["kl"]),
+        first_order=first_order,
+        k1_limit=bool(policies["k1"][0] == 1.0),
+        all_success=all_success,
+        tables=(table_grad, table_pol),
+    )
 
+
+def verdict(data: ReverseKLData) -> Verdict:
+    """Each estimator's expected gradient matches its divergence; the stationary policies agree with that."""
+    gaps, first_order = data.gaps, data.first_order
+    passed = (
+        all(gaps[name] < TOLERANCE for name in PENALTIES)
+        and data.k3_vs_direct > DISTINCT_MIN
+        and data.all_success
+        and data.k2_vs_kl_stationary < STATIONARY_TOL
+        and data.k1_limit
+        and max(first_order.values()) < STATIONARY_TOL
+    )
+    return Verdict(
+        passed,
+        f"k3's expected gradient = ∇KL(π_ref‖π) to {gaps['k3']:.1e} (tolerance {TOLERANCE:g}) but misses "
+        f"∇KL(π‖π_ref) by {data.k3_vs_direct:.2f}; k2 and exact KL match the direct KL to "
+        f"{max(gaps['k2'], gaps['kl']):.1e}; k1's is {gaps['k1']:.1e}. Stationary: k2 = exact KL to "
+        f"{data.k2_vs_kl_stationary:.1e}; k3's policy zeroes the gradient of Σπ P − β KL(π_ref‖π) to "
+        f"{first_order['k3']:.1e}, k2's that of the direct KL to {first_order['k2']:.1e}; "
+        f"k1 {'goes to' if data.k1_limit else 'does NOT go to'} the best output.",
+    )
+
+
+def render(data: ReverseKLData) -> list[FigureOut]:
+    """k3's expected gradient against both KL gradients; the stationary policies under each penalty."""
+    rev, fwd, k3 = data.reverse_kl_gradient, data.direct_kl_gradient, data.gradients["k3"]
+    policies, prob = data.policies, data.problem
     fig, axes = new_figure(10.5, 3.8, ncols=2, gridspec_kw=dict(width_ratios=[1, 1.35]))
     ax = axes[0, 0]
-    lim = float(np.max(np.abs(np.concatenate([rev.ravel(), grads["k3"].ravel()])))) * 1.05
+    lim = float(np.max(np.abs(np.concatenate([rev.ravel(), k3.ravel()])))) * 1.05
     ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=1, ls=":")
-    ax.plot(
-        rev.ravel(), grads["k3"].ravel(), "o", color=color("k3"), ms=3, alpha=0.8, label="vs ∇ KL(π_ref‖π) (reverse)"
-    )
-    ax.plot(
-        fwd.ravel(), grads["k3"].ravel(), "x", color=color("k2"), ms=3, alpha=0.6, label="vs ∇ KL(π‖π_ref) (direct)"
-    )
+    ax.plot(rev.ravel(), k3.ravel(), "o", color=color("k3"), ms=3, alpha=0.8, label="vs ∇ KL(π_ref‖π) (reverse)")
+    ax.plot(fwd.ravel(), k3.ravel(), "x", color=color("k2"), ms=3, alpha=0.6, label="vs ∇ KL(π‖π_ref) (direct)")
     ax.set_xlabel("analytic gradient of the KL divergence")
     ax.set_ylabel("expected gradient of the k3 penalty")
-    ax.set_title(f"k3 on {n_pairs} random policies")
+    ax.set_title(f"k3 on {data.pi_old.shape[0]} random policies")
     ax.legend(loc="upper left")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
 
     ax = axes[0, 1]
     bars = [
-        ("reference", ref1, "π_ref"),
+        ("reference", prob.ref, "π_ref"),
         ("k3", policies["k3"], "k3 (reverse KL)"),
         ("k2", policies["k2"], "k2"),
         ("kl", policies["kl"], "exact direct KL"),
@@ -169,7 +281,7 @@ def build(cfg: ReportConfig) -> SectionResult:
         ("rlhf", policies["rlhf"], "RLHF"),
     ]
     width = 0.8 / len(bars)
-    x = np.arange(len(rewards))
+    x = np.arange(len(prob.rewards))
     for i, (key, pol, label) in enumerate(bars):
         ax.bar(
             x + (i - (len(bars) - 1) / 2) * width,
@@ -180,75 +292,17 @@ def build(cfg: ReportConfig) -> SectionResult:
             edgecolor="white",
             linewidth=0.4,
         )
-    ax.set_xticks(x, [f"r = {r:g}" for r in rewards])
+    ax.set_xticks(x, [f"r = {r:g}" for r in prob.rewards])
     ax.set_xlabel("output (deterministic reward)")
     ax.set_ylabel("probability")
-    ax.set_title(f"stationary policies, G = {g_size}, β = {beta}")
+    ax.set_title(f"stationary policies, G = {prob.group_size}, β = {prob.beta}")
     ax.legend(ncols=2, loc="upper right")
     ax.set_ylim(0, 1.05)
-
-    table_pol = Table(
-        "stationary-policies",
-        ["output reward", "π_ref", "k3", "k2", "exact KL", "k1", "RLHF"],
-        [[r, ref1[o], *(policies[p][o] for p in ("k3", "k2", "kl", "k1", "rlhf"))] for o, r in enumerate(rewards)],
-        f"G = {g_size}, β = {beta}, shift_scale (ddof 0). k1 has no interior stationary policy: the solver reports its limit.",
-    )
-    passed = (
-        gaps["k3"] < TOLERANCE
-        and gaps["k2"] < TOLERANCE
-        and gaps["kl"] < TOLERANCE
-        and gaps["k1"] < TOLERANCE
-        and max_abs(grads["k3"], fwd) > 1e-3
-        and all_success
-        and k2_vs_kl < 1e-9
-        and k1_limit
-        and max(first_order.values()) < 1e-9
-    )
-    verdict = Verdict(
-        passed,
-        f"k3's expected gradient = ∇KL(π_ref‖π) to {gaps['k3']:.1e} (tolerance {TOLERANCE:g}) but misses "
-        f"∇KL(π‖π_ref) by {max_abs(grads['k3'], fwd):.2f}; k2 and exact KL match the direct KL to "
-        f"{max(gaps['k2'], gaps['kl']):.1e}; k1's is {gaps['k1']:.1e}. Stationary: k2 = exact KL to {k2_vs_kl:.1e}; "
-        f"k3's policy zeroes the gradient of Σπ P − β KL(π_ref‖π) to {first_order['k3']:.1e}, k2's that of the direct KL "
-        f"to {first_order['k2']:.1e}; k1 {'goes to' if k1_limit else 'does NOT go to'} the best output.",
-    )
-    return SectionResult(
-        key=KEY,
-        number=3,
-        title=TITLE,
-        claim=(
-            "GRPO's k3 penalty exp(−x) + x − 1 (x = log π/π_ref), with samples from π_old, has the expected gradient "
-            "of the reverse KL divergence KL(π_ref‖π), not of the direct KL(π‖π_ref) that RLHF uses; k2 (x²/2) and the "
-            "exact KL give the direct KL, and k1 (x) regularises nothing. So the stationary policies differ by penalty."
-        ),
-        verdict=verdict,
-        figures=[
-            FigureOut(
-                "gradients-and-policies",
-                fig,
-                "Left: expected k3 gradient against the analytic gradients of "
-                "both KL divergences (reverse: on the diagonal). Right: stationary policies under each penalty.",
-            )
-        ],
-        tables=[table_grad, table_pol],
-        measured=dict(
-            max_gap_k3_vs_reverse_kl=gaps["k3"],
-            max_gap_k3_vs_direct_kl=max_abs(grads["k3"], fwd),
-            max_gap_k2_vs_direct_kl=gaps["k2"],
-            max_gap_kl_vs_direct_kl=gaps["kl"],
-            max_k1_gradient=gaps["k1"],
-            k2_vs_kl_stationary=k2_vs_kl,
-            k3_reverse_kl_first_order=first_order["k3"],
-            k2_direct_kl_first_order=first_order["k2"],
-            k1_limit_on_best_output=k1_limit,
-        ),
-        data=dict(
-            pi_old=pi_old,
-            ref=ref,
-            gradients=grads,
-            reverse_kl_gradient=rev,
-            direct_kl_gradient=fwd,
-            problem=dict(rewards=rewards, ref=ref1, beta=beta, group_size=g_size),
-            policies=policies,
-        ),
-    )
+    return [
+        FigureOut(
+            "gradients-and-policies",
+            fig,
+            "Left: expected k3 gradient against the analytic gradients of "
+            "both KL divergences (reverse: on the diagonal). Right: stationary policies under each penalty.",
+        )
+    ]

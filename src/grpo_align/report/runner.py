@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from rich.console import Console
 from rich.markup import escape
@@ -31,15 +32,64 @@ from grpo_align.report.model import ReportConfig, SectionResult, SectionSpec, Ve
 from grpo_align.report.style import style_context
 from grpo_align.report.writers import figure_bytes, json_bytes, table_csv_bytes
 
-__all__ = ["SECTIONS", "ReportOutcome", "build_report", "resolve_sections", "run_sections", "write_report"]
+__all__ = [
+    "MODULES",
+    "SECTIONS",
+    "ReportOutcome",
+    "build_report",
+    "build_section",
+    "resolve_sections",
+    "run_sections",
+    "write_report",
+]
 
-#: The findings of the paper, in report order.
-SECTIONS: tuple[SectionSpec, ...] = tuple(
-    SectionSpec(m.KEY, i, m.TITLE, m.build)
-    for i, m in enumerate(
-        (binary, pooling, reverse_kl, pairwise, large_groups, variants, training, practice, lm), start=1
-    )
+#: The section modules, in report order: the only source of the sections' numbers.
+MODULES: tuple[ModuleType, ...] = (
+    binary,
+    pooling,
+    reverse_kl,
+    pairwise,
+    large_groups,
+    variants,
+    training,
+    practice,
+    lm,
 )
+
+
+def _spec(module: ModuleType, number: int) -> SectionSpec:
+    """A section module (KEY, TITLE, CLAIM, compute, verdict, render) as a numbered spec."""
+    return SectionSpec(
+        key=module.KEY,
+        number=number,
+        title=module.TITLE,
+        claim=module.CLAIM,
+        compute=module.compute,
+        verdict=module.verdict,
+        render=module.render,
+        notes=tuple(getattr(module, "NOTES", ())),
+    )
+
+
+#: The findings of the paper, numbered 1..N in report order (``--only`` keeps these numbers).
+SECTIONS: tuple[SectionSpec, ...] = tuple(_spec(m, i) for i, m in enumerate(MODULES, start=1))
+
+
+def build_section(spec: SectionSpec, cfg: ReportConfig) -> SectionResult:
+    """compute, verdict and render of one section, assembled under the spec's number."""
+    data = spec.compute(cfg)
+    return SectionResult(
+        key=spec.key,
+        number=spec.number,
+        title=spec.title,
+        claim=spec.claim_text(data),
+        verdict=spec.verdict(data),
+        figures=spec.render(data),
+        tables=list(data.tables),
+        measured=data.measured(),
+        data=data,
+        notes=list(spec.notes),
+    )
 
 
 @dataclass
@@ -134,7 +184,7 @@ def run_sections(
             run_cfg = ReportConfig(quick=cfg.quick, seed=cfg.seed, status=status)
             started = time.perf_counter()
             try:
-                result = spec.build(run_cfg)
+                result = build_section(spec, run_cfg)
             except MissingExtraError as exc:
                 result = _skipped_section(spec, exc)
             except Exception as exc:  # a broken section is a failed verdict, the rest still runs
@@ -172,7 +222,13 @@ def write_report(out: Path, sections: Sequence[SectionResult], cfg: ReportConfig
         put(
             f"data/{s.key}.json",
             json_bytes(
-                {"section": s.key, "seed": cfg.seed, "quick": cfg.quick, "data": s.data, "measured": s.measured}
+                {
+                    "section": s.key,
+                    "seed": cfg.seed,
+                    "quick": cfg.quick,
+                    "data": {} if s.data is None else s.data.json(),
+                    "measured": s.measured,
+                }
             ),
         )
         for table in s.tables:

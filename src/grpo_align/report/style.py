@@ -3,20 +3,19 @@
 Every figure of the report takes its colours from ``COLORS`` so that a variant (a group
 size, a penalty, a normalisation, a trainer preset) has the same colour in every section.
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot state), so many
-can be made in one process without leaking.
+can be made in one process without leaking. matplotlib is imported on first use, so the
+sections' ``compute`` (which uses only the palette and labels) runs without it.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # the report is written headless; must precede any pyplot import
-
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["CLOSED_FORM_MARKER", "COLORS", "RC", "color", "group_key", "group_label", "new_figure", "style_context"]
 
@@ -105,16 +104,30 @@ def group_label(group_size: float) -> str:
     return "G → ∞" if group_size == math.inf else f"G = {int(group_size)}"
 
 
+def _matplotlib() -> ModuleType:
+    """matplotlib on the Agg backend (the report is written headless; set before any pyplot import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return matplotlib
+
+
 def style_context() -> AbstractContextManager[None]:
     """Context manager applying ``RC``: wrap both drawing and saving (rc is read at both)."""
-    return matplotlib.rc_context(RC)
+    ctx: AbstractContextManager[None] = _matplotlib().rc_context(RC)
+    return ctx
 
 
-def new_figure(width: float = 10.0, height: float = 3.6, ncols: int = 1, nrows: int = 1, **kwargs):
+def new_figure(
+    width: float = 10.0, height: float = 3.6, ncols: int = 1, nrows: int = 1, **kwargs: Any
+) -> tuple[Figure, Any]:
     """A figure and its axes (array of shape (nrows, ncols)); width in inches at report width.
 
     Call inside ``style_context()``.
     """
+    _matplotlib()
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes

@@ -12,13 +12,15 @@ verdict names the install command.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
 from grpo_align.extras import require
 from grpo_align.report.common import binary_problem
-from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict
+from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, stationary_policy
 
@@ -27,9 +29,14 @@ TITLE = "Theory against training"
 WITHIN = 4.0  # stderr
 FAMILY_ALPHA = 1e-3  # family-wise false-alarm rate of the max-|z| test when the theory is right
 BETA = 1.0
+#: share of the trained probabilities that must lie within WITHIN standard errors
+WITHIN_SHARE = 0.99
+#: the noise-free dynamics must end on the stationary policy
+DYNAMICS_TOL = 1e-6
+TRAJ_BETA = 0.5
 
 #: (colour key, label, GRPO fields, problem kind)
-VARIANTS = (
+VARIANTS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("shift_scale", "shift_scale, k3, G 4", dict(group_size=4), "bernoulli"),
     ("shift_scale ddof=1", "shift_scale ddof 1, k3, G 4", dict(group_size=4, ddof=1), "bernoulli"),
     ("shift", "shift, k3, G 4", dict(group_size=4, normalization="shift"), "bernoulli"),
@@ -59,7 +66,95 @@ def random_problem(rng: np.random.Generator, kind: str, n_contexts: int) -> Prob
     return Problem.from_preference(ref, win)
 
 
-def build(cfg: ReportConfig) -> SectionResult:
+@dataclass(frozen=True)
+class VariantRow:
+    """Training against theory for one variant, pooled over contexts and seeds."""
+
+    key: str
+    label: str
+    algo: GRPO
+    n: int
+    max_abs_gap: float
+    median_stderr: float
+    max_abs_z: float
+    within: float
+    autocorrelation: float
+
+
+@dataclass(frozen=True)
+class Points:
+    """Every trained probability: its variant index, prediction, tail average and stderr."""
+
+    variant: np.ndarray
+    predicted: np.ndarray
+    trained: np.ndarray
+    stderr: np.ndarray
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Stochastic runs (steps, runs) and the expected dynamics on one binary question."""
+
+    p0: float
+    group_size: int
+    beta: float
+    lr: float
+    steps: np.ndarray
+    stochastic: np.ndarray
+    expected: np.ndarray
+    stationary: float
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything the training section measured."""
+
+    train_config: dict[str, float]
+    n_contexts: int
+    seeds: int
+    variants: tuple[VariantRow, ...]
+    points: Points
+    #: z-scores per variant, in VARIANTS order
+    z: tuple[np.ndarray, ...]
+    max_z: float
+    z_crit: float
+    within: float
+    trajectories: Trajectories
+    dynamics_end_gap: float
+    tables: tuple[Table, ...]
+
+    @property
+    def n_points(self) -> int:
+        return int(self.points.predicted.size)
+
+    def measured(self) -> dict[str, JSON]:
+        per_variant: dict[str, JSON] = {
+            d.label: dict(max_abs_z=d.max_abs_z, max_abs_gap=d.max_abs_gap) for d in self.variants
+        }
+        return dict(
+            available=True,
+            n_probabilities=self.n_points,
+            fraction_within_4_stderr=self.within,
+            max_abs_z=self.max_z,
+            family_wise_z_bound=self.z_crit,
+            expected_dynamics_end_gap=self.dynamics_end_gap,
+            per_variant=per_variant,
+        )
+
+    def json(self) -> dict[str, JSON]:
+        variants: list[JSON] = [dict(vars(d)) | dict(algo=dict(vars(d.algo))) for d in self.variants]
+        return dict(
+            beta=BETA,
+            train_config=dict(self.train_config),
+            seeds=self.seeds,
+            variants=variants,
+            points=dict(vars(self.points)),
+            trajectories=dict(vars(self.trajectories)),
+        )
+
+
+def compute(cfg: ReportConfig) -> TrainingData:
+    """Train every variant on random problems and the trajectories; compare with the theory engine."""
     require("train", f"report section '{KEY}'")  # without torch the section is skipped, with the install command
     from grpo_align.training import TrainConfig, expected_dynamics, train
 
@@ -67,23 +162,36 @@ def build(cfg: ReportConfig) -> SectionResult:
     base_seed = cfg.section_seed(KEY)
     n_contexts = 16 if cfg.quick else 32
     seeds = 1 if cfg.quick else 2
-    train_cfg = dict(steps=2500 if cfg.quick else 5000, groups_per_step=16, lr=0.5)
+    steps, groups_per_step, lr = (2500 if cfg.quick else 5000), 16, 0.5
+    train_cfg: dict[str, float] = dict(steps=steps, groups_per_step=groups_per_step, lr=lr)
 
-    per_variant = []
-    all_z, all_pred, all_mean, all_se, all_key = [], [], [], [], []
+    per_variant: list[VariantRow] = []
+    all_z: list[np.ndarray] = []
+    all_pred: list[np.ndarray] = []
+    all_mean: list[np.ndarray] = []
+    all_se: list[np.ndarray] = []
+    all_key: list[np.ndarray] = []
     for v, (ckey, label, fields, kind) in enumerate(VARIANTS):
         problem = random_problem(rng, kind, n_contexts)
         algo = GRPO(beta=BETA, **fields)
-        zs, gaps, ses, autocorr = [], [], [], []
+        zs: list[np.ndarray] = []
+        gaps: list[np.ndarray] = []
+        ses: list[np.ndarray] = []
+        autocorr: list[float] = []
         for s in range(seeds):
             cfg.status(f"{label} (seed {s + 1}/{seeds})")
-            res = train(problem, algo, TrainConfig(seed=base_seed + 1000 * v + s, **train_cfg))
-            pred = res.predicted_policy
-            ok = np.all(np.asarray(res.predicted.success))
-            if not ok:
+            res = train(
+                problem,
+                algo,
+                TrainConfig(seed=base_seed + 1000 * v + s, steps=steps, groups_per_step=groups_per_step, lr=lr),
+            )
+            predicted, pred = res.predicted, res.predicted_policy
+            if predicted is None or pred is None:
+                raise RuntimeError(f"{label}: the trainer returned no prediction")
+            if not np.all(np.asarray(predicted.success)):
                 raise RuntimeError(
                     f"{label}: the theory engine did not solve the random problem: "
-                    + next(ctx.message for ctx in res.predicted if not ctx.success)
+                    + next(ctx.message for ctx in predicted if not ctx.success)
                 )
             mask = problem.ref > 0
             zs.append(np.asarray(res.z)[mask])
@@ -97,10 +205,10 @@ def build(cfg: ReportConfig) -> SectionResult:
         z = np.concatenate(zs)
         all_z.append(z)
         per_variant.append(
-            dict(
+            VariantRow(
                 key=ckey,
                 label=label,
-                algo=vars(algo),
+                algo=algo,
                 n=int(z.size),
                 max_abs_gap=float(np.max(np.abs(np.concatenate(gaps)))),
                 median_stderr=float(np.median(np.concatenate(ses))),
@@ -118,7 +226,7 @@ def build(cfg: ReportConfig) -> SectionResult:
     # ---- trajectories: one binary question, expected dynamics against stochastic runs
     cfg.status("trajectories")
     p0, g_traj, n_runs = 0.1, 4, 4 if cfg.quick else 8
-    traj_algo = GRPO(group_size=g_traj, beta=0.5)
+    traj_algo = GRPO(group_size=g_traj, beta=TRAJ_BETA)
     traj_steps, traj_lr = 300, 0.2
     # n_runs identical contexts are n_runs independent runs in one batched call
     stoch = train(
@@ -141,10 +249,93 @@ def build(cfg: ReportConfig) -> SectionResult:
     dyn_p = dyn[0].trajectory[:, 0]
     dyn_end_gap = abs(float(dyn_p[-1]) - p_star)
 
+    pred_c, mean_c, se_c, key_c = map(np.concatenate, (all_pred, all_mean, all_se, all_key))
+    rows: list[list[Cell]] = [
+        [
+            f"{i + 1}. {d.label}",
+            d.n,
+            d.max_abs_gap,
+            d.median_stderr,
+            d.max_abs_z,
+            d.within,
+            d.autocorrelation,
+        ]
+        for i, d in enumerate(per_variant)
+    ]
+    rows.append(
+        [
+            "all",
+            n_points,
+            max(d.max_abs_gap for d in per_variant),
+            float(np.median(np.concatenate(all_se))),
+            max_z,
+            within,
+            math.nan,
+        ]
+    )
+    table = Table(
+        "training-vs-theory",
+        [
+            "variant",
+            "probabilities",
+            "max |gap|",
+            "median stderr",
+            "max |gap|/stderr",
+            f"fraction within {WITHIN:g} s.e.",
+            "batch autocorrelation",
+        ],
+        rows,
+        f"β = {BETA}; {n_contexts} random contexts per variant and seed, {seeds} seed(s); TrainConfig(steps={train_cfg['steps']}, "
+        f"groups_per_step={train_cfg['groups_per_step']}, lr={train_cfg['lr']}, optimizer sgd); stderr by batch means over the "
+        "second half of each run.",
+    )
+    return TrainingData(
+        train_config=train_cfg,
+        n_contexts=n_contexts,
+        seeds=seeds,
+        variants=tuple(per_variant),
+        points=Points(variant=key_c, predicted=pred_c, trained=mean_c, stderr=se_c),
+        z=tuple(all_z),
+        max_z=max_z,
+        z_crit=z_crit,
+        within=within,
+        trajectories=Trajectories(
+            p0=p0,
+            group_size=g_traj,
+            beta=TRAJ_BETA,
+            lr=traj_lr,
+            steps=stoch_steps,
+            stochastic=stoch_p,
+            expected=dyn_p,
+            stationary=p_star,
+        ),
+        dynamics_end_gap=dyn_end_gap,
+        tables=(table,),
+    )
+
+
+def verdict(data: TrainingData) -> Verdict:
+    """max |z| under the family-wise bound, WITHIN_SHARE within WITHIN s.e., the dynamics on the fixed point."""
+    passed = data.max_z <= data.z_crit and data.within >= WITHIN_SHARE and data.dynamics_end_gap < DYNAMICS_TOL
+    return Verdict(
+        passed,
+        f"{data.within:.1%} of {data.n_points} trained probabilities within {WITHIN:g} standard errors of the "
+        f"prediction; max |gap|/stderr = {data.max_z:.2f} (family-wise bound {data.z_crit:.2f} at α = "
+        f"{FAMILY_ALPHA:g}); max |gap| = {max(d.max_abs_gap for d in data.variants):.4f}; expected dynamics ends "
+        f"{data.dynamics_end_gap:.1e} from the stationary p.",
+    )
+
+
+def render(data: TrainingData) -> list[FigureOut]:
+    """Trained against predicted, the z-scores per variant, and the trajectories."""
+    pts, tr = data.points, data.trajectories
+    pred_c, mean_c, se_c, key_c = pts.predicted, pts.trained, pts.stderr, pts.variant
+    n_points, all_z, z_crit, max_z = data.n_points, data.z, data.z_crit, data.max_z
+    stoch_steps, stoch_p, dyn_p, p_star = tr.steps, tr.stochastic, tr.expected, tr.stationary
+    p0, g_traj, traj_lr = tr.p0, tr.group_size, tr.lr
     # ---- figure
     fig, axes = new_figure(11.5, 4.0, ncols=3, gridspec_kw=dict(width_ratios=[1, 1.1, 1.1]))
     ax = axes[0, 0]
-    pred_c, mean_c, se_c, key_c = map(np.concatenate, (all_pred, all_mean, all_se, all_key))
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
     for v, (ckey, label, _, _) in enumerate(VARIANTS):
         sel = key_c == v
@@ -197,92 +388,12 @@ def build(cfg: ReportConfig) -> SectionResult:
     ax.set_title(f"binary, p₀ = {p0}, G = {g_traj}, β = 0.5, lr {traj_lr}")
     ax.legend(loc="lower right", fontsize=7.5)
 
-    rows = [
-        [
-            f"{i + 1}. {d['label']}",
-            d["n"],
-            d["max_abs_gap"],
-            d["median_stderr"],
-            d["max_abs_z"],
-            d["within"],
-            d["autocorrelation"],
-        ]
-        for i, d in enumerate(per_variant)
+    return [
+        FigureOut(
+            "trained-vs-predicted",
+            fig,
+            "Left: trained (tail average) against predicted probabilities, every "
+            "variant. Middle: the gaps in units of their standard errors. Right: stochastic GRPO runs, their "
+            "mean and the expected dynamics on one binary question.",
+        )
     ]
-    rows.append(
-        [
-            "all",
-            n_points,
-            max(d["max_abs_gap"] for d in per_variant),
-            float(np.median(np.concatenate(all_se))),
-            max_z,
-            within,
-            math.nan,
-        ]
-    )
-    table = Table(
-        "training-vs-theory",
-        [
-            "variant",
-            "probabilities",
-            "max |gap|",
-            "median stderr",
-            "max |gap|/stderr",
-            f"fraction within {WITHIN:g} s.e.",
-            "batch autocorrelation",
-        ],
-        rows,
-        f"β = {BETA}; {n_contexts} random contexts per variant and seed, {seeds} seed(s); TrainConfig(steps={train_cfg['steps']}, "
-        f"groups_per_step={train_cfg['groups_per_step']}, lr={train_cfg['lr']}, optimizer sgd); stderr by batch means over the "
-        "second half of each run.",
-    )
-    passed = max_z <= z_crit and within >= 0.99 and dyn_end_gap < 1e-6
-    verdict = Verdict(
-        passed,
-        f"{within:.1%} of {n_points} trained probabilities within {WITHIN:g} standard errors of the prediction; "
-        f"max |gap|/stderr = {max_z:.2f} (family-wise bound {z_crit:.2f} at α = {FAMILY_ALPHA:g}); max |gap| = "
-        f"{max(d['max_abs_gap'] for d in per_variant):.4f}; expected dynamics ends {dyn_end_gap:.1e} from the stationary p.",
-    )
-    return SectionResult(
-        key=KEY,
-        number=7,
-        title=TITLE,
-        claim=CLAIM,
-        verdict=verdict,
-        figures=[
-            FigureOut(
-                "trained-vs-predicted",
-                fig,
-                "Left: trained (tail average) against predicted probabilities, every "
-                "variant. Middle: the gaps in units of their standard errors. Right: stochastic GRPO runs, their "
-                "mean and the expected dynamics on one binary question.",
-            )
-        ],
-        tables=[table],
-        measured=dict(
-            available=True,
-            n_probabilities=n_points,
-            fraction_within_4_stderr=within,
-            max_abs_z=max_z,
-            family_wise_z_bound=z_crit,
-            expected_dynamics_end_gap=dyn_end_gap,
-            per_variant={d["label"]: dict(max_abs_z=d["max_abs_z"], max_abs_gap=d["max_abs_gap"]) for d in per_variant},
-        ),
-        data=dict(
-            beta=BETA,
-            train_config=train_cfg,
-            seeds=seeds,
-            variants=per_variant,
-            points=dict(variant=key_c, predicted=pred_c, trained=mean_c, stderr=se_c),
-            trajectories=dict(
-                p0=p0,
-                group_size=g_traj,
-                beta=0.5,
-                lr=traj_lr,
-                steps=stoch_steps,
-                stochastic=stoch_p,
-                expected=dyn_p,
-                stationary=p_star,
-            ),
-        ),
-    )

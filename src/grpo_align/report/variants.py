@@ -9,13 +9,14 @@ stationary policies need not be unique at large G.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import binom
 
 from grpo_align.report.common import binary_problem, g_text
-from grpo_align.report.model import FigureOut, ReportConfig, SectionResult, Table, Verdict, max_abs
+from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict, max_abs
 from grpo_align.report.style import CLOSED_FORM_MARKER, color, new_figure
 from grpo_align.theory import (
     GRPO,
@@ -40,6 +41,71 @@ VARIANTS = (
     ("rloo", "rloo", dict(normalization="rloo")),
     ("kl", "shift_scale + direct KL", dict(normalization="shift_scale", penalty="kl")),
 )
+
+CLAIM = (
+    "The choice of advantage normalisation and penalty changes the objective: without scale normalisation "
+    "(shift, Dr. GRPO) or with RLOO's baseline the stationary policy stays closer to π_ref; the sample std "
+    "(ddof 1) is the population std (ddof 0) with β replaced by β√(G/(G−1)); and with a direct-KL penalty "
+    "several stationary policies can coexist at large G (THEORY.md §9)."
+)
+SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+G_KL, BETA_KL = 64, 1.0
+
+
+@dataclass(frozen=True)
+class Root:
+    """One stationary point of the direct-KL binary question."""
+
+    p0: float
+    p: float
+    stable: bool
+
+
+@dataclass(frozen=True)
+class VariantsData:
+    """Everything the variants section measured."""
+
+    p0: np.ndarray
+    #: per variant key: {"solver": p, "closed_form": p} against p0
+    vs_p0: dict[str, dict[str, np.ndarray]]
+    rlhf: np.ndarray
+    #: per variant key: p against SIZES at p0 = 0.3
+    vs_group_size: dict[str, list[float]]
+    roots: tuple[Root, ...]
+    n_p0_kl: int
+    #: max |solver - independent route| per check
+    checks: dict[str, float]
+    count_mismatch: int
+    all_success: bool
+    tables: tuple[Table, ...]
+
+    @property
+    def multi(self) -> list[float]:
+        """Reference probabilities with several direct-KL stationary points."""
+        p0s = [r.p0 for r in self.roots]
+        return sorted({a for a in p0s if p0s.count(a) > 1})
+
+    def measured(self) -> dict[str, JSON]:
+        return {
+            **{k.replace(" ", "_"): v for k, v in self.checks.items()},
+            "direct_kl_multiple_root_p0s": len(self.multi),
+            "direct_kl_root_count_mismatches": self.count_mismatch,
+            "all_solves_succeeded": self.all_success,
+        }
+
+    def json(self) -> dict[str, JSON]:
+        vs_p0: dict[str, JSON] = {k: dict(v) for k, v in self.vs_p0.items()}
+        vs_g: dict[str, JSON] = {k: list(v) for k, v in self.vs_group_size.items()}
+        return dict(
+            beta=BETA,
+            group_size=G,
+            p0=self.p0,
+            vs_p0=vs_p0,
+            rlhf=self.rlhf,
+            sizes=list(SIZES),
+            vs_group_size=vs_g,
+            direct_kl=dict(group_size=g_text(G_KL), beta=BETA_KL, roots=[dict(vars(r)) for r in self.roots]),
+        )
 
 
 def closed_form(key: str, p0: float, beta: float, group_size: int) -> float:
@@ -75,7 +141,8 @@ def count_roots_by_scan(p0: float, beta: float, group_size: int, n: int) -> int:
     return int(np.sum(np.sign(f[:-1]) * np.sign(f[1:]) < 0))
 
 
-def build(cfg: ReportConfig) -> SectionResult:
+def compute(cfg: ReportConfig) -> VariantsData:
+    """Each variant against its closed form, against G, and every direct-KL stationary point."""
     p0 = np.linspace(0.02, 0.95, 20 if cfg.quick else 40)
     problem = binary_problem(p0)
     checks: dict[str, float] = {}
@@ -93,14 +160,14 @@ def build(cfg: ReportConfig) -> SectionResult:
 
     # p against G at p0 = 0.3, and the ddof identity at every G
     cfg.status("group sizes")
-    sizes = [2, 3, 4, 6, 8, 12, 16, 24, 32, 64]
+    sizes = SIZES
     single = binary_problem([0.3])
-    vs_g = {key: [] for key, _, _ in VARIANTS}
+    vs_g: dict[str, list[float]] = {key: [] for key, _, _ in VARIANTS}
     ddof_gap = 0.0
     for g in sizes:
         for key, _, fields in VARIANTS:
             res = stationary_policy(single, GRPO(group_size=g, beta=BETA, **fields))
-            all_success &= bool(res.success)
+            all_success &= bool(np.all(res.success))
             vs_g[key].append(float(res.policy[0, 0]))
         scaled = stationary_policy(single, GRPO(group_size=g, beta=BETA * math.sqrt(g / (g - 1))))
         ddof_gap = max(ddof_gap, abs(vs_g["shift_scale ddof=1"][-1] - float(scaled.policy[0, 0])))
@@ -108,7 +175,7 @@ def build(cfg: ReportConfig) -> SectionResult:
 
     # direct KL at a large group: several stationary policies
     cfg.status("direct KL roots")
-    g_kl, beta_kl = 64, 1.0
+    g_kl, beta_kl = G_KL, BETA_KL
     p0_kl = np.geomspace(1e-3, 0.5, 24 if cfg.quick else 48)
     res_kl = stationary_policy(binary_problem(p0_kl), GRPO(group_size=g_kl, beta=beta_kl, penalty="kl"))
     all_success &= bool(np.all(res_kl.success))
@@ -126,51 +193,10 @@ def build(cfg: ReportConfig) -> SectionResult:
         n_scan = count_roots_by_scan(float(a), beta_kl, g_kl, scan_n)
         count_mismatch += int(n_scan != len(ps))
         for r in res_kl.roots[c]:
-            roots.append(dict(p0=float(a), p=float(r.policy[0]), stable=bool(r.stable)))
+            roots.append(Root(p0=float(a), p=float(r.policy[0]), stable=bool(r.stable)))
     checks["direct KL roots: |stationarity equation|"] = worst_eq
-    multi = sorted({r["p0"] for r in roots if sum(q["p0"] == r["p0"] for q in roots) > 1})
 
-    # ---- figure
-    fig, axes = new_figure(11.5, 3.9, ncols=3)
-    ax = axes[0, 0]
-    every = max(1, len(p0) // 10)
-    ax.plot([0, 1], [0, 1], color=color("reference"), ls=":", lw=1)
-    for key, label, _ in VARIANTS:
-        ax.plot(p0, vs_p0[key]["solver"], color=color(key), label=label)
-        if key != "kl":
-            ax.plot(p0[::every], vs_p0[key]["closed_form"][::every], color=color(key), **CLOSED_FORM_MARKER)
-    ax.plot(p0, rlhf_p0, color=color("rlhf"), ls="--", label="RLHF")
-    ax.plot([], [], color="0.3", label="closed form", **CLOSED_FORM_MARKER)
-    ax.set_xlabel("reference probability p₀")
-    ax.set_ylabel("stationary probability p")
-    ax.set_title(f"binary question, G = {G}, β = {BETA}")
-    ax.legend(fontsize=7.5, loc="lower right")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-
-    ax = axes[0, 1]
-    for key, label, _ in VARIANTS:
-        ax.semilogx(sizes, vs_g[key], "o-", color=color(key), ms=3.5, label=label)
-    ax.set_xlabel("group size G")
-    ax.set_ylabel("stationary probability p")
-    ax.set_title(f"p₀ = 0.3, β = {BETA}")
-    ax.set_xticks([*sizes[::2], 64], [str(s) for s in sizes[::2]] + ["64"])
-    ax.minorticks_off()
-
-    ax = axes[0, 2]
-    st = [r for r in roots if r["stable"]]
-    un = [r for r in roots if not r["stable"]]
-    ax.semilogx([r["p0"] for r in st], [r["p"] for r in st], "o", color=color("kl"), ms=4, label="stable")
-    ax.semilogx(
-        [r["p0"] for r in un], [r["p"] for r in un], "o", color=color("kl"), mfc="white", ms=4, label="unstable"
-    )
-    ax.set_xlabel("reference probability p₀")
-    ax.set_ylabel("stationary probability p")
-    ax.set_title(f"direct KL, G = {g_kl}, β = {beta_kl}: all stationary points")
-    ax.legend(loc="lower right")
-    ax.set_ylim(0, 1.02)
-
-    rows = [[name, gap] for name, gap in checks.items()]
+    rows: list[list[Cell]] = [[name, gap] for name, gap in checks.items()]
     rows.append(["direct KL: root counts differing from an independent scan", count_mismatch])
     table = Table(
         "identities",
@@ -184,50 +210,81 @@ def build(cfg: ReportConfig) -> SectionResult:
         [[g, *[vs_g[key][i] for key, _, _ in VARIANTS]] for i, g in enumerate(sizes)],
         f"Stationary probability of the correct answer, p₀ = 0.3, β = {BETA}.",
     )
-    biggest = max(checks.values())
-    passed = all_success and biggest < TOLERANCE and count_mismatch == 0 and len(multi) > 0
-    verdict = Verdict(
+    return VariantsData(
+        p0=p0,
+        vs_p0=vs_p0,
+        rlhf=rlhf_p0,
+        vs_group_size=vs_g,
+        roots=tuple(roots),
+        n_p0_kl=len(p0_kl),
+        checks=checks,
+        count_mismatch=count_mismatch,
+        all_success=all_success,
+        tables=(table, table_g),
+    )
+
+
+def verdict(data: VariantsData) -> Verdict:
+    """Every identity within TOLERANCE, root counts agree with the scan, and several roots exist somewhere."""
+    biggest = max(data.checks.values())
+    multi, n_kl = data.multi, data.n_p0_kl
+    passed = data.all_success and biggest < TOLERANCE and data.count_mismatch == 0 and len(multi) > 0
+    return Verdict(
         passed,
         f"max |solver − independent route| = {biggest:.1e} (tolerance {TOLERANCE:g}) over the shift, rloo, ddof-0/1 "
-        f"closed forms and the ddof identity at {len(sizes)} group sizes; direct KL at G = {g_kl}: {len(multi)} of "
-        f"{len(p0_kl)} reference probabilities have several stationary policies, root counts agree with an "
-        f"independent scan in {len(p0_kl) - count_mismatch}/{len(p0_kl)}.",
+        f"closed forms and the ddof identity at {len(SIZES)} group sizes; direct KL at G = {G_KL}: {len(multi)} of "
+        f"{n_kl} reference probabilities have several stationary policies, root counts agree with an "
+        f"independent scan in {n_kl - data.count_mismatch}/{n_kl}.",
     )
-    return SectionResult(
-        key=KEY,
-        number=6,
-        title=TITLE,
-        claim=(
-            "The choice of advantage normalisation and penalty changes the objective: without scale normalisation "
-            "(shift, Dr. GRPO) or with RLOO's baseline the stationary policy stays closer to π_ref; the sample std "
-            "(ddof 1) is the population std (ddof 0) with β replaced by β√(G/(G−1)); and with a direct-KL penalty "
-            "several stationary policies can coexist at large G (THEORY.md §9)."
-        ),
-        verdict=verdict,
-        figures=[
-            FigureOut(
-                "variants",
-                fig,
-                "Left: stationary probability of the correct answer per variant (markers: "
-                "closed forms). Middle: against G. Right: every stationary point of the direct-KL variant "
-                "at G = 64, with its stability.",
-            )
-        ],
-        tables=[table, table_g],
-        measured={
-            **{k.replace(" ", "_"): v for k, v in checks.items()},
-            "direct_kl_multiple_root_p0s": len(multi),
-            "direct_kl_root_count_mismatches": count_mismatch,
-            "all_solves_succeeded": all_success,
-        },
-        data=dict(
-            beta=BETA,
-            group_size=G,
-            p0=p0,
-            vs_p0=vs_p0,
-            rlhf=rlhf_p0,
-            sizes=sizes,
-            vs_group_size=vs_g,
-            direct_kl=dict(group_size=g_text(g_kl), beta=beta_kl, roots=roots),
-        ),
-    )
+
+
+def render(data: VariantsData) -> list[FigureOut]:
+    """p against p0 per variant, p against G, and the direct-KL stationary points with their stability."""
+    p0, sizes, g_kl, beta_kl = data.p0, list(SIZES), G_KL, BETA_KL
+    # ---- figure
+    fig, axes = new_figure(11.5, 3.9, ncols=3)
+    ax = axes[0, 0]
+    every = max(1, len(p0) // 10)
+    ax.plot([0, 1], [0, 1], color=color("reference"), ls=":", lw=1)
+    for key, label, _ in VARIANTS:
+        ax.plot(p0, data.vs_p0[key]["solver"], color=color(key), label=label)
+        if key != "kl":
+            ax.plot(p0[::every], data.vs_p0[key]["closed_form"][::every], color=color(key), **CLOSED_FORM_MARKER)
+    ax.plot(p0, data.rlhf, color=color("rlhf"), ls="--", label="RLHF")
+    ax.plot([], [], color="0.3", label="closed form", **CLOSED_FORM_MARKER)
+    ax.set_xlabel("reference probability p₀")
+    ax.set_ylabel("stationary probability p")
+    ax.set_title(f"binary question, G = {G}, β = {BETA}")
+    ax.legend(fontsize=7.5, loc="lower right")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+
+    ax = axes[0, 1]
+    for key, label, _ in VARIANTS:
+        ax.semilogx(sizes, data.vs_group_size[key], "o-", color=color(key), ms=3.5, label=label)
+    ax.set_xlabel("group size G")
+    ax.set_ylabel("stationary probability p")
+    ax.set_title(f"p₀ = 0.3, β = {BETA}")
+    ax.set_xticks([*sizes[::2], 64], [str(s) for s in sizes[::2]] + ["64"])
+    ax.minorticks_off()
+
+    ax = axes[0, 2]
+    st = [r for r in data.roots if r.stable]
+    un = [r for r in data.roots if not r.stable]
+    ax.semilogx([r.p0 for r in st], [r.p for r in st], "o", color=color("kl"), ms=4, label="stable")
+    ax.semilogx([r.p0 for r in un], [r.p for r in un], "o", color=color("kl"), mfc="white", ms=4, label="unstable")
+    ax.set_xlabel("reference probability p₀")
+    ax.set_ylabel("stationary probability p")
+    ax.set_title(f"direct KL, G = {g_kl}, β = {beta_kl}: all stationary points")
+    ax.legend(loc="lower right")
+    ax.set_ylim(0, 1.02)
+
+    return [
+        FigureOut(
+            "variants",
+            fig,
+            "Left: stationary probability of the correct answer per variant (markers: "
+            "closed forms). Middle: against G. Right: every stationary point of the direct-KL variant "
+            "at G = 64, with its stability.",
+        )
+    ]
