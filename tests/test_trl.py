@@ -63,24 +63,83 @@ def test_spec_mapping_and_refusals(tmp_path):
     assert (spec.normalization, spec.penalty, spec.beta, spec.group_size) == ("shift", "k3", 0.3, 4)
     assert trl_aggregation(_config(tmp_path, loss_type="grpo")) == "sequence_mean"
     assert grpo_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "kl"
-    for bad in (dict(scale_rewards="batch"), dict(temperature=0.7), dict(top_p=0.9), dict(loss_type="cispo")):
-        with pytest.raises(InputError):
+    refused = [
+        (dict(scale_rewards="batch"), "scale_rewards"),
+        (dict(temperature=0.7), "temperature"),
+        (dict(top_p=0.9), "top_p"),
+        (dict(top_k=5), "top_k"),
+        (dict(loss_type="vespo"), "loss_type"),
+        (dict(sync_ref_model=True), "sync_ref_model"),
+        (dict(generation_kwargs={"temperature": 0.5}), "generation_kwargs.temperature"),
+        (dict(importance_sampling_level="sequence", use_bias_correction_kl=True), "importance_sampling_level"),
+        (dict(mask_truncated_completions=True), "mask_truncated_completions"),
+        (dict(top_entropy_quantile=0.2), "top_entropy_quantile"),
+        (dict(multi_objective_aggregation="normalize_then_sum"), "multi_objective_aggregation"),
+        (dict(weight_decay=0.01), "weight_decay"),
+    ]
+    for bad, field in refused:
+        with pytest.raises(InputError) as info:
             grpo_from_trl(_config(tmp_path, **bad))
+        assert info.value.field == field, bad
+
+
+def test_mapping_tables_are_trl_facts():
+    """TRL_KEYS' defaults and the known-key list are those of the installed TRL's dataclasses
+    (the `trl grpo` script's: GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig)."""
+    import dataclasses
+
+    import trl
+    from trl import DatasetMixtureConfig, GRPOConfig, ModelConfig
+    from trl.scripts.grpo import GRPOScriptArguments
+
+    from grpo_align.mappings.trl import TRL_INERT_KEYS, TRL_KEYS, TRL_VERSION
+
+    if trl.__version__ != TRL_VERSION:
+        pytest.skip(f"tables checked against TRL {TRL_VERSION}, installed {trl.__version__}")
+    fields = {
+        f.name: f
+        for cls in (GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig)
+        for f in dataclasses.fields(cls)
+    }
+    assert set(TRL_KEYS) | TRL_INERT_KEYS == set(fields) | {"env"}
+    for key, entry in TRL_KEYS.items():
+        assert fields[key].default == entry.default, key
+
+
+_GRID = [
+    ga.GRPO(group_size=g, beta=b, normalization=n, ddof=d, eps=e, penalty=p)
+    for g, b, (n, d, e), p in [
+        (2, 0.0, ("shift_scale", 1, 1e-4), "kl"),
+        (3, 0.04, ("shift", 0, 0.0), "k3"),
+        (8, 1.0, ("shift_scale", 1, 1e-4), "k3"),
+        (16, 0.2, ("shift", 0, 0.0), "kl"),
+    ]
+]
 
 
 @pytest.mark.parametrize(
     "algo",
     [
+        ga.GRPO.preset("trl"),
         ga.GRPO.preset("trl", beta=0.3),
         ga.GRPO.preset("trl", beta=0.5, penalty="k3", group_size=4),
         ga.GRPO.preset("dr_grpo", beta=0.1),
+        *_GRID,
     ],
+    ids=repr,
 )
 def test_real_grpo_config_round_trip(tmp_path, algo):
     from trl import GRPOConfig
 
-    config = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **trl_kwargs_from_grpo(algo))
+    kwargs = trl_kwargs_from_grpo(algo)
+    batch = kwargs["num_generations"]  # TRL wants whole groups in a batch
+    config = GRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=batch, **kwargs
+    )
     assert grpo_from_trl(config) == algo
+    assert grpo_from_trl(kwargs) == algo  # the same keys in a config file
+    report = ga.mappings.describe_trl_mapping(config)
+    assert report.seen_version == report.checked_version and report.row("output_dir").source == "given"
 
 
 @pytest.fixture(scope="module")
