@@ -295,7 +295,9 @@ def _blocked_cli(*args: str) -> tuple[int, str, str]:
     import sys
 
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, "predict", *args], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKER, "predict", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
