@@ -89,10 +89,13 @@ def run(args: argparse.Namespace) -> int:
     )
     task = progress.add_task("predict", total=None)
 
+    shown = []
+
     def on_start(total: int | None) -> None:
         if not args.quiet and (total is None or total > LONG_INPUT):
             progress.update(task, total=total)
             progress.start()
+            shown.append(True)
 
     def on_chunk(done: int, total: int | None) -> None:
         progress.update(task, completed=done)
@@ -110,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
             html=not args.no_html,
         )
     finally:
-        progress.stop()
+        if shown:
+            progress.stop()
     _print_summary(console, summary.data)
     console.print(f"wrote {', '.join(str(args.out / f) for f in summary.data['outputs'])}")
     for pid, message in summary.failed[:10]:
