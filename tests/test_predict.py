@@ -516,3 +516,55 @@ def test_out_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     assert main(["predict", str(stats), "--preset", "paper", "--out", str(tmp_path / "f")]) == 2
     assert capsys.readouterr().err == f"error: --out: {tmp_path / 'f'} is a file; expected a folder\n"
+
+
+@pytest.mark.parametrize("preset", ["trl --beta 0.04", "paper"])
+def test_readme_shows_the_real_output(tmp_path, capsys, preset):
+    """The README's `grpo-align predict` blocks are what the command prints (no drift)."""
+    readme = (ROOT / "README.md").read_text()
+    command = f"$ grpo-align predict examples/pass_rates.jsonl --preset {preset} --out "
+    start = readme.index(command)
+    block = readme[start : readme.index("```", start)]
+    shown = [line for line in block.splitlines() if line.startswith(("│", "spec (", "status:"))]
+    assert len(shown) >= 6
+    rc = main(
+        ["predict", str(ROOT / "examples" / "pass_rates.jsonl"), "--preset", *preset.split(), "--out", str(tmp_path)]
+    )
+    printed = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    assert shown == [line for line in printed if line.startswith(("│", "spec (", "status:"))]
+
+
+def test_csv_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes("\ufeffprompt_id,p0\na,0.3\n".encode())
+    rows = _run(tmp_path, path, GRPO(group_size=2, beta=0.2))
+    assert float(rows["a"]["predicted"]) == pytest.approx(binary_g2_policy(0.3, 0.2), abs=TOL)
+
+
+def test_a_failed_solve_exits_1_and_names_the_prompt(tmp_path, capsys, monkeypatch):
+    """A failure at an interval end marks the prompt failed, with the end named."""
+    import dataclasses
+
+    from grpo_align.predict import engine
+
+    real = engine.stationary_policy
+
+    def failing_last(problem, algo):
+        res = real(problem, algo)
+        status = (*res.status[:-1], "failed")
+        message = (*res.message[:-1], "no stationary policy found (test)")
+        success = res.success.copy()
+        success[-1] = False
+        return dataclasses.replace(res, status=status, message=message, success=success)
+
+    monkeypatch.setattr(engine, "stationary_policy", failing_last)
+    stats = _write_jsonl(tmp_path / "s.jsonl", ROWS)
+    rc = main(["predict", str(stats), "--preset", "paper", "--out", str(tmp_path / "out"), "--planner-prompts", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    # the last context of the batch is the last prompt's p0_high
+    assert err.startswith("error: prompt d: the end point at p0_high = 0.")
+    assert err.rstrip().endswith("failed: no stationary policy found (test)")
+    assert _predictions(tmp_path / "out")["d"]["status"] == "failed"
+    assert _predictions(tmp_path / "out")["a"]["status"] == "interior"

@@ -190,7 +190,8 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
         p0 = jeffreys_mean(chunk.n, chunk.correct)
         low, high = jeffreys_interval(chunk.n, chunk.correct)
         # one batch: the point estimate and both ends of the interval
-        both = binary_end_points(np.concatenate([p0, low, high]), algo)
+        both_p0 = np.concatenate([p0, low, high])
+        both = binary_end_points(both_p0, algo)
         main = EndPoints(
             both.predicted[:size],
             both.kl[:size],
@@ -200,12 +201,12 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
             both.message[:size],
         )
         pred_low, pred_high = both.predicted[size : 2 * size], both.predicted[2 * size :]
-        status = [
-            "failed"
-            if "failed" in (both.status[i], both.status[size + i], both.status[2 * size + i])
-            else both.status[i]
-            for i in range(size)
-        ]
+        status = list(main.status)
+        for i in range(size):
+            for end, j in (("p0_low", size + i), ("p0_high", 2 * size + i)):
+                if both.status[j] == "failed" and status[i] != "failed":
+                    status[i] = "failed"
+                    main.message[i] = f"the end point at {end} = {both_p0[j]:.6g} failed: {both.message[j]}"
     else:
         p0 = chunk.p0
         main = binary_end_points(p0, algo)

@@ -121,8 +121,9 @@ def detect_format(path: Path) -> str:
 # ---------------------------------------------------------------------------- row sources
 def _open_text(path: Path) -> IO[str]:
     if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    # utf-8-sig: spreadsheet programs start their CSV with a byte-order mark
+    return path.open("r", encoding="utf-8-sig", newline="")
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
