@@ -12,6 +12,8 @@ lm      train + transformers, tokenizers             ``grpo-align lm``, report s
                                                      ``grpo_align.lm``
 trl     lm + trl, accelerate, datasets               ``grpo-align lm --trl``,
                                                      ``grpo_align.integrations.trl``
+data    pyarrow, datasets, pyyaml                    ``grpo-align predict`` on Parquet, a datasets
+                                                     folder or a YAML config
 all     all of the above
 ======  ===========================================  ==========================================
 
@@ -34,6 +36,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch",),
     "lm": ("torch", "transformers", "tokenizers"),
     "trl": ("torch", "transformers", "tokenizers", "trl", "accelerate", "datasets"),
+    "data": ("pyarrow", "datasets", "yaml"),
 }
 
 
@@ -84,7 +87,7 @@ def require(extra: str, feature: str, *modules: str) -> None:
     Parameters
     ----------
     extra : str
-        One of ``EXTRAS`` ("train", "lm", "trl").
+        One of ``EXTRAS`` ("train", "lm", "trl", "data").
     feature : str
         What needs it, as the subject of the message ("grpo-align lm").
     *modules : str

@@ -1,0 +1,194 @@
+"""The ``GRPO`` a run trains, from a preset name, a grpo-align TOML file or a trainer's config.
+
+``load_spec(path_or_preset, overrides)`` is the one entry point:
+
+* a preset name (``GRPO.presets``: paper, trl, verl, openrlhf, dr_grpo, rloo);
+* a ``.toml`` file with one ``[algorithm]`` table (or one ``[[algorithm]]``) of GRPO fields,
+  as ``grpo-align solve`` reads them (``[problem]`` and ``[train]`` tables are ignored);
+* a trainer's config file (``.yaml``, ``.yml``, ``.json``): parsed to a dict and mapped by
+  the reader of its trainer, given or detected (``TRAINER_READERS``; today TRL's
+  ``GRPOConfig`` keys through ``grpo_align.mappings.trl.grpo_from_trl``).
+
+``overrides`` (``beta``, ``group_size``, any GRPO field) are applied last, so
+``--preset trl --beta 0.04`` and "this config, but beta = 0.1" both work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from grpo_align.errors import InputError
+from grpo_align.extras import require
+from grpo_align.theory import GRPO, PRESETS
+
+__all__ = [
+    "TRAINER_DETECTORS",
+    "TRAINER_READERS",
+    "SpecSource",
+    "load_spec",
+    "load_spec_with_source",
+    "read_config_file",
+]
+
+GRPO_FIELDS = tuple(f.name for f in fields(GRPO))
+
+
+@dataclass(frozen=True)
+class SpecSource:
+    """Where a ``GRPO`` came from, for ``summary.json``.
+
+    Attributes
+    ----------
+    kind : {"preset", "toml", "trainer"}
+    name : str
+        The preset name, or the path of the file.
+    trainer : str or None
+        The trainer whose config was mapped ("trl"), for kind "trainer".
+    overrides : dict
+        The fields set on top.
+    mapping : Any
+        The trainer mapping's own report where it provides one (``describe_<trainer>_mapping``).
+    """
+
+    kind: str
+    name: str
+    trainer: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    mapping: Any = None
+
+
+class _AttrDict(dict[str, Any]):
+    """A parsed config read both as a mapping and by attribute (GRPOConfig's attribute names)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _trl_reader(config: Mapping[str, Any]) -> tuple[GRPO, Any]:
+    from grpo_align.mappings import trl
+
+    algo = trl.grpo_from_trl(_AttrDict(config))
+    describe = getattr(trl, "describe_trl_mapping", None)
+    return algo, describe(_AttrDict(config)) if describe is not None else None
+
+
+#: trainer name -> reader of its parsed config dict: (GRPO, mapping report or None).
+#: verl and OpenRLHF join here.
+TRAINER_READERS: dict[str, Callable[[Mapping[str, Any]], tuple[GRPO, Any]]] = {"trl": _trl_reader}
+
+#: trainer name -> keys only that trainer's config has, to tell the trainer without --trainer
+TRAINER_DETECTORS: dict[str, tuple[str, ...]] = {
+    "trl": ("num_generations", "scale_rewards", "use_bias_correction_kl", "loss_type", "beta"),
+}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A trainer config (YAML or JSON) as a dict."""
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(str(path), f"malformed JSON ({exc.msg}, line {exc.lineno})") from None
+    else:
+        require("data", "reading a YAML config", "yaml")
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(str(path), f"malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(str(path), "expected a mapping of config keys at the top level")
+    return data
+
+
+def _detect_trainer(path: Path, config: Mapping[str, Any]) -> str:
+    hits = [name for name, keys in TRAINER_DETECTORS.items() if any(k in config for k in keys)]
+    if len(hits) != 1:
+        why = "matches several trainers" if hits else "has none of the keys of a known trainer"
+        raise InputError(str(path), f"{why}; pass --trainer (one of {', '.join(TRAINER_READERS)})")
+    return hits[0]
+
+
+def _toml_spec(path: Path) -> GRPO:
+    from grpo_align.io_toml import parse_algorithm
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(str(path), f"malformed TOML: {str(exc).splitlines()[0]}") from None
+    table = data.get("algorithm")
+    if isinstance(table, list):
+        if len(table) != 1:
+            raise InputError(f"{path}: algorithm", f"has {len(table)} [[algorithm]] tables; expected exactly one")
+        table = table[0]
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: algorithm", "missing; expected an [algorithm] table of GRPO fields")
+    return parse_algorithm(table)[1]
+
+
+def _check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(GRPO_FIELDS))
+    if unknown:
+        raise InputError("overrides", f"unknown field(s) {', '.join(unknown)}; expected GRPO fields")
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def load_spec_with_source(
+    path_or_preset: str | Path, overrides: Mapping[str, Any] | None = None, trainer: str | None = None
+) -> tuple[GRPO, SpecSource]:
+    """``load_spec`` and where the spec came from (see the module docstring)."""
+    extra = _check_overrides(overrides or {})
+    name = str(path_or_preset)
+    path = Path(path_or_preset)
+    if trainer is not None and trainer not in TRAINER_READERS:
+        raise InputError("--trainer", f"unknown {trainer!r}; expected one of {', '.join(TRAINER_READERS)}")
+    if not path.exists() and name in PRESETS:
+        if trainer is not None:
+            raise InputError("--trainer", "applies to a config file, not to a preset")
+        return GRPO.preset(name, **extra), SpecSource("preset", name, overrides=extra)
+    if not path.exists():
+        raise InputError("--config", f"{name!r} is neither a file nor a preset ({', '.join(PRESETS)})")
+    if path.is_dir():
+        raise InputError("--config", f"{path} is a directory; expected a config file or a preset name")
+    if path.suffix.lower() == ".toml":
+        algo = _toml_spec(path)
+        return algo.replace(**extra), SpecSource("toml", str(path), overrides=extra)
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise InputError("--config", f"{path}: unknown format; expected .toml, .yaml, .yml or .json")
+    config = read_config_file(path)
+    trainer = trainer or _detect_trainer(path, config)
+    algo, mapping = TRAINER_READERS[trainer](config)
+    return algo.replace(**extra), SpecSource("trainer", str(path), trainer, extra, mapping)
+
+
+def load_spec(path_or_preset: str | Path, overrides: Mapping[str, Any] | None = None) -> GRPO:
+    """The ``GRPO`` a preset name or a config file specifies, with ``overrides`` applied.
+
+    Examples
+    --------
+    >>> load_spec("trl", {"beta": 0.04})
+    GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl')
+    """
+    return load_spec_with_source(path_or_preset, overrides)[0]
+
+
+def parse_group_size(text: str) -> float:
+    """``--group-size``: an integer, or ``inf`` for the G -> infinity limit."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError("--group-size", f"expected an integer >= 2 or 'inf', got {text!r}") from None

@@ -1,0 +1,205 @@
+"""``predict``: a STATS file and a ``GRPO`` in, per-prompt end points and a page out.
+
+The file streams through in chunks: read a chunk, solve its prompts as one batch, append
+its rows to ``predictions.csv`` (and ``.parquet``). Only running sums and a uniform random
+sample of at most ``SAMPLE_SIZE`` prompts (for the figures and the planner) are kept, so
+memory does not grow with the file (the ids are kept to catch duplicates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grpo_align.files import atomic_write_json, atomic_write_text
+from grpo_align.predict.config import SpecSource
+from grpo_align.predict.engine import binary_end_points, predict_chunk, reward_end_points
+from grpo_align.predict.outputs import PredictionWriter
+from grpo_align.predict.stats import DEFAULT_CHUNK_SIZE, StatsReader
+from grpo_align.theory import GRPO
+
+__all__ = [
+    "PLANNER_BETAS",
+    "PLANNER_GROUPS",
+    "SAMPLE_SIZE",
+    "PredictSummary",
+    "Sample",
+    "planner",
+    "run_predict",
+]
+
+#: prompts kept (uniformly at random) for the figures
+SAMPLE_SIZE = 20_000
+#: prompts of that sample the planner solves at every (G, beta)
+DEFAULT_PLANNER_PROMPTS = 200
+#: the planner's grid: beta on a log scale, and these group sizes beside the config's own
+PLANNER_BETAS = tuple(float(b) for b in np.geomspace(1e-3, 10.0, 13))
+PLANNER_GROUPS = (2, 4, 8, 16)
+SEED = 0
+
+
+@dataclass
+class Sample:
+    """A uniform random sample of prompts: bottom-k of independent uniform keys.
+
+    Holds the figures' columns and what the planner needs to solve the prompts again
+    (p0 for binary prompts, the rewards otherwise).
+    """
+
+    size: int
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    rewards: list[np.ndarray] = field(default_factory=list)
+
+    NAMES = ("p0", "p0_low", "p0_high", "predicted", "predicted_low", "predicted_high", "rlhf", "kl")
+
+    def add(self, keys: np.ndarray, columns: dict[str, Any], rewards: list[np.ndarray] | None) -> None:
+        merged = np.concatenate([self.keys, keys])
+        cols = {
+            name: np.concatenate([self.columns.get(name, np.empty(0)), np.asarray(columns[name], dtype=float)])
+            for name in self.NAMES
+        }
+        all_rewards = [*self.rewards, *(rewards or [])]
+        keep = np.argsort(merged, kind="stable")[: self.size]
+        self.keys = merged[keep]
+        self.columns = {name: c[keep] for name, c in cols.items()}
+        self.rewards = [all_rewards[i] for i in keep] if all_rewards else []
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+
+@dataclass
+class PredictSummary:
+    """What ``summary.json`` holds (plus the sample and the planner for the page)."""
+
+    data: dict[str, Any]
+    sample: Sample
+    planner: dict[str, Any] | None
+    failed: list[tuple[str, str]]
+
+
+def _source_json(source: SpecSource) -> dict[str, Any]:
+    return dataclasses.asdict(source) if dataclasses.is_dataclass(source) else dict(source)
+
+
+def planner(
+    sample: Sample, kind: str, algo: GRPO, prompts: int, betas: tuple[float, ...] = PLANNER_BETAS
+) -> dict[str, Any]:
+    """Mean end point and mean KL over ``prompts`` sampled prompts against beta, for several G.
+
+    The groups are ``PLANNER_GROUPS`` and the config's own G; beta runs over ``betas`` and
+    the config's own beta (where positive). Each (G, beta) is one batched solve with the
+    config's other fields.
+    """
+    take = min(prompts, len(sample))
+    groups = sorted({*PLANNER_GROUPS, algo.group_size}, key=lambda g: (g == math.inf, g))
+    grid = sorted({*betas, *([algo.beta] if algo.beta > 0 else [])})
+    mean_pred = np.full((len(groups), len(grid)), np.nan)
+    mean_kl = np.full((len(groups), len(grid)), np.nan)
+    p0 = sample.columns["p0"][:take] if take else np.empty(0)
+    rewards = sample.rewards[:take]
+    for i, g in enumerate(groups):
+        for j, b in enumerate(grid):
+            variant = algo.replace(group_size=g, beta=b)
+            if take == 0:
+                continue
+            out = reward_end_points(rewards, variant)[1] if kind == "rewards" else binary_end_points(p0, variant)
+            ok = np.array([s != "failed" for s in out.status])
+            if ok.any():
+                mean_pred[i, j] = float(np.mean(out.predicted[ok]))
+                mean_kl[i, j] = float(np.mean(out.kl[ok]))
+    return {
+        "prompts": take,
+        "groups": groups,
+        "betas": grid,
+        "mean_predicted": mean_pred,
+        "mean_kl": mean_kl,
+        "config": {"group_size": algo.group_size, "beta": algo.beta},
+    }
+
+
+def run_predict(
+    stats: str | Path,
+    algo: GRPO,
+    source: SpecSource,
+    out_dir: str | Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    planner_prompts: int = DEFAULT_PLANNER_PROMPTS,
+    parquet: bool | None = None,
+    on_chunk: Callable[[int, int | None], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    html: bool = True,
+) -> PredictSummary:
+    """Predict every prompt of ``stats`` under ``algo``; write predictions, summary and page.
+
+    ``on_start(total_rows or None)`` and ``on_chunk(rows_done, total_rows or None)`` report
+    progress. Returns the summary (its ``failed`` lists prompts whose solve failed).
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    reader = StatsReader(stats, chunk_size)
+    total = reader.total_rows()
+    if on_start is not None:
+        on_start(total)
+    rng = np.random.default_rng(SEED)
+    sample = Sample(SAMPLE_SIZE)
+    sums = {name: 0.0 for name in ("p0", "predicted", "predicted_low", "predicted_high", "rlhf", "kl")}
+    status_counts: dict[str, int] = {}
+    failed: list[tuple[str, str]] = []
+    rows = 0
+    out.mkdir(parents=True, exist_ok=True)
+    with PredictionWriter(out, parquet) as writer:
+        for chunk in reader:
+            cols = predict_chunk(chunk, algo)
+            writer.write(cols)  # type: ignore[arg-type]
+            rows += len(chunk)
+            for name in sums:
+                sums[name] += float(np.sum(np.asarray(cols[name], dtype=float)))
+            for pid, status, message in zip(cols["prompt_id"], cols["status"], cols["message"], strict=True):  # type: ignore[call-overload]
+                status_counts[status] = status_counts.get(status, 0) + 1
+                if status == "failed":
+                    failed.append((pid, message))
+            sample.add(rng.random(len(chunk)), cols, chunk.rewards)
+            if on_chunk is not None:
+                on_chunk(rows, total)
+    plan = planner(sample, reader.kind, algo, planner_prompts) if planner_prompts > 0 and rows else None
+    means = {f"mean_{k}": (v / rows if rows else math.nan) for k, v in sums.items()}
+    if reader.kind != "counts":
+        means["mean_predicted_low"] = means["mean_predicted_high"] = math.nan
+    if algo.beta == 0:
+        means["mean_rlhf"] = math.nan
+    data: dict[str, Any] = {
+        "prompts": rows,
+        **means,
+        "status": status_counts,
+        "failed": len(failed),
+        "input": {"path": str(stats), "format": reader.format, "kind": reader.kind},
+        "quantity": "p(correct)" if reader.kind != "rewards" else "mean reward",
+        "spec": dataclasses.asdict(algo),
+        "source": _source_json(source),
+        "root_rule": "the stable stationary policy nearest the reference mixture (every root counted in 'roots')",
+        "interval": "95% equal-tailed Jeffreys interval, Beta(correct + 1/2, n - correct + 1/2)"
+        if reader.kind == "counts"
+        else None,
+        "sample": {"prompts": len(sample), "of": rows},
+        "planner": plan,
+        "outputs": ["predictions.csv", *(["predictions.parquet"] if writer.parquet else []), "summary.json"]
+        + (["index.html"] if html else []),
+    }
+    summary = PredictSummary(data, sample, plan, failed)
+    if html:
+        from grpo_align.predict.html import render_page
+
+        atomic_write_text(out / "index.html", render_page(summary, algo, reader.kind))
+    data["seconds"] = time.perf_counter() - start
+    atomic_write_json(out / "summary.json", data)
+    return summary
