@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grpo_align.errors import InputError
-from grpo_align.theory.preference import preference
+from grpo_align.theory.preference import preference_extended
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
@@ -62,13 +62,18 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: npt.ArrayLike) -
     c : ndarray, (C,)
         The multiplier of the stationarity conditions.
     """
-    pi = np.atleast_2d(np.asarray(policy, dtype=float))
+    pi = problem.check_policy(policy)
     return residual_given(problem, algo, pi, preference_2d(problem, algo, pi))
 
 
 def preference_2d(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
-    """P_G(o | pi) as (C, K) for a policy given as (C, K) (THEORY.md section 4)."""
-    return preference(problem, algo, pi)
+    """P_G(o | pi) as (C, K) for a policy given as (C, K) (THEORY.md section 4).
+
+    Evaluated in extended precision from the problem's own levels
+    (``preference_extended``): the check must not share the rounding of the
+    double-precision P_G the solvers iterate on.
+    """
+    return preference_extended(problem, algo, pi)
 
 
 def residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
