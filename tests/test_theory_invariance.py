@@ -61,7 +61,7 @@ def test_residual_check_sees_a_wrong_policy_that_shares_the_solver_rounding(brut
 def test_levels_too_close_to_distinguish_are_refused():
     # gaps below 1e-150 of the range: the squared gap underflows in the group variance
     prob = ga.Problem.from_rewards(ref=[0.2, 0.3, 0.5], rewards=[0.0, 1e-200, 1.0])
-    with pytest.raises(ga.InputError, match="levels.*too close"):
+    with pytest.raises(ga.InputError, match=r"levels.*too close"):
         ga.stationary_policy(prob, ga.GRPO(group_size=4, beta=0.5))
 
 
