@@ -200,19 +200,29 @@ def level_advantage_table(
 def _limit_level_preference(levels: np.ndarray, w: np.ndarray, algo: GRPO) -> np.ndarray:
     """h_l(w) for G -> infinity (THEORY.md section 8): (v_l - mu_w)/(sigma_w + eps) etc.
 
-    From pairwise level differences, as ``level_advantage_table``: v_l - mu_w =
-    sum_m w_m (v_l - v_m) and sigma_w^2 = (1/2) sum_{l,m} w_l w_m (v_l - v_m)^2.
+    ``levels`` (C, L) and ``w`` (C, ..., L). From pairwise level differences, as
+    ``level_advantage_table``: v_l - mu_w = sum_m w_m (v_l - v_m) and
+    sigma_w^2 = (1/2) sum_{l,m} w_l w_m (v_l - v_m)^2.
     """
     if algo.normalization == "raw":
-        return np.broadcast_to(levels, w.shape).copy()
+        extra = (1,) * (w.ndim - 2)
+        return np.broadcast_to(levels.reshape(levels.shape[:1] + extra + levels.shape[1:]), w.shape).copy()
     diff, span = scaled_level_differences(levels, w.dtype)
     _check_level_gaps(diff, algo)
-    centred = np.einsum("clm,cm->cl", diff, w)
+    return _limit_from_differences(diff, span, w, algo)
+
+
+def _limit_from_differences(diff: np.ndarray, span: np.ndarray, w: np.ndarray, algo: GRPO) -> np.ndarray:
+    """``_limit_level_preference`` with the scaled differences (C, L, L) and span (C,) given."""
+    extra = (1,) * (w.ndim - 2)
+    d = diff.reshape(diff.shape[:1] + extra + diff.shape[1:])
+    sp = span.reshape(span.shape[:1] + extra + (1,))
+    centred = (d @ w[..., None])[..., 0]
     if algo.normalization in ("shift", "rloo"):
-        return centred * span[:, None]
-    var = 0.5 * np.einsum("cl,clm,cm->c", w, diff**2, w)
-    sigma = np.sqrt(np.maximum(var, 0.0))[:, None]
-    denom = sigma + algo.eps / span[:, None]
+        return centred * sp
+    var = 0.5 * np.sum(w * ((d**2) @ w[..., None])[..., 0], axis=-1, keepdims=True)
+    sigma = np.sqrt(np.maximum(var, 0.0))
+    denom = sigma + algo.eps / sp
     with np.errstate(divide="ignore", invalid="ignore"):
         h = centred / denom
     # a point-mass w: every other member equals the own level unless it differs, where the
@@ -231,6 +241,9 @@ class LevelPreference:
         self.levels = levels
         self.dtype = dtype
         if algo.is_limit:
+            if algo.normalization != "raw":
+                self.diff, self.span = scaled_level_differences(levels, dtype)
+                _check_level_gaps(self.diff, algo)
             return
         first = levels[:1]
         if np.all(levels == first):
@@ -246,6 +259,8 @@ class LevelPreference:
         sub = LevelPreference.__new__(LevelPreference)
         sub.__dict__.update(self.__dict__)
         sub.levels = self.levels[idx]
+        if self.algo.is_limit and self.algo.normalization != "raw":
+            sub.diff, sub.span = self.diff[idx], self.span[idx]
         if not self.algo.is_limit and not self.shared:
             sub.table = self.table[idx]
         return sub
@@ -254,12 +269,9 @@ class LevelPreference:
         """h(w), shape (C, ..., L) for w of shape (C, ..., L)."""
         w = np.asarray(w, dtype=self.dtype)
         if self.algo.is_limit:
-            extra = (1,) * (w.ndim - 2)
-            levels = self.levels.reshape(self.levels.shape[:1] + extra + self.levels.shape[1:])
-            flat = _limit_level_preference(
-                np.broadcast_to(levels, w.shape).reshape(-1, w.shape[-1]), w.reshape(-1, w.shape[-1]), self.algo
-            )
-            return flat.reshape(w.shape)
+            if self.algo.normalization == "raw":
+                return _limit_level_preference(self.levels, w, self.algo)
+            return _limit_from_differences(self.diff, self.span, w, self.algo)
         log_w = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)), -1e300)
         # (C, ..., N): Multinomial(G - 1, w) probability of each count vector
         pmf = np.exp(self.log_coef + log_w @ self.counts_f.T)
