@@ -174,13 +174,25 @@ def test_limit_is_the_best_deterministic_reward(norm, brute):
     np.testing.assert_array_equal(res.policy, [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
-def test_exactly_tied_classes_are_not_reported_as_a_single_limit():
+def test_exactly_tied_classes_give_a_face_limit(brute):
     # Two reward classes with the same mean tie exactly under shift (P = (G-1)/G (E r - mu)):
-    # the dynamics keep both, so no single class is the limit. It must say so, quickly.
+    # the dynamics keep both in their reference ratio and drain the third, so the limit is
+    # a face (a mixture), reported as such (THEORY.md section 9), quickly.
     prob = ga.Problem([0.3, 0.3, 0.4], [0.0, 1.0, 2.0], [[0, 1, 0], [0.5, 0, 0.5], [0.6, 0.4, 0]])
     res = ga.stationary_policy(prob, ga.GRPO(group_size=3, beta=0.0, normalization="shift"))[0]
-    assert res.status == "failed" and not res.success
-    assert "reach no single class" in res.message
+    assert res.status == "limit" and res.success, res.message
+    assert "tie exactly" in res.message
+    np.testing.assert_allclose(res.policy, [0.5, 0.5, 0.0], atol=1e-12)
+    # independent route: the brute-force replicator flow from pi_ref (Euler steps on log pi)
+    log_pi = np.log(prob.ref[0])
+    for _ in range(400):
+        pi = np.exp(log_pi - log_pi.max())
+        pi /= pi.sum()
+        pref = brute.preference(prob.levels[0], prob.dist[0], pi, 3, "shift")
+        log_pi += 0.5 * (pref - pi @ pref)
+    pi = np.exp(log_pi - log_pi.max())
+    pi /= pi.sum()
+    assert abs(pi[0] / pi[1] - 1.0) < 1e-12 and pi[2] < 1e-6
 
 
 @pytest.mark.parametrize("penalty", ["k3", "k2", "abs", "k1"])

@@ -32,6 +32,7 @@ __all__ = [
     "level_advantage_table",
     "level_preference",
     "preference",
+    "preference_extended",
     "preference_limit",
     "preference_monte_carlo",
 ]
@@ -85,13 +86,69 @@ def _n_count_vectors(n: int, n_levels: int) -> int:
     return math.comb(n + n_levels - 1, n_levels - 1)
 
 
-def level_advantage_table(levels: np.ndarray, algo: GRPO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+#: Smallest ratio of a gap between two reward levels to their range that shift_scale can
+#: resolve: the squared scaled gaps enter the group variance and must not underflow.
+MIN_LEVEL_GAP = 1e-150
+
+
+def scaled_level_differences(levels: np.ndarray, dtype: Any = float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise level differences in well-scaled units (THEORY.md section 4, "coordinates").
+
+    Returns ``diff`` (C, L, L) with diff[c, l, m] = (v_l - v_m) / range_c and ``span`` (C,)
+    = range_c = max_l v_l - min_l v_l (1 where a context has one level). The levels are
+    first multiplied by a power of two that brings the largest |v| near 1 (exact), so
+    neither the differences nor their squares overflow; each difference is then a single
+    rounding of the exact one, whatever the offset b or the scale a of the levels. Every
+    advantage is a function of these differences (and of ``span`` where the
+    normalisation is not scale invariant), so a problem and its affine image
+    a v + b (a > 0) give the same table to rounding.
+    """
+    lev = np.asarray(levels, dtype=dtype)
+    big = np.max(np.abs(lev), axis=-1, keepdims=True)
+    _, expo = np.frexp(np.where(big > 0, big, 1.0).astype(float))
+    k = np.ldexp(np.ones_like(lev[..., :1]), -expo)  # a power of two: exact scaling
+    scaled = lev * k
+    diff_k = scaled[..., :, None] - scaled[..., None, :]
+    span_k = np.max(scaled, axis=-1) - np.min(scaled, axis=-1)
+    span_k = np.where(span_k > 0, span_k, np.ones_like(span_k))
+    with np.errstate(over="ignore"):
+        span = span_k / k[..., 0]
+    return diff_k / span_k[..., None, None], span
+
+
+def _check_level_gaps(diff: np.ndarray, algo: GRPO) -> None:
+    """shift_scale divides by the group std: the squared gaps must stay normal numbers."""
+    if algo.normalization != "shift_scale" or diff.shape[-1] < 2:
+        return
+    gaps = np.abs(diff)
+    gaps = np.where(gaps > 0, gaps, np.inf)
+    smallest = float(np.min(gaps)) if gaps.size else np.inf
+    if smallest < MIN_LEVEL_GAP:
+        raise InputError(
+            "levels",
+            f"two reward levels differ by {smallest:.1e} of the range of the levels, below "
+            f"{MIN_LEVEL_GAP:g}: too close to distinguish in the group standard deviation; "
+            "merge them into one level or spread them out",
+        )
+
+
+def level_advantage_table(
+    levels: np.ndarray, algo: GRPO, dtype: Any = float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Advantage of the first member for every (others' count vector, own level).
 
     Returns ``counts`` (N, L), ``log_coef`` (N,) the log multinomial coefficients of
     Multinomial(G - 1, .), and ``table`` (C, N, L) with table[c, n, l] = A_1 when
     r_1 = levels[c, l] and the other G - 1 rewards have level counts counts[n]
-    (THEORY.md section 4).
+    (THEORY.md section 4). ``dtype`` np.longdouble gives the extended-precision table
+    of the independent residual check.
+
+    The table is built from pairwise level differences (``scaled_level_differences``),
+    never from the levels themselves: r_1 - mean = (1/G) sum_m n_m (v_l - v_m) and the
+    sum of squared deviations is (1/G) sum_{i<j} (r_i - r_j)^2, a sum of non-negative
+    terms. So an offset b (levels 1e15 + [0, 0.5, 1]) cancels exactly and no scale a
+    (1e-160 or 1e300) underflows or overflows: shift_scale with eps = 0 is computed
+    invariantly under r -> a r + b, shift and rloo invariantly under r -> r + b.
     """
     g = int(algo.group_size)
     n_levels = levels.shape[1]
@@ -103,41 +160,74 @@ def level_advantage_table(levels: np.ndarray, algo: GRPO) -> tuple[np.ndarray, n
             "use fewer levels, a smaller G, or preference_monte_carlo",
         )
     counts = _count_vectors(g - 1, n_levels)
-    log_coef = gammaln(g) - gammaln(counts + 1.0).sum(axis=1)
-    v = levels[:, None, None, :]  # (C, 1, 1, L): level values
-    own = levels[:, None, :]  # (C, 1, L): own level
-    n = counts[None, :, None, :].astype(float)  # (1, N, 1, L)
-    mean = (own + (n * v).sum(axis=-1)) / g  # (C, N, L)
-    centred = own - mean
+    if np.dtype(dtype) == np.dtype(float):
+        log_coef = gammaln(g) - gammaln(counts + 1.0).sum(axis=1)
+    else:
+        log_fact = np.concatenate([np.zeros(1, dtype=dtype), np.cumsum(np.log(np.arange(1, g, dtype=dtype)))])
+        log_coef = log_fact[g - 1] - log_fact[counts].sum(axis=1)
     if algo.normalization == "raw":
-        return counts, log_coef, np.broadcast_to(own, mean.shape).copy()
-    if algo.normalization == "shift":
-        return counts, log_coef, centred
-    if algo.normalization == "rloo":
-        return counts, log_coef, centred * (g / (g - 1))
-    # sum of squared deviations, computed about the mean to avoid cancellation
-    ssd = centred**2 + (n * (v - mean[..., None]) ** 2).sum(axis=-1)
+        own = np.asarray(levels, dtype=dtype)[:, None, :]
+        return counts, log_coef, np.broadcast_to(own, (levels.shape[0], len(counts), n_levels)).copy()
+    diff, span = scaled_level_differences(levels, dtype)
+    _check_level_gaps(diff, algo)
+    n = counts.astype(dtype)
+    # (C, N, L): sum_m n_m (v_l - v_m) / G in units of the span
+    centred = np.einsum("clm,nm->cnl", diff, n) / g
+    if algo.normalization in ("shift", "rloo"):
+        if not np.all(np.isfinite(span)):
+            raise InputError("levels", "the range of the reward levels overflows a float; rescale the rewards")
+        factor = 1.0 if algo.normalization == "shift" else g / (g - 1)
+        return counts, log_coef, centred * (span[:, None, None] * factor)
+    # G * ssd = sum_{i<j} (r_i - r_j)^2 = n^T Q n / 2 + (Q n)_l with Q = diff^2, t = n + e_l
+    q = diff**2
+    qn = np.einsum("clm,nm->cnl", q, n)
+    nqn = np.einsum("nl,cnl->cn", n, qn)
+    ssd = (0.5 * nqn[:, :, None] + qn) / g
     std = np.sqrt(ssd / (g - algo.ddof))
     eye = np.eye(n_levels, dtype=np.int64)
     # all G rewards equal: the others all sit on the own level
     all_equal = np.all(counts[:, None, :] == (g - 1) * eye[None, :, :], axis=-1)[None]
-    table = np.where(all_equal, 0.0, centred / np.where(all_equal, 1.0, std + algo.eps))
-    return counts, log_coef, table
+    if algo.eps > 0:
+        if not np.all(np.isfinite(span)):
+            raise InputError("levels", "the range of the reward levels overflows a float; rescale the rewards")
+        denom = std + algo.eps / span[:, None, None]
+    else:
+        denom = std
+    table = np.where(all_equal, 0.0, centred / np.where(all_equal, 1.0, denom))
+    return counts, log_coef, table.astype(dtype)
 
 
 def _limit_level_preference(levels: np.ndarray, w: np.ndarray, algo: GRPO) -> np.ndarray:
-    """h_l(w) for G -> infinity (THEORY.md section 8): (v_l - mu_w)/(sigma_w + eps) etc."""
-    mu = (w * levels).sum(axis=1, keepdims=True)
+    """h_l(w) for G -> infinity (THEORY.md section 8): (v_l - mu_w)/(sigma_w + eps) etc.
+
+    ``levels`` (C, L) and ``w`` (C, ..., L). From pairwise level differences, as
+    ``level_advantage_table``: v_l - mu_w = sum_m w_m (v_l - v_m) and
+    sigma_w^2 = (1/2) sum_{l,m} w_l w_m (v_l - v_m)^2.
+    """
     if algo.normalization == "raw":
-        return np.broadcast_to(levels, w.shape).copy()
+        extra = (1,) * (w.ndim - 2)
+        return np.broadcast_to(levels.reshape(levels.shape[:1] + extra + levels.shape[1:]), w.shape).copy()
+    diff, span = scaled_level_differences(levels, w.dtype)
+    _check_level_gaps(diff, algo)
+    return _limit_from_differences(diff, span, w, algo)
+
+
+def _limit_from_differences(diff: np.ndarray, span: np.ndarray, w: np.ndarray, algo: GRPO) -> np.ndarray:
+    """``_limit_level_preference`` with the scaled differences (C, L, L) and span (C,) given."""
+    extra = (1,) * (w.ndim - 2)
+    d = diff.reshape(diff.shape[:1] + extra + diff.shape[1:])
+    sp = span.reshape(span.shape[:1] + extra + (1,))
+    centred = (d @ w[..., None])[..., 0]
     if algo.normalization in ("shift", "rloo"):
-        return levels - mu
-    sigma = np.sqrt(np.maximum((w * (levels - mu) ** 2).sum(axis=1, keepdims=True), 0.0))
+        return centred * sp
+    var = 0.5 * np.sum(w * ((d**2) @ w[..., None])[..., 0], axis=-1, keepdims=True)
+    sigma = np.sqrt(np.maximum(var, 0.0))
+    denom = sigma + algo.eps / sp
     with np.errstate(divide="ignore", invalid="ignore"):
-        h = (levels - mu) / (sigma + algo.eps)
+        h = centred / denom
     # a point-mass w: every other member equals the own level unless it differs, where the
     # single deviating member's advantage grows like sqrt(G)
-    return np.where(np.isclose(levels, mu) & (sigma + algo.eps == 0), 0.0, h)
+    return np.where((centred == 0) & (denom == 0), 0.0, h)
 
 
 class LevelPreference:
@@ -146,38 +236,42 @@ class LevelPreference:
     Contexts sharing the same level vector share one table.
     """
 
-    def __init__(self, levels: np.ndarray, algo: GRPO) -> None:
+    def __init__(self, levels: np.ndarray, algo: GRPO, dtype: Any = float) -> None:
         self.algo = algo
         self.levels = levels
+        self.dtype = dtype
         if algo.is_limit:
+            if algo.normalization != "raw":
+                self.diff, self.span = scaled_level_differences(levels, dtype)
+                _check_level_gaps(self.diff, algo)
             return
         first = levels[:1]
         if np.all(levels == first):
-            self.counts, self.log_coef, self.table = level_advantage_table(first, algo)
+            self.counts, self.log_coef, self.table = level_advantage_table(first, algo, dtype)
             self.shared = True
         else:
-            self.counts, self.log_coef, self.table = level_advantage_table(levels, algo)
+            self.counts, self.log_coef, self.table = level_advantage_table(levels, algo, dtype)
             self.shared = False
-        self.counts_f = self.counts.astype(float)
+        self.counts_f = self.counts.astype(dtype)
 
     def take(self, idx: np.ndarray) -> LevelPreference:
         """The same h for the contexts ``idx`` (repeats allowed), sharing the tables."""
         sub = LevelPreference.__new__(LevelPreference)
         sub.__dict__.update(self.__dict__)
         sub.levels = self.levels[idx]
+        if self.algo.is_limit and self.algo.normalization != "raw":
+            sub.diff, sub.span = self.diff[idx], self.span[idx]
         if not self.algo.is_limit and not self.shared:
             sub.table = self.table[idx]
         return sub
 
     def __call__(self, w: np.ndarray) -> np.ndarray:
         """h(w), shape (C, ..., L) for w of shape (C, ..., L)."""
+        w = np.asarray(w, dtype=self.dtype)
         if self.algo.is_limit:
-            extra = (1,) * (w.ndim - 2)
-            levels = self.levels.reshape(self.levels.shape[:1] + extra + self.levels.shape[1:])
-            flat = _limit_level_preference(
-                np.broadcast_to(levels, w.shape).reshape(-1, w.shape[-1]), w.reshape(-1, w.shape[-1]), self.algo
-            )
-            return flat.reshape(w.shape)
+            if self.algo.normalization == "raw":
+                return _limit_level_preference(self.levels, w, self.algo)
+            return _limit_from_differences(self.diff, self.span, w, self.algo)
         log_w = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)), -1e300)
         # (C, ..., N): Multinomial(G - 1, w) probability of each count vector
         pmf = np.exp(self.log_coef + log_w @ self.counts_f.T)
@@ -211,6 +305,25 @@ def preference(problem: Problem, algo: GRPO, policy: Any) -> np.ndarray:
     w = np.einsum("co,col->cl", pi, problem.dist)
     h = LevelPreference(problem.levels, algo)(w)
     return problem.like_policy(expect_levels(problem.dist, h, algo), policy)
+
+
+def preference_extended(problem: Problem, algo: GRPO, policy: np.ndarray) -> np.ndarray:
+    """P_G(o | policy) (C, K) evaluated in extended precision (numpy's longdouble).
+
+    The independent route of the solvers' residual check: the table, the multinomial
+    probabilities and their products are recomputed from the problem's own levels in
+    longdouble (64-bit significand on x86, 113 bits on aarch64), so rounding in the
+    double-precision P_G the solver iterated on cannot hide in the check. Where longdouble
+    is double (MSVC, Apple silicon) it is a second evaluation in double precision.
+    """
+    pi = np.asarray(policy, dtype=np.longdouble)
+    if problem.is_preference:
+        return np.asarray(algo.pairwise_scale * np.einsum("cop,cp->co", problem.margin_matrix(), pi), dtype=float)
+    dist = problem.dist.astype(np.longdouble)
+    w = np.einsum("co,col->cl", pi, dist)
+    w = np.clip(w, 0, None)
+    h = LevelPreference(problem.levels, algo, np.longdouble)(w)
+    return np.asarray(expect_levels(dist, h, algo), dtype=float)
 
 
 def expect_levels(dist: np.ndarray, h: np.ndarray, algo: GRPO) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from grpo_align.errors import InputError
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary.boundary import has_boundary_roots, vertex_candidates
 from grpo_align.theory.stationary.newton import newton_candidates
 from grpo_align.theory.stationary.proximal import proximal_candidates
 from grpo_align.theory.stationary.reduction import Reduced, reward_classes
@@ -34,11 +35,12 @@ from grpo_align.theory.stationary.residual import (
     penalty_coefficient,
     preference_2d,
     residual_given,
+    residual_tolerance,
     stationarity_residual,
-    term_scale,
 )
 from grpo_align.theory.stationary.result import (
     RESIDUAL_TOLERANCE,
+    STATUSES,
     StationaryContext,
     StationaryResult,
     StationaryRoot,
@@ -49,6 +51,7 @@ from grpo_align.theory.stationary.stability import stability
 __all__ = [
     "METHODS",
     "RESIDUAL_TOLERANCE",
+    "STATUSES",
     "StationaryContext",
     "StationaryResult",
     "StationaryRoot",
@@ -169,12 +172,18 @@ def _limit_result(red: Reduced) -> StationaryResult:
     policy = red.policy(limit)
     why = "beta = 0" if algo.beta == 0 else "the k1 penalty has zero expected gradient"
     limit_mix = red.point(limit)
+    n_face = np.sum(limit > 0, axis=1)
     messages = tuple(
-        f"no interior stationary policy ({why}); GRPO drives all mass to the reward class "
-        "that wins under P_G; policy is that limit (reference ratios inside the class)"
+        (
+            f"no interior stationary policy ({why}); GRPO drives all mass to the reward class "
+            "that wins under P_G; policy is that limit (reference ratios inside the class)"
+            if n_face[c] == 1
+            else f"no interior stationary policy ({why}); GRPO drives all mass to a face of {n_face[c]} "
+            "reward classes that tie exactly under P_G; policy is that limit (reference ratios inside the face)"
+        )
         if ok
-        else f"no interior stationary policy ({why}) and the expected dynamics reach no single class"
-        for ok in converged
+        else f"no interior stationary policy ({why}) and the expected dynamics reach no face where the classes tie"
+        for c, ok in enumerate(converged)
     )
     return StationaryResult(
         policy=policy,
@@ -205,12 +214,53 @@ def _candidates(red: Reduced, method: str) -> tuple[list[list[np.ndarray]], int]
     return newton_candidates(red)
 
 
+def _choose(good: list[StationaryRoot], ref_point: np.ndarray) -> StationaryRoot:
+    """The reported root: stable interior, then stable boundary, then any interior, then any,
+    each time the one whose reduced point is nearest the reference's."""
+    for pool in (
+        [r for r in good if r.stable is not False and not r.boundary],
+        [r for r in good if r.stable is not False],
+        [r for r in good if not r.boundary],
+        good,
+    ):
+        if pool:
+            return min(pool, key=lambda r: float(np.max(np.abs(r.mixture - ref_point))))
+    raise ValueError("no root to choose from")  # pragma: no cover - callers pass good != []
+
+
+def _add_boundary_roots(red: Reduced, roots: list[list[StationaryRoot]]) -> None:
+    """Face policies certified by KKT (``boundary``), checked on their support from scratch."""
+    problem, algo = red.problem, red.algo
+    per_ctx = vertex_candidates(red)
+    for slot in range(max((len(v) for v in per_ctx), default=0)):
+        has = np.array([len(v) > slot for v in per_ctx])
+        masses = np.stack([per_ctx[c][slot][0] if has[c] else red.ref_mass[c] for c in range(len(per_ctx))])
+        pi = red.policy(masses)
+        on = pi > 0
+        pref = np.where(on, preference_2d(problem, algo, pi), 0.0)
+        res, mult = residual_given(problem, algo, pi, pref, check_drained=False)
+        tol = residual_tolerance(problem, algo, pi, pref, RESIDUAL_TOLERANCE)
+        stab = stability(red, masses)
+        mix = red.point(masses)
+        for c in np.nonzero(has)[0].tolist():
+            if any(np.array_equal(r.policy, pi[c]) for r in roots[c]):
+                continue  # a solver found this face already
+            roots[c].append(
+                StationaryRoot(
+                    pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c]), boundary=True
+                )
+            )
+
+
 def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
     red = Reduced(problem, algo)
     if method == "replicator":
         return _limit_result(red)
     n_ctx = problem.n_contexts
     candidates, nit = _candidates(red, method)
+    completeness: list[str] = []
+    if method == "newton" and red.is_reward and problem.n_levels > 2:
+        completeness = [" (L > 2: roots from several Newton starts; completeness is not guaranteed)"] * n_ctx
     single = np.sum(red.ref_mass > 0, axis=1) == 1
     for c in np.nonzero(single)[0].tolist():
         # one reward class: P_G is the same for every output, so pi_ref is the only
@@ -230,13 +280,28 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
         pi = red.policy(masses)
         pref = preference_2d(problem, algo, pi)
         res, mult = residual_given(problem, algo, pi, pref)
-        tol = RESIDUAL_TOLERANCE * term_scale(problem, algo, pi, pref)
+        tol = residual_tolerance(problem, algo, pi, pref, RESIDUAL_TOLERANCE)
         stab = stability(red, masses) if algo.penalty != "abs" else [(None, None)] * n_ctx
         mix = red.point(masses)
+        # a candidate that drains an output with pi_ref > 0 can only pass the check through
+        # the KKT condition of a face (P_G = -inf there): it is a boundary root
+        on_face = np.any((pi == 0) & (problem.ref > 0), axis=1) & (algo.penalty != "abs")
         for c in np.nonzero(has)[0].tolist():
             roots[c].append(
-                StationaryRoot(pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c]))
+                StationaryRoot(
+                    pi[c],
+                    mix[c],
+                    float(mult[c]),
+                    float(res[c]),
+                    stab[c][1],
+                    stab[c][0],
+                    float(tol[c]),
+                    boundary=bool(on_face[c]),
+                )
             )
+
+    if has_boundary_roots(red):
+        _add_boundary_roots(red, roots)
 
     policy = np.zeros_like(problem.ref)
     success = np.zeros(n_ctx, bool)
@@ -262,24 +327,34 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
                 + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
             )
             continue
-        stable_roots = [r for r in good if r.stable is not False] or good
-        chosen = min(stable_roots, key=lambda r: float(np.max(np.abs(r.mixture - ref_point[c]))))
+        chosen = _choose(good, ref_point[c])
         policy[c] = chosen.policy
         residual[c] = chosen.residual
         success[c] = True
-        messages[c] = (
-            "converged: unique stationary policy found"
-            if len(good) == 1
-            else f"converged: {len(good)} stationary policies found ({sum(r.stable is True for r in good)} stable); "
-            "policy is the stable one nearest the reference"
-        )
+        n_face = sum(r.boundary for r in good)
+        if len(good) == 1:
+            messages[c] = "converged: unique stationary policy found"
+        else:
+            messages[c] = (
+                f"converged: {len(good)} stationary policies found ({sum(r.stable is True for r in good)} stable"
+                + (f", {n_face} on the boundary" if n_face else "")
+                + "); policy is the stable one nearest the reference"
+                + (" (interior preferred)" if n_face and not chosen.boundary else "")
+            )
+        if chosen.boundary:
+            status[c] = "boundary"
+            messages[c] += (
+                "; on the boundary of the simplex: the KKT conditions hold on the face "
+                "(P_G of every drained class -> -inf faster than the direct KL pulls it back; "
+                "THEORY.md section 9)"
+            )
         if algo.penalty == "abs":
             messages[c] += (
                 "; abs: any redistribution inside a reward class that keeps each output on the same side "
                 "of pi_ref is stationary too"
             )
-        if method == "newton" and red.is_reward and problem.n_levels > 2:
-            messages[c] += " (L > 2: roots from several Newton starts; completeness is not guaranteed)"
+        if completeness:
+            messages[c] += completeness[c]
     return StationaryResult(
         policy=policy,
         success=success,

@@ -31,32 +31,34 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
     pref2 = np.broadcast_to(pref, shape).reshape(-1, shape[-1])
     ref2 = np.broadcast_to(ref_mass, shape).reshape(-1, shape[-1])
     active = ref2 > 0
-    p_max = np.max(np.where(active, pref2, -np.inf), axis=-1)
-    top_mass = np.sum(np.where(active & (pref2 >= p_max[:, None]), ref2, 0.0), axis=-1)
-    # at c0 the top class alone contributes exactly 1, so f(c0) >= 0
-    c = p_max - beta + beta * top_mass
-    rb = ref2 * beta
+    # in units of beta (x = c / beta, q = P / beta): nothing overflows for beta up to the
+    # largest double, and for beta >> |P| the masses tend to R, as they must
+    q = pref2 / beta
+    q_max = np.max(np.where(active, q, -np.inf), axis=-1)
+    top_mass = np.sum(np.where(active & (q >= q_max[:, None]), ref2, 0.0), axis=-1)
+    # at x0 the top class alone contributes exactly 1, so f(x0) >= 0
+    x = q_max - 1.0 + top_mass
     # iterate only on the rows not yet converged (most converge in a few steps)
-    todo = np.arange(c.size)
+    todo = np.arange(x.size)
     for _ in range(200):
-        act, cc = active[todo], c[todo, None]
-        denom = np.where(act, beta - pref2[todo] + cc, 1.0)
-        f = np.sum(rb[todo] / denom, axis=-1) - 1.0
-        fprime = -np.sum(rb[todo] / denom**2, axis=-1)
+        act, xx = active[todo], x[todo, None]
+        denom = np.where(act, 1.0 - q[todo] + xx, 1.0)
+        f = np.sum(ref2[todo] / denom, axis=-1) - 1.0
+        fprime = -np.sum(ref2[todo] / denom**2, axis=-1)
         step = -f / fprime
-        c[todo] += step
+        x[todo] += step
         # Newton converges quadratically: a row is done once its step is small against
         # the nearest pole (the smallest denominator sets the masses' sensitivity to c)
-        # or at the rounding level of c, below which the noisy sum cannot go
+        # or at the rounding level of x, below which the noisy sum cannot go
         min_denom = np.min(np.where(act, denom, np.inf), axis=-1)
-        done = np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(c[todo])))
+        done = np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(x[todo])))
         todo = todo[~done]
         if todo.size == 0:
             break
-    denom = np.where(active, beta - pref2 + c[:, None], 1.0)
-    masses = np.where(active, rb / denom, 0.0)
+    denom = np.where(active, 1.0 - q + x[:, None], 1.0)
+    masses = np.where(active, ref2 / denom, 0.0)
     masses = (masses / masses.sum(axis=-1, keepdims=True)).reshape(shape)
-    return masses, c.reshape(shape[:-1])
+    return masses, (beta * x).reshape(shape[:-1])
 
 
 def _kl_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -18,15 +18,16 @@ def replicator_limit(red: Reduced, max_iter: int = 200_000) -> tuple[np.ndarray,
 
     Follows the expected natural-gradient flow log m_j += eta (P_j - sum_k m_k P_k) from the
     reference (within a class the reference ratios are kept) until one class holds all but
-    1e-12 of the mass.
+    1e-12 of the mass, or until nothing moves (classes that tie exactly).
 
     Returns
     -------
     limit : ndarray, (C, J)
-        The vertex (one class with all the mass) the flow reaches.
+        The vertex (one class with all the mass) the flow reaches, or the face of classes
+        that tie exactly under P_G (reference ratios inside the face).
     converged : ndarray of bool, (C,)
-        Whether the flow reached it and the vertex attracts (every other class has lower
-        P_G there).
+        Whether the limit satisfies the KKT conditions: P_G equal on the face (to 1e-12)
+        and no drained class higher there.
     """
     active = red.ref_mass > 0
     log_m = np.where(active, np.log(np.where(active, red.ref_mass, 1.0)), -np.inf)
@@ -57,12 +58,18 @@ def replicator_limit(red: Reduced, max_iter: int = 200_000) -> tuple[np.ndarray,
         log_m = log_m + np.where(active, step, 0.0)
     m = np.exp(log_m - np.max(log_m, axis=-1, keepdims=True))
     m /= m.sum(axis=-1, keepdims=True)
-    top = np.argmax(m, axis=-1)
-    limit = np.zeros_like(m)
-    limit[np.arange(m.shape[0]), top] = 1.0
-    # the vertex must attract: every other class has lower P_G there
+    # the face the flow reached: the classes still carrying mass. Classes that tie exactly
+    # under P_G for every policy (e.g. equal means under shift) get equal log-steps, so they
+    # keep their reference ratios: the limit is R restricted to the face, renormalised.
+    face = active & (m > 1e-6)
+    limit = np.where(face, red.ref_mass, 0.0)
+    limit /= limit.sum(axis=-1, keepdims=True)
+    # KKT on the face (THEORY.md section 9, no penalty): P_G equal on the face, and every
+    # drained class no better there
     pref = red.class_preference(limit)
-    gap = np.where(active, pref - pref[np.arange(m.shape[0]), top][:, None], -np.inf)
-    gap[np.arange(m.shape[0]), top] = -np.inf
-    converged = (np.max(m, axis=-1) > 1 - 1e-6) & np.all(gap <= 1e-12, axis=-1)
+    size = 1.0 + np.max(np.abs(np.where(active, pref, 0.0)), axis=-1)
+    top = np.max(np.where(face, pref, -np.inf), axis=-1)
+    low = np.min(np.where(face, pref, np.inf), axis=-1)
+    gap = np.max(np.where(active & ~face, pref, -np.inf), axis=-1) - top
+    converged = (top - low <= 1e-12 * size) & (gap <= 1e-12)
     return limit, converged

@@ -10,11 +10,19 @@ import numpy as np
 import numpy.typing as npt
 
 from grpo_align.errors import InputError
-from grpo_align.theory.preference import preference
+from grpo_align.theory.preference import preference_extended
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["penalty_coefficient", "preference_2d", "residual_given", "stationarity_residual", "term_scale"]
+__all__ = [
+    "penalty_coefficient",
+    "preference_2d",
+    "residual_given",
+    "residual_tolerance",
+    "rounding_floor",
+    "stationarity_residual",
+    "term_scale",
+]
 
 
 def penalty_coefficient(penalty: str, policy: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -47,7 +55,8 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: npt.ArrayLike) -
     the distance of P_G(o) - c to the set beta * sign(log pi/pi_ref), with c the best such
     constant; an output with pi(o) = 0 < pi_ref(o) (drained by the bounded pull) also counts,
     by how much P_G(o) - c exceeds -beta. For k2 and kl such an output counts only where the
-    formula pi_ref exp((P - c)/beta) underflows for a finite P (infinite residual otherwise);
+    formula pi_ref exp((P - c)/beta) underflows for a finite P, or where P = -inf (a drained
+    output on a face at G = inf, THEORY.md section 9); the residual is infinite otherwise;
     for k3 never.
 
     Parameters
@@ -62,17 +71,28 @@ def stationarity_residual(problem: Problem, algo: GRPO, policy: npt.ArrayLike) -
     c : ndarray, (C,)
         The multiplier of the stationarity conditions.
     """
-    pi = np.atleast_2d(np.asarray(policy, dtype=float))
+    pi = problem.check_policy(policy)
     return residual_given(problem, algo, pi, preference_2d(problem, algo, pi))
 
 
 def preference_2d(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
-    """P_G(o | pi) as (C, K) for a policy given as (C, K) (THEORY.md section 4)."""
-    return preference(problem, algo, pi)
+    """P_G(o | pi) as (C, K) for a policy given as (C, K) (THEORY.md section 4).
+
+    Evaluated in extended precision from the problem's own levels
+    (``preference_extended``): the check must not share the rounding of the
+    double-precision P_G the solvers iterate on.
+    """
+    return preference_extended(problem, algo, pi)
 
 
-def residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``stationarity_residual`` with P_G(o | pi) already computed, (C, K) arrays."""
+def residual_given(
+    problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray, check_drained: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """``stationarity_residual`` with P_G(o | pi) already computed, (C, K) arrays.
+
+    ``check_drained=False`` measures the support only: for a face policy whose drained
+    outputs were certified separately (``boundary``: P_G -> -inf there).
+    """
     support = pi > 0
     if algo.penalty == "abs":
         x = np.where(
@@ -106,12 +126,12 @@ def residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarra
     c = np.sum(np.where(support, pi * np.where(support, g, 0.0), 0.0), axis=1)
     res = np.where(support, np.abs(np.where(support, g, 0.0) - c[:, None]), 0.0)
     starved = ~support & (problem.ref > 0)
-    if algo.regularised and algo.penalty in ("k3", "k2", "kl") and np.any(starved):
+    if check_drained and algo.regularised and algo.penalty in ("k3", "k2", "kl") and np.any(starved):
         # pi(o) = 0 < pi_ref(o) is stationary only where the penalty's formula for its mass
         # (THEORY.md section 5) underflows: for k2/kl pi_ref exp((P - c)/beta) < tiny,
-        # measured as the excess of P - c over beta log(tiny/pi_ref). An infinite P(o)
-        # (G = inf at a point-mass mixture) makes the policy a boundary limit, not an
-        # interior stationary policy: it never counts, as in the L = 2 scan.
+        # measured as the excess of P - c over beta log(tiny/pi_ref). P(o) = -inf (G = inf
+        # at a point-mass mixture, every draw of o below it) is the KKT condition of a
+        # drained output on a face (THEORY.md section 9): it holds. +inf or NaN never does.
         if algo.penalty == "k3":
             # k3 masses are beta pi_ref / (beta - P + c): they never underflow for finite P
             excess = np.full_like(pref, np.inf)
@@ -120,7 +140,7 @@ def residual_given(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarra
             bound = algo.beta * np.log(np.finfo(float).tiny / safe_ref)
             with np.errstate(invalid="ignore"):
                 excess = np.maximum(np.where(starved, pref, 0.0) - c[:, None] - bound, 0.0)
-            excess = np.where(np.isfinite(pref), excess, np.inf)
+            excess = np.where(np.isfinite(pref), excess, np.where(pref == -np.inf, 0.0, np.inf))
         res = np.where(starved, excess, res)
     return np.max(res, axis=1), c
 
@@ -133,3 +153,29 @@ def term_scale(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray) -
     support = (pi > 0) & np.isfinite(pref)
     size = np.where(support, np.maximum(np.abs(pref), algo.beta * np.abs(phi)), 0.0)
     return np.maximum(1.0, np.max(size, axis=1))
+
+
+def rounding_floor(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
+    """The residual that rounding of the policy alone produces, per context, (C,).
+
+    A policy stored in doubles carries a relative error of order eps = 2^-52 in each
+    pi(o); through the penalty that is an absolute error of beta eps pi_ref/pi in
+    beta phi for k3 (phi = 1 - pi_ref/pi) and of beta eps for k2 and kl (phi = log pi/pi_ref).
+    For large beta (1e8 and beyond) this exceeds 1e-9 times the terms: the stationary policy
+    is pi_ref + O(1/beta), known to eps relative, and no double policy does better. The
+    factor 64 covers the few roundings in P_G, phi and c.
+    """
+    if algo.penalty not in ("k3", "k2", "kl") or algo.beta == 0:
+        return np.zeros(pi.shape[0])
+    support = pi > 0
+    if algo.penalty == "k3":
+        ratio = np.where(support, problem.ref / np.where(support, pi, 1.0), 0.0)
+        size = np.maximum(1.0, np.max(ratio, axis=1))
+    else:
+        size = np.ones(pi.shape[0])
+    return 64 * np.finfo(float).eps * algo.beta * size
+
+
+def residual_tolerance(problem: Problem, algo: GRPO, pi: np.ndarray, pref: np.ndarray, relative: float) -> np.ndarray:
+    """Residual accepted for policy ``pi``: ``relative`` times ``term_scale`` plus ``rounding_floor``."""
+    return relative * term_scale(problem, algo, pi, pref) + rounding_floor(problem, algo, pi)

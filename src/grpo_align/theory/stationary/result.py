@@ -15,7 +15,10 @@ import numpy as np
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["RESIDUAL_TOLERANCE", "StationaryContext", "StationaryResult", "StationaryRoot"]
+__all__ = ["RESIDUAL_TOLERANCE", "STATUSES", "StationaryContext", "StationaryResult", "StationaryRoot"]
+
+#: The values of ``StationaryResult.status`` (see its docstring).
+STATUSES: tuple[str, ...] = ("interior", "boundary", "limit", "failed")
 
 #: A root is accepted when the stationarity residual (max over the support of
 #: |P_G(o) - beta phi(o) - c|) is below this times the size of the terms.
@@ -52,7 +55,13 @@ class StationaryRoot:
     tolerance : float
         Residual accepted for this root: ``RESIDUAL_TOLERANCE`` times the size of the terms
         (1, |P_G| and beta |phi| on the support), since rounding in phi = 1 - pi_ref/pi
-        grows with pi_ref/pi.
+        grows with pi_ref/pi, plus the residual that rounding the policy to doubles alone
+        causes (64 eps beta max(1, pi_ref/pi) for k3, 64 eps beta for k2 and kl), which
+        dominates for beta >= 1e7.
+    boundary : bool
+        True for a policy on a face of the simplex (some output with pi_ref > 0 has mass
+        0), certified by the KKT conditions of THEORY.md section 9: ``residual`` is then
+        measured on the support, and every drained output has P_G -> -inf there.
     """
 
     policy: np.ndarray
@@ -62,9 +71,11 @@ class StationaryRoot:
     stable: bool | None
     eigenvalues: np.ndarray | None = field(default=None, repr=False)
     tolerance: float = field(default=RESIDUAL_TOLERANCE, repr=False)
+    boundary: bool = False
 
     def __repr__(self) -> str:
-        return f"StationaryRoot(policy={_fmt(self.policy)}, stable={self.stable}, residual={self.residual:.1e})"
+        face = ", boundary" if self.boundary else ""
+        return f"StationaryRoot(policy={_fmt(self.policy)}, stable={self.stable}{face}, residual={self.residual:.1e})"
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ class StationaryContext:
     policy : ndarray, (K,)
     success : bool
     status : str
-        "interior", "limit" or "failed".
+        One of ``STATUSES``: "interior", "boundary", "limit" or "failed".
     residual : float
     message : str
     roots : tuple of StationaryRoot
@@ -115,7 +126,20 @@ class StationaryResult:
         ``RESIDUAL_TOLERANCE`` times the size of the terms (``StationaryRoot.tolerance``),
         or is the reported limit.
     status : tuple of str, length C
-        "interior", "limit" or "failed" per context.
+        Per context, one of ``STATUSES``:
+
+        - "interior": ``policy[c]`` is a stationary policy with every pi_ref > 0 output
+          in its support (the stationarity conditions hold to the tolerance);
+        - "boundary": ``policy[c]`` is a stationary policy on a face of the simplex
+          (outputs with pi_ref > 0 drained to 0), certified by the KKT conditions
+          (THEORY.md section 9: direct KL at G = inf running to a vertex); ``success`` is
+          True;
+        - "limit": no regularisation (beta = 0 or k1), so no stationary policy with a
+          pull toward pi_ref exists; ``policy[c]`` is where the expected dynamics go from
+          pi_ref: a vertex, or a face whose classes tie exactly (reference ratios
+          inside); ``success`` is True;
+        - "failed": nothing satisfied the conditions (``success`` False, the message says
+          why; ``policy[c]`` is the best candidate or pi_ref).
     residual : ndarray, (C,)
         max over the support of |P_G(o|pi) - beta phi(o) - c| (THEORY.md section 5) of
         ``policy[c]``.

@@ -6,6 +6,8 @@ dense scan followed by bracketing finds every root.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from grpo_align.theory.stationary.reduction import Reduced
@@ -70,6 +72,13 @@ def _scan_mixtures(red: Reduced) -> tuple[list[list[np.ndarray]], int]:
     ctx, idx = np.nonzero(change)
     lo, hi = grid[ctx, idx], grid[ctx, idx + 1]
     g_lo, g_hi = values[ctx, idx], values[ctx, idx + 1]
+    # two roots inside one grid cell leave no sign change: zoom into every sampled
+    # extremum of g that turns back toward 0 without crossing it
+    extra = _hidden_brackets(red, grid, values, g)
+    if extra is not None:
+        ctx = np.concatenate([ctx, extra[0]])
+        lo, hi = np.concatenate([lo, extra[1]]), np.concatenate([hi, extra[2]])
+        g_lo, g_hi = np.concatenate([g_lo, extra[3]]), np.concatenate([g_hi, extra[4]])
     nit = 0
     if ctx.size:
         # each bracket is solved as its own pseudo-context: a copy of its context's classes
@@ -104,6 +113,57 @@ def _scan_mixtures(red: Reduced) -> tuple[list[list[np.ndarray]], int]:
         roots[c] = [float(a[c])]
     mixtures = [[np.array([1 - u, u]) for u in _dedupe(sorted(r))] for r in roots]
     return mixtures, nit
+
+
+def _hidden_brackets(
+    red: Reduced, grid: np.ndarray, values: np.ndarray, g: Callable[[Reduced, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Brackets of root pairs that fall between two grid points (THEORY.md section 9).
+
+    At a sampled local minimum of g above 0 (or maximum below 0) the function may dip
+    through 0 and back inside the neighbouring cells. Each such extremum is zoomed into:
+    33 points over the two cells around it, then around the best sample again, six
+    times (a factor 16^6 ~ 1.7e7 finer than the grid). A sign change found on the way
+    becomes a bracket; the zoom follows the sample nearest 0, so a pair of roots closer
+    than the final spacing (a near-tangency) can still be missed, and is then not claimed.
+    Returns (ctx, lo, hi, g_lo, g_hi) or None.
+    """
+    d = np.diff(values, axis=1)
+    mid = values[:, 1:-1]
+    turn = ((d[:, :-1] < 0) & (d[:, 1:] > 0) & (mid > 0)) | ((d[:, :-1] > 0) & (d[:, 1:] < 0) & (mid < 0))
+    same = (np.sign(values[:, :-2]) == np.sign(mid)) & (np.sign(values[:, 2:]) == np.sign(mid))
+    ctx, idx = np.nonzero(turn & same)
+    if ctx.size == 0:
+        return None
+    idx = idx + 1
+    sub = red.take(ctx)
+    lo, hi = grid[ctx, idx - 1], grid[ctx, idx + 1]
+    t = np.linspace(0.0, 1.0, 33)
+    found = np.zeros(ctx.size, bool)
+    out: list[tuple[np.ndarray, ...]] = []
+    for _ in range(6):
+        pts = lo[:, None] + (hi - lo)[:, None] * t[None, :]
+        vals = g(sub, pts)
+        cross = np.sign(vals[:, :-1]) * np.sign(vals[:, 1:]) < 0
+        rows = np.nonzero(np.any(cross, axis=1) & ~found)[0]
+        # the pair's first and last crossings (the same one if only one was resolved)
+        first = np.argmax(cross[rows], axis=1)
+        last = cross.shape[1] - 1 - np.argmax(cross[rows, ::-1], axis=1)
+        for k in (first, np.where(last != first, last, -1)):
+            ok = k >= 0
+            r, kk = rows[ok], k[ok]
+            out.append((ctx[r], pts[r, kk], pts[r, kk + 1], vals[r, kk], vals[r, kk + 1]))
+        found[rows] = True
+        if np.all(found):
+            break
+        best = np.argmin(np.abs(vals), axis=1)
+        k0, k1 = np.maximum(best - 1, 0), np.minimum(best + 1, t.size - 1)
+        rr = np.arange(ctx.size)
+        lo, hi = np.where(found, lo, pts[rr, k0]), np.where(found, hi, pts[rr, k1])
+    if not out:
+        return None
+    c_all, lo_all, hi_all, glo_all, ghi_all = (np.concatenate(parts) for parts in zip(*out, strict=True))
+    return c_all, lo_all, hi_all, glo_all, ghi_all
 
 
 def _dedupe(values: list[float], tol: float = 1e-10) -> list[float]:
