@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "Train a tabular policy with GRPO and compare with the predicted stationary policy",
     "reproduce": "Reproduce every finding of the paper as an HTML/Markdown report",
     "lm": "GRPO on a tiny causal language model, predicted before training",
+    "explain": "What a TRL, verl or OpenRLHF config trains: the mapping, in words, with predictions",
 }
 
 
