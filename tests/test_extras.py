@@ -72,10 +72,13 @@ def test_core_dependencies_name_no_training_library():
     extras = project["optional-dependencies"]
     assert extras["train"] == ["torch>=2.2"]
     assert "grpo-align[train]" in extras["lm"] and "grpo-align[lm]" in extras["trl"]
-    assert extras["all"] == ["grpo-align[trl]", "grpo-align[data]"]
+    assert extras["all"] == ["grpo-align[trl,data,config]"]
+    assert extras["config"] == ["pyyaml>=6"]  # the module yaml comes from the package pyyaml
     # every module require() checks comes with its extra
     packages = {e: " ".join(extras[e]) for e in EXTRAS}
-    assert all(m in " ".join(packages[x] for x in ("train", "lm", "trl", "data")) for e in EXTRAS for m in EXTRAS[e])
+    assert all(
+        m in " ".join(packages[x] for x in ("train", "lm", "trl", "data", "config")) for e in EXTRAS for m in EXTRAS[e]
+    )
 
 
 def test_require_names_what_is_missing(monkeypatch):

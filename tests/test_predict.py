@@ -460,7 +460,7 @@ def test_load_spec_sources(tmp_path):
             "has 2 [[algorithm]] tables; expected exactly one",
         ),
         ("title = 'x'\n", ".toml", "algorithm: missing; expected an [algorithm] table of GRPO fields"),
-        ('{"learning_rate": 1e-6}', ".json", "has none of the keys of a known trainer; pass --trainer (one of trl)"),
+        ('{"num_generations": 4, "rollout_n": 3}', ".json", "rollout_n"),
         ('{"scale_rewards": "batch", "beta": 0.1}', ".json", "scale_rewards: 'batch' scales by a batch-wide std"),
     ],
 )

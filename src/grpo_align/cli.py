@@ -21,6 +21,7 @@ COMMANDS = {
     "reproduce": "Reproduce every finding of the paper as an HTML/Markdown report",
     "lm": "GRPO on a tiny causal language model, predicted before training",
     "predict": "Per-prompt end points of a run: per-prompt statistics and a trainer config in",
+    "explain": "What a TRL, verl or OpenRLHF config trains: the mapping, in words, with predictions",
 }
 
 

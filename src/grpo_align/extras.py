@@ -14,6 +14,9 @@ trl     lm + trl, accelerate, datasets               ``grpo-align lm --trl``,
                                                      ``grpo_align.integrations.trl``
 data    pyarrow, datasets, pyyaml                    ``grpo-align predict`` on Parquet, a datasets
                                                      folder or a YAML config
+config  pyyaml                                       YAML config files (``grpo-align explain``,
+                                                     ``mappings.read_trainer_config``); JSON and
+                                                     flags files need nothing
 all     all of the above
 ======  ===========================================  ==========================================
 
@@ -31,12 +34,14 @@ from grpo_align.errors import InputError
 
 __all__ = ["EXTRAS", "MissingExtraError", "install_command", "missing_modules", "require"]
 
-#: extra -> the top-level modules it provides (each extra includes the ones before it)
+#: extra -> the top-level modules it provides (train, lm, trl: each includes the ones
+#: before it; config stands alone)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch",),
     "lm": ("torch", "transformers", "tokenizers"),
     "trl": ("torch", "transformers", "tokenizers", "trl", "accelerate", "datasets"),
     "data": ("pyarrow", "datasets", "yaml"),
+    "config": ("yaml",),
 }
 
 
@@ -87,7 +92,7 @@ def require(extra: str, feature: str, *modules: str) -> None:
     Parameters
     ----------
     extra : str
-        One of ``EXTRAS`` ("train", "lm", "trl", "data").
+        One of ``EXTRAS`` ("train", "lm", "trl", "data", "config").
     feature : str
         What needs it, as the subject of the message ("grpo-align lm").
     *modules : str

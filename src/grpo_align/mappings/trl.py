@@ -658,7 +658,7 @@ def _spec(r: _Reader) -> tuple[GRPO, bool]:
     else:
         raise InputError(
             "scale_rewards",
-            f"{scale!r}: 'batch' scales by a batch-wide std, which no group-level GRPO spec expresses; "
+            f"{scale!r} scales by a batch-wide std, which no group-level GRPO spec expresses; "
             "expected 'group' or 'none'",
         )
     if scale_note:

@@ -6,8 +6,8 @@
 * a ``.toml`` file with one ``[algorithm]`` table (or one ``[[algorithm]]``) of GRPO fields,
   as ``grpo-align solve`` reads them (``[problem]`` and ``[train]`` tables are ignored);
 * a trainer's config file (``.yaml``, ``.yml``, ``.json``): parsed to a dict and mapped by
-  the reader of its trainer, given or detected (``TRAINER_READERS``; today TRL's
-  ``GRPOConfig`` keys through ``grpo_align.mappings.trl.grpo_from_trl``).
+  the mapping of its trainer (TRL, verl or OpenRLHF), given or detected, through
+  ``grpo_align.mappings.read_trainer_config``; an OpenRLHF flags file likewise.
 
 ``overrides`` (``beta``, ``group_size``, any GRPO field) are applied last, so
 ``--preset trl --beta 0.04`` and "this config, but beta = 0.1" both work.
@@ -15,25 +15,21 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.extras import require
+from grpo_align.mappings import TRAINERS, MappingReport, read_trainer_config
 from grpo_align.theory import GRPO, PRESETS
 
 __all__ = [
-    "TRAINER_DETECTORS",
-    "TRAINER_READERS",
     "SpecSource",
     "load_spec",
     "load_spec_with_source",
-    "read_config_file",
 ]
 
 GRPO_FIELDS = tuple(f.name for f in fields(GRPO))
@@ -60,65 +56,7 @@ class SpecSource:
     name: str
     trainer: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    mapping: Any = None
-
-
-class _AttrDict(dict[str, Any]):
-    """A parsed config read both as a mapping and by attribute (GRPOConfig's attribute names)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _trl_reader(config: Mapping[str, Any]) -> tuple[GRPO, Any]:
-    from grpo_align.mappings import trl
-
-    algo = trl.grpo_from_trl(_AttrDict(config))
-    describe = getattr(trl, "describe_trl_mapping", None)
-    return algo, describe(_AttrDict(config)) if describe is not None else None
-
-
-#: trainer name -> reader of its parsed config dict: (GRPO, mapping report or None).
-#: verl and OpenRLHF join here.
-TRAINER_READERS: dict[str, Callable[[Mapping[str, Any]], tuple[GRPO, Any]]] = {"trl": _trl_reader}
-
-#: trainer name -> keys only that trainer's config has, to tell the trainer without --trainer
-TRAINER_DETECTORS: dict[str, tuple[str, ...]] = {
-    "trl": ("num_generations", "scale_rewards", "use_bias_correction_kl", "loss_type", "beta"),
-}
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A trainer config (YAML or JSON) as a dict."""
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(str(path), f"malformed JSON ({exc.msg}, line {exc.lineno})") from None
-    else:
-        require("data", "reading a YAML config", "yaml")
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(str(path), f"malformed YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(str(path), "expected a mapping of config keys at the top level")
-    return data
-
-
-def _detect_trainer(path: Path, config: Mapping[str, Any]) -> str:
-    hits = [name for name, keys in TRAINER_DETECTORS.items() if any(k in config for k in keys)]
-    if len(hits) != 1:
-        why = "matches several trainers" if hits else "has none of the keys of a known trainer"
-        raise InputError(str(path), f"{why}; pass --trainer (one of {', '.join(TRAINER_READERS)})")
-    return hits[0]
+    mapping: MappingReport | None = None
 
 
 def _toml_spec(path: Path) -> GRPO:
@@ -152,8 +90,8 @@ def load_spec_with_source(
     extra = _check_overrides(overrides or {})
     name = str(path_or_preset)
     path = Path(path_or_preset)
-    if trainer is not None and trainer not in TRAINER_READERS:
-        raise InputError("--trainer", f"unknown {trainer!r}; expected one of {', '.join(TRAINER_READERS)}")
+    if trainer is not None and trainer not in TRAINERS:
+        raise InputError("--trainer", f"unknown {trainer!r}; expected one of {', '.join(TRAINERS)}")
     if not path.exists() and name in PRESETS:
         if trainer is not None:
             raise InputError("--trainer", "applies to a config file, not to a preset")
@@ -165,12 +103,8 @@ def load_spec_with_source(
     if path.suffix.lower() == ".toml":
         algo = _toml_spec(path)
         return algo.replace(**extra), SpecSource("toml", str(path), overrides=extra)
-    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-        raise InputError("--config", f"{path}: unknown format; expected .toml, .yaml, .yml or .json")
-    config = read_config_file(path)
-    trainer = trainer or _detect_trainer(path, config)
-    algo, mapping = TRAINER_READERS[trainer](config)
-    return algo.replace(**extra), SpecSource("trainer", str(path), trainer, extra, mapping)
+    report = read_trainer_config(path, trainer)
+    return report.algo.replace(**extra), SpecSource("trainer", str(path), report.trainer, extra, report)
 
 
 def load_spec(path_or_preset: str | Path, overrides: Mapping[str, Any] | None = None) -> GRPO:

@@ -1,0 +1,495 @@
+"""verl: the ``GRPO`` specification a verl PPO trainer config trains.
+
+``describe_verl_mapping(config)`` reads verl's trainer config as a nested mapping (the
+YAML of ``verl/trainer/config/ppo_trainer.yaml``, or only the keys a run overrides; dotted
+keys such as ``algorithm.adv_estimator`` are accepted too) and returns a ``MappingReport``.
+
+Every fact below was read in verl 0.9.1's source (``VERL_VERSION``; file:line in
+``VERL_KEYS``):
+
+* ``actor_rollout_ref.rollout.n`` -> ``group_size`` (verl's default 1 leaves no group).
+* ``algorithm.adv_estimator`` ``grpo`` (or ``grpo_vectorized``): ``(r - mean) /
+  (torch.std(r) + 1e-6)``, Bessel's std -> ``shift_scale, ddof=1, eps=1e-6``; with
+  ``norm_adv_by_std_in_grpo=false`` -> ``shift``. ``rloo`` (or ``rloo_vectorized``):
+  ``(r - mean) n/(n-1)`` -> ``rloo``. verl's default ``gae`` needs a critic: refused.
+* ``actor_rollout_ref.actor.use_kl_loss`` with ``kl_loss_coef`` -> ``beta`` and
+  ``kl_loss_type``: ``low_var_kl``/``k3`` -> ``k3`` (clamped, see the notes), ``mse``/``k2``
+  -> ``k2``, ``kl``/``k1`` -> ``k1``, ``abs`` -> ``abs``; a ``+`` suffix keeps the value but
+  takes k2's gradient -> ``k2``.
+* ``algorithm.use_kl_in_reward`` subtracts ``kl_coef * kl_penalty`` per token from the
+  reward before the advantage: the penalty in the reward, refused until the engine
+  models it (``engine.refuse_penalty_in_reward``).
+* ``actor_rollout_ref.actor.loss_agg_mode`` -> the aggregation (``VERL_AGGREGATION``).
+
+Neither torch nor verl is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from grpo_align.errors import InputError
+from grpo_align.mappings.engine import engine_fields, refuse_penalty_in_reward
+from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
+from grpo_align.theory.spec import GRPO
+
+__all__ = [
+    "VERL_AGGREGATION",
+    "VERL_EPS",
+    "VERL_INERT_PREFIXES",
+    "VERL_KEYS",
+    "VERL_VERSION",
+    "VerlKey",
+    "describe_verl_mapping",
+    "flatten",
+    "grpo_from_verl",
+    "is_verl_config",
+]
+
+#: the verl release whose source the tables below were checked against
+VERL_VERSION = "0.9.1"
+
+#: what compute_grpo_outcome_advantage adds to the group's std (core_algos.py:272, 326)
+VERL_EPS = 1e-6
+
+#: loss_agg_mode -> the aggregation (engine.AGGREGATIONS) that reproduces it
+#: (core_algos.py:1140-1206 agg_loss). token-mean divides by the token count of the whole
+#: (global) batch, one normaliser shared by every group: "constant" in the many-groups
+#: limit, "group_token_mean" only when a batch holds one group. The seq-mean-token-sum
+#: modes divide by the number of sequences (and a fixed horizon): a constant.
+VERL_AGGREGATION = {
+    "token-mean": "constant",
+    "token-sum": "constant",
+    "seq-mean-token-sum": "constant",
+    "seq-mean-token-sum-norm": "constant",
+    "seq-mean-token-mean": "sequence_mean",
+}
+
+#: kl_loss_type / kl_penalty -> the engine's penalty (core_algos.py:2188-2251)
+_PENALTY = {"low_var_kl": "k3", "k3": "k3", "mse": "k2", "k2": "k2", "kl": "k1", "k1": "k1", "abs": "abs"}
+
+#: k3 = exp(x) - x - 1, x = log(pi_ref / pi) clamped to [-20, 20], then the value clamped to
+#: <= 10 (core_algos.py:2239-2245): the clamp is inactive iff x lies in this interval
+K3_CLAMP_INTERVAL = (-10.999983, 2.610869)
+
+
+@dataclass(frozen=True)
+class VerlKey:
+    """A setting the mapping reads: verl 0.9.1's default and where it is read."""
+
+    default: Any
+    where: str
+
+
+_Y = "trainer/config/_generated_ppo_trainer.yaml"
+_CA = "trainer/ppo/core_algos.py"
+_L = "workers/utils/losses.py"
+_RT = "trainer/ppo/ray_trainer.py"
+_V1 = "trainer/ppo/v1/trainer_base.py"
+_A = "actor_rollout_ref.actor."
+_R = "actor_rollout_ref.rollout."
+
+#: Every setting that can change what is trained: verl 0.9.1's default and where it is read.
+VERL_KEYS: dict[str, VerlKey] = {
+    _R + "n": VerlKey(1, f"{_Y}:329, {_V1}:1781 (num_repeat), {_CA}:313 (groups by uid)"),
+    "algorithm.adv_estimator": VerlKey("gae", f"{_Y}:861, {_CA}:267-331 (grpo), 587-636 (rloo)"),
+    "algorithm.norm_adv_by_std_in_grpo": VerlKey(True, f"{_Y}:862, {_CA}:321 (torch.std: Bessel), 325-328"),
+    _A + "use_kl_loss": VerlKey(False, f"{_Y}:106, {_L}:131-141"),
+    _A + "kl_loss_coef": VerlKey(0.001, f"{_Y}:109, {_L}:140"),
+    _A + "kl_loss_type": VerlKey("low_var_kl", f"{_Y}:110, {_CA}:2188-2245"),
+    "algorithm.use_kl_in_reward": VerlKey(False, f"{_Y}:869, {_RT}:78-117, {_V1}:1753-1760"),
+    "algorithm.kl_penalty": VerlKey("kl", f"{_Y}:870, {_RT}:100-106"),
+    "algorithm.kl_ctrl.type": VerlKey("fixed", f"{_Y}:873"),
+    "algorithm.kl_ctrl.kl_coef": VerlKey(0.001, f"{_Y}:874, {_RT}:104-106"),
+    _A + "loss_agg_mode": VerlKey("token-mean", f"{_Y}:101, {_CA}:1140-1206, {_L}:136-137"),
+    _A + "policy_loss.loss_mode": VerlKey("vanilla", f"{_Y}:93, {_L}:101-103"),
+    _A + "entropy_coeff": VerlKey(0, f"{_Y}:103, {_L}:122-128"),
+    _A + "optim.weight_decay": VerlKey(0.01, f"{_Y}:15"),
+    _A + "ppo_epochs": VerlKey(1, f"{_Y}:111"),
+    _R + "temperature": VerlKey(1.0, f"{_Y}:297"),
+    _R + "top_k": VerlKey(-1, f"{_Y}:298"),
+    _R + "top_p": VerlKey(1.0, f"{_Y}:299"),
+    _R + "do_sample": VerlKey(True, f"{_Y}:328"),
+    _R + "ignore_eos": VerlKey(False, f"{_Y}:306"),
+    "algorithm.filter_groups.enable": VerlKey(False, f"{_Y}:865, trainer/ppo/v1/replay_buffer.py:268-310"),
+    "algorithm.use_pf_ppo": VerlKey(False, f"{_Y}:877, {_RT}:229 (GAE only)"),
+    "distillation.enabled": VerlKey(False, f"{_Y}:883"),
+}
+
+#: Subtrees and leaves that do not move the stationary points: run and engineering
+#: settings (batch sizes, parallelism, offload, logging, checkpoints, data loading), the
+#: reward's definition (the user's reward is the engine's reward), clip widths (inactive
+#: at ratio 1), batch reuse, and the settings of estimators, loss modes and controllers
+#: that the mapping refuses or that the accepted ones do not read.
+VERL_INERT_PREFIXES: tuple[str, ...] = tuple(
+    [
+        "trainer.",
+        "data.",
+        "critic.",
+        "reward_model.",
+        "reward.",
+        "custom_reward_function.",
+        "sandbox_fusion.",
+        "global_profiler.",
+        "ray_kwargs.",
+        "transfer_queue.",
+        "skip.",
+        "hydra.",
+        "defaults",
+        "_target_",
+        "model_engine.",
+        "actor_rollout_ref.model.",
+        "actor_rollout_ref.ref.",
+        "actor_rollout_ref.hybrid_engine",
+        "actor_rollout_ref.nccl_timeout",
+        "actor_rollout_ref.rollout.",
+        "algorithm._target_",
+        "algorithm.gamma",
+        "algorithm.lam",
+        "algorithm.kl_ctrl._target_",
+        "algorithm.kl_ctrl.horizon",
+        "algorithm.kl_ctrl.target_kl",
+        "algorithm.filter_groups.",
+        "algorithm.pf_ppo.",
+        "algorithm.rollout_correction.",
+        "distillation.",
+        "actor_rollout_ref.actor.optim.",
+        "actor_rollout_ref.actor.fsdp_config.",
+        "actor_rollout_ref.actor.megatron.",
+        "actor_rollout_ref.actor.checkpoint.",
+        "actor_rollout_ref.actor.profiler.",
+        "actor_rollout_ref.actor.qat.",
+        "actor_rollout_ref.actor.policy_loss.",
+        "actor_rollout_ref.actor._target_",
+        "actor_rollout_ref.actor.rollout_n",
+        "actor_rollout_ref.actor.strategy",
+        "actor_rollout_ref.actor.ppo_mini_batch_size",
+        "actor_rollout_ref.actor.ppo_micro_batch_size",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
+        "actor_rollout_ref.actor.use_dynamic_bsz",
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
+        "actor_rollout_ref.actor.clip_ratio",
+        "actor_rollout_ref.actor.clip_ratio_low",
+        "actor_rollout_ref.actor.clip_ratio_high",
+        "actor_rollout_ref.actor.clip_ratio_c",
+        "actor_rollout_ref.actor.tau_pos",
+        "actor_rollout_ref.actor.tau_neg",
+        "actor_rollout_ref.actor.freeze_vision_tower",
+        "actor_rollout_ref.actor.loss_scale_factor",
+        "actor_rollout_ref.actor.calculate_entropy",
+        "actor_rollout_ref.actor.calculate_sum_pi_squared",
+        "actor_rollout_ref.actor.use_prefix_grouper",
+        "actor_rollout_ref.actor.use_torch_compile",
+        "actor_rollout_ref.actor.shuffle",
+        "actor_rollout_ref.actor.data_loader_seed",
+        "actor_rollout_ref.actor.use_fused_kernels",
+        "actor_rollout_ref.actor.grad_clip",
+        "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.actor.entropy_from_logits_with_chunking",
+        "actor_rollout_ref.actor.entropy_from_logits_chunk_size",
+        "actor_rollout_ref.actor.entropy_checkpointing",
+        "actor_rollout_ref.actor.pad_to_length",
+        "actor_rollout_ref.actor.use_remove_padding",
+    ]
+)
+
+_INERT = "no effect on the end point (a run, engineering or reward-definition setting)"
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``.
+
+    A key that is itself dotted (a Hydra override, ``algorithm.adv_estimator``) is kept as
+    it is, so nested and dotted forms may be mixed.
+    """
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise InputError("config", f"keys must be strings, got {key!r} (quote YAML keys such as n, y, on)")
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def is_verl_config(config: Mapping[str, Any]) -> bool:
+    """Whether a mapping's keys are verl's (the ``algorithm`` / ``actor_rollout_ref`` trees)."""
+    return any(isinstance(k, str) and k.split(".")[0] in ("algorithm", "actor_rollout_ref") for k in config)
+
+
+def _inert(key: str) -> bool:
+    return any(
+        key == p or (p.endswith(".") and key.startswith(p)) or key.startswith(p + ".") for p in VERL_INERT_PREFIXES
+    )
+
+
+class _Reader:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.rows: dict[str, MappingRow] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values[key] if key in self.values else VERL_KEYS[key].default
+
+    def put(self, key: str, maps_to: str, value: Any = None, *, use_value: bool = False) -> None:
+        used = value if use_value else self.get(key)
+        source = "given" if key in self.values else "default"
+        self.rows[key] = MappingRow(key, used, source, maps_to, VERL_KEYS[key].where)
+
+
+def _refuse(key: str, value: Any, why: str) -> InputError:
+    return InputError(key, f"{value!r} {why}")
+
+
+def _normalization(r: _Reader) -> tuple[dict[str, Any], str]:
+    est = r.get("algorithm.adv_estimator")
+    scale = read_flag("algorithm.norm_adv_by_std_in_grpo", r.get("algorithm.norm_adv_by_std_in_grpo"))
+    if est in ("grpo", "grpo_vectorized"):
+        r.put("algorithm.adv_estimator", "group advantage (r - mean) [/ (std + 1e-6)]")
+        if scale:
+            r.put(
+                "algorithm.norm_adv_by_std_in_grpo",
+                "normalization shift_scale, ddof 1 (torch.std), eps 1e-6",
+            )
+            return dict(normalization="shift_scale", ddof=1, eps=VERL_EPS), "shift_scale (sample std, eps 1e-6)"
+        r.put("algorithm.norm_adv_by_std_in_grpo", "normalization shift (r - mean), as Dr. GRPO")
+        return dict(normalization="shift", ddof=0, eps=0.0), "shift (r - mean)"
+    if est in ("rloo", "rloo_vectorized"):
+        r.put("algorithm.adv_estimator", "normalization rloo: (r - mean) n/(n-1) = r minus the others' mean")
+        r.put("algorithm.norm_adv_by_std_in_grpo", "not read by rloo")
+        return dict(normalization="rloo", ddof=0, eps=0.0), "rloo (leave-one-out baseline)"
+    why = {
+        "gae": "trains a critic (GAE): no group-level GRPO spec expresses it; expected grpo or rloo",
+        "reinforce_plus_plus": "whitens advantages over the whole batch with a per-token return; expected grpo or rloo",
+        "reinforce_plus_plus_baseline": "whitens group-centred advantages over the whole batch; expected grpo or rloo",
+        "remax": "uses a greedy rollout as the baseline; expected grpo or rloo",
+    }.get(
+        str(est),
+        "is an advantage estimator the engine does not model; expected grpo, grpo_vectorized, rloo or rloo_vectorized",
+    )
+    raise _refuse("algorithm.adv_estimator", est, why)
+
+
+def _penalty(r: _Reader) -> tuple[float, str, str]:
+    """beta, the engine's penalty, and a phrase for explain."""
+    in_reward = read_flag("algorithm.use_kl_in_reward", r.get("algorithm.use_kl_in_reward"))
+    in_loss = read_flag(_A + "use_kl_loss", r.get(_A + "use_kl_loss"))
+    if in_reward:
+        kind = r.get("algorithm.kl_penalty")
+        coef = read_real("algorithm.kl_ctrl.kl_coef", r.get("algorithm.kl_ctrl.kl_coef"))
+        if coef > 0:
+            refuse_penalty_in_reward(
+                "algorithm.use_kl_in_reward",
+                True,
+                f"subtracts {coef:g} x {kind} per token from the reward before the group normalisation "
+                f"({_RT}:78-117): the penalty in the reward",
+            )
+    r.put("algorithm.use_kl_in_reward", "false: no penalty in the reward" if not in_reward else "penalty_in reward")
+    r.put("algorithm.kl_penalty", "read only with use_kl_in_reward" if not in_reward else "the reward penalty")
+    r.put(
+        "algorithm.kl_ctrl.kl_coef", "read only with use_kl_in_reward" if not in_reward else "the reward penalty weight"
+    )
+    ctrl = r.get("algorithm.kl_ctrl.type")
+    if in_reward and ctrl != "fixed":
+        raise _refuse("algorithm.kl_ctrl.type", ctrl, "changes beta during training; expected 'fixed'")
+    r.put("algorithm.kl_ctrl.type", "fixed: beta constant" if ctrl == "fixed" else "read only with use_kl_in_reward")
+    coef = read_real(_A + "kl_loss_coef", r.get(_A + "kl_loss_coef"))
+    kind = r.get(_A + "kl_loss_type")
+    if not in_loss:
+        r.put(_A + "use_kl_loss", "false: no penalty in the loss (beta 0)")
+        r.put(_A + "kl_loss_coef", "unused without use_kl_loss")
+        r.put(_A + "kl_loss_type", "unused without use_kl_loss")
+        return 0.0, "k3", "no penalty"
+    if coef < 0:
+        raise _refuse(_A + "kl_loss_coef", coef, "expected a number >= 0")
+    if not isinstance(kind, str) or kind.rstrip("+") not in _PENALTY or kind == "full":
+        raise _refuse(
+            _A + "kl_loss_type",
+            kind,
+            "is not a per-token penalty the engine models; expected low_var_kl, k3, mse, k2, kl, k1 or abs (optionally with +)",
+        )
+    base = _PENALTY[kind.rstrip("+")]
+    penalty = "k2" if kind.endswith("+") else base
+    r.put(_A + "use_kl_loss", "true: the penalty is a term of the loss")
+    r.put(_A + "kl_loss_coef", f"beta {coef:g}", coef, use_value=True)
+    if kind.endswith("+"):
+        text = f"penalty k2: {kind} keeps {base}'s value but takes k2's gradient (straight-through, {_CA}:2200-2213)"
+    elif penalty == "k3":
+        text = "penalty k3 (clamped: exact while log(pi_ref/pi) per token stays in [-11.0, 2.61])"
+    else:
+        text = f"penalty {penalty}"
+    r.put(_A + "kl_loss_type", text)
+    return coef, penalty, f"{kind} penalty in the loss at beta {coef:g}"
+
+
+def _aggregation(r: _Reader) -> str:
+    mode = r.get(_A + "loss_agg_mode")
+    if mode not in VERL_AGGREGATION:
+        raise InputError(_A + "loss_agg_mode", f"{mode!r}: expected one of {', '.join(VERL_AGGREGATION)}")
+    agg = VERL_AGGREGATION[mode]
+    detail = {
+        "token-mean": "constant: one token count for the whole batch (group_token_mean only with one group per batch)",
+        "seq-mean-token-mean": "sequence_mean: each sequence's tokens averaged, then sequences",
+    }.get(mode, "constant: one normaliser for the whole batch")
+    r.put(_A + "loss_agg_mode", f"aggregation {detail}; does not move the end point of atomic answers")
+    return agg
+
+
+def _checks(r: _Reader, beta: float, normalization: str) -> None:
+    mode = r.get(_A + "policy_loss.loss_mode")
+    if mode != "vanilla":
+        raise _refuse(
+            _A + "policy_loss.loss_mode",
+            mode,
+            "is a policy loss whose on-policy gradient the engine does not model; expected 'vanilla' (PPO clip)",
+        )
+    r.put(_A + "policy_loss.loss_mode", "vanilla: PPO clip, inactive at ratio 1")
+    ent = read_real(_A + "entropy_coeff", r.get(_A + "entropy_coeff"))
+    if ent != 0:
+        raise _refuse(_A + "entropy_coeff", ent, "adds an entropy bonus, which moves the stationary policy; expected 0")
+    r.put(_A + "entropy_coeff", "0: no entropy bonus", ent, use_value=True)
+    wd = read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
+    r.put(
+        _A + "optim.weight_decay",
+        "0: no pull toward zero weights"
+        if wd == 0
+        else f"AdamW decoupled weight decay {wd:g}: a pull toward zero weights, not modelled (set 0 for an exact prediction)",
+        wd,
+        use_value=True,
+    )
+    epochs = read_int(_A + "ppo_epochs", r.get(_A + "ppo_epochs"))
+    if epochs < 1:
+        raise _refuse(_A + "ppo_epochs", epochs, "takes no step on a batch; expected an integer >= 1")
+    r.put(
+        _A + "ppo_epochs",
+        "batch reuse, off-policy by O(learning rate): the stationary points do not move",
+        epochs,
+        use_value=True,
+    )
+    t = read_real(_R + "temperature", r.get(_R + "temperature"))
+    if t != 1.0:
+        raise _refuse(_R + "temperature", t, "samples from softmax(logits / T), not the policy it trains; expected 1.0")
+    r.put(_R + "temperature", "1.0: samples from the policy itself", t, use_value=True)
+    k = read_int(_R + "top_k", r.get(_R + "top_k"))
+    if k not in (-1, 0):
+        raise _refuse(_R + "top_k", k, "samples from a truncated distribution; expected -1")
+    r.put(_R + "top_k", "no top-k filtering", k, use_value=True)
+    p = read_real(_R + "top_p", r.get(_R + "top_p"))
+    if p != 1.0:
+        raise _refuse(_R + "top_p", p, "samples from a truncated distribution; expected 1.0")
+    r.put(_R + "top_p", "no nucleus filtering", p, use_value=True)
+    if not read_flag(_R + "do_sample", r.get(_R + "do_sample")):
+        raise _refuse(_R + "do_sample", False, "decodes greedily, not from the policy; expected true")
+    r.put(_R + "do_sample", "samples from the policy")
+    if read_flag(_R + "ignore_eos", r.get(_R + "ignore_eos")):
+        raise _refuse(
+            _R + "ignore_eos", True, "generates past the end token, so answers are not the policy's; expected false"
+        )
+    r.put(_R + "ignore_eos", "answers end at the end token")
+    if read_flag("algorithm.filter_groups.enable", r.get("algorithm.filter_groups.enable")):
+        if beta > 0 or normalization not in ("shift_scale", "shift", "rloo"):
+            raise _refuse(
+                "algorithm.filter_groups.enable",
+                True,
+                "drops groups whose rewards all tie, whose penalty gradient then goes missing; "
+                "expected false (or beta 0)",
+            )
+        r.put("algorithm.filter_groups.enable", "drops all-tied groups: their advantages are 0 anyway at beta 0")
+    else:
+        r.put("algorithm.filter_groups.enable", "false: every group trained")
+    if read_flag("algorithm.use_pf_ppo", r.get("algorithm.use_pf_ppo")):
+        raise _refuse("algorithm.use_pf_ppo", True, "reweights samples by their reward; expected false")
+    r.put("algorithm.use_pf_ppo", "false: no reweighting")
+    if read_flag("distillation.enabled", r.get("distillation.enabled")):
+        raise _refuse("distillation.enabled", True, "adds a distillation loss toward a teacher; expected false")
+    r.put("distillation.enabled", "false: no distillation loss")
+
+
+def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
+    """What a verl trainer config (nested or dotted keys) trains, setting by setting.
+
+    Parameters
+    ----------
+    config : Mapping
+        verl's trainer YAML as a mapping; keys not given take verl 0.9.1's defaults
+        (``VERL_KEYS``).
+
+    Returns
+    -------
+    MappingReport
+        ``algo`` the ``GRPO`` (THEORY.md sections 2-3), ``aggregation`` (section 10) and
+        one row per setting read or given.
+
+    Raises
+    ------
+    InputError
+        Naming the key: an unknown key outside the settings known not to move the end point,
+        a bad value, or a setting that changes what is trained and is not modelled
+        (the penalty in the reward among them, until the engine models it).
+    """
+    if not isinstance(config, Mapping):
+        raise InputError("config", f"expected a mapping of verl's config keys, got {type(config).__name__}")
+    values = flatten(config)
+    r = _Reader(values)
+    for key in values:
+        if key in VERL_KEYS or _inert(key):
+            continue
+        near = difflib.get_close_matches(key, list(VERL_KEYS), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise InputError(
+            key,
+            f"not classified by this mapping (checked against verl {VERL_VERSION}){hint}: it may change what is "
+            "trained; remove it to use verl's default",
+        )
+    g = read_int(_R + "n", r.get(_R + "n"))
+    if g < 2:
+        raise _refuse(_R + "n", g, "leaves no group to normalise (verl's default is 1); expected an integer >= 2")
+    r.put(_R + "n", f"group_size {g}", g, use_value=True)
+    norm, norm_text = _normalization(r)
+    beta, penalty, penalty_text = _penalty(r)
+    aggregation = _aggregation(r)
+    _checks(r, beta, norm["normalization"])
+    for key in sorted(values):
+        if key not in r.rows:
+            r.rows[key] = MappingRow(key, values[key], "given", _INERT)
+    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, **engine_fields(aggregation, "loss"))
+    notes = [
+        f"keys not given take verl {VERL_VERSION}'s defaults ({_Y})",
+        f"advantage: {norm_text}; {penalty_text}",
+        f"loss_agg_mode {r.get(_A + 'loss_agg_mode')!r} -> aggregation {aggregation!r}: it moves the end point "
+        "only for answers of several tokens with shared prefixes or different lengths (THEORY.md section 10)",
+        "use_kl_in_reward=true would put beta k in the reward before normalisation (GRPO penalty_in='reward'): "
+        "refused until the engine models it",
+    ]
+    if penalty == "k3" and beta > 0:
+        notes.append(
+            "verl clamps low_var_kl to <= 10 (core_algos.py:2242-2245): where a token's pi < pi_ref e^-2.61 "
+            "(about pi_ref/13.6) its penalty gradient is 0 and the prediction does not hold"
+        )
+    wd = read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
+    if wd:
+        notes.append(
+            f"verl's actor optimiser uses AdamW weight decay {wd:g} by default: a pull toward zero weights that the "
+            "engine does not model (accepted, not refused, because it is verl's default)"
+        )
+    order = {k: i for i, k in enumerate(VERL_KEYS)}
+    rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))
+    return MappingReport(
+        trainer="verl",
+        checked_version=VERL_VERSION,
+        seen_version=None,
+        algo=algo,
+        aggregation=aggregation,
+        rows=tuple(rows),
+        notes=tuple(notes),
+    )
+
+
+def grpo_from_verl(config: Mapping[str, Any]) -> GRPO:
+    """The ``GRPO`` a verl trainer config trains (see ``describe_verl_mapping``)."""
+    return describe_verl_mapping(config).algo
