@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BINARY = ROOT / "examples" / "binary.toml"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
+#: file descriptors a case's setup holds open (another run's lock) until its command ran
+HELD_FDS: list[int] = []
+
 PROBLEM = "[problem]\nref = [0.3, 0.7]\nrewards = [1.0, 0.0]\n"
 ALGO = "[[algorithm]]\ngroup_size = 4\nbeta = 0.5\n"
 SMALL_TRAIN = "[train]\nsteps = 40\ngroups_per_step = 8\nlr = 1.0\nn_batches = 4\ncheckpoint_every = 10\n"
@@ -150,7 +153,7 @@ def _locked_folder(tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
     (tmp / "run").mkdir()
     fd = os.open(tmp / "run" / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # another run holds the folder (a second open file description)
-    mp.setattr(cli, "_held_lock_fd", fd, raising=False)  # closed by the monkeypatch's owner below
+    HELD_FDS.append(fd)  # closed after the command ran
     return ["train", str(_file(tmp, PROBLEM + ALGO + SMALL_TRAIN)), "--out", str(tmp / "run"), "--quiet"]
 
 
@@ -241,6 +244,12 @@ CASES: dict[str, Case] = {
         check=_dev_full_kept,
     ),
     "--out a symlink": Case(_symlink_out, 2, ("symbolic link",), check=_symlink_kept),
+    "--out the input file": Case(
+        lambda tmp, mp: ["solve", str(_file(tmp, PROBLEM + ALGO)), "--out", str(tmp / "p.toml")],
+        2,
+        ("--out", "problem file itself"),
+        check=lambda tmp: (tmp / "p.toml").read_text().startswith("[problem]") or pytest.fail("input replaced"),
+    ),
     "--out a folder": Case(lambda tmp, mp: ["solve", str(BINARY), "--out", str(tmp)], 2, ("--out", "directory")),
     "names with markup": Case(
         _solve(PROBLEM + 'names = ["[/]", "[a]"]\n' + '[[algorithm]]\nname = "[bold]G[/bold]"\nbeta = 0.5\n'),
@@ -302,9 +311,8 @@ def test_cli_case(name, tmp_path, monkeypatch, capsys):
     except SystemExit as exc:  # argparse
         status = int(exc.code or 0)
     finally:
-        fd = getattr(cli, "_held_lock_fd", None)
-        if fd is not None:
-            os.close(fd)
+        while HELD_FDS:
+            os.close(HELD_FDS.pop())
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert status in case.extra.get("status_in", (case.status,)), (status, err)

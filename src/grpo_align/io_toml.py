@@ -18,8 +18,12 @@ Schema (README "TOML files"; ``examples/*.toml`` are commented instances)::
     group_size = 8                # any GRPO field overrides the preset (inf: G -> infinity)
     beta = 0.5
 
-Unknown keys are errors that name the key and the allowed ones. Parsing produces the same
-``Problem`` and ``GRPO`` objects the Python API takes; nothing downstream re-parses.
+Unknown keys are errors that name the key and the allowed ones. Every error is in the
+file's words: the key's path (``problem.rewards``, ``algorithm[2].beta``, tables and rows
+counted from 1) and TOML values (``true``, ``inf``, ``"text"``). The file must be a regular
+UTF-8 file of at most ``files.MAX_INPUT_BYTES`` (a byte-order mark is skipped). Parsing
+produces the same ``Problem`` and ``GRPO`` objects the Python API takes; nothing
+downstream re-parses.
 """
 
 from __future__ import annotations
@@ -293,8 +297,10 @@ def load_problem_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> P
     """Read a problem file: (Problem, [(name, GRPO), ...], options).
 
     ``extra_tables`` names further top-level keys a command accepts (e.g. ``("train",)``);
-    they are passed through in ``options`` for that command to validate. A missing file
-    raises FileNotFoundError; malformed TOML and every schema violation raise InputError.
+    they are passed through in ``options`` for that command to validate. A missing or
+    unreadable file raises the ``OSError`` of ``open`` (FileNotFoundError, PermissionError);
+    a FIFO, device or folder, a file over the size limit, malformed TOML, nesting too deep
+    for the parser and every schema violation raise InputError.
     """
     path = Path(path)
     data = _read_toml(path)

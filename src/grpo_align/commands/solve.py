@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--max-contexts", f"expected an integer >= 1, got {args.max_contexts}")
     if args.out is not None:
         check_out_path(args.out)  # before the solve, so a typo costs nothing
+        if args.out.exists() and args.file.exists() and args.out.samefile(args.file):
+            raise InputError("--out", f"{args.out} is the problem file itself; choose another name")
     # a file written for `grpo-align train` solves as it is: its [train] table is not used here
     spec = load_problem_toml(args.file, extra_tables=SHARED_TABLES)
     results = [stationary_policy(spec.problem, algo) for _, algo in spec.algorithms]
