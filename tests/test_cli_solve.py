@@ -7,9 +7,11 @@ Expected numbers are THEORY.md section 6's worked numbers and the closed forms o
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,7 +169,7 @@ BAD_INPUTS = {
     "malformed": ("[problem\nref = [0.5, 0.5]\n", "malformed TOML"),
     "unknown_key": (
         "[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\ngroup_size = 2\nbetta = 0.5\n",
-        "algorithm[0].betta",
+        "algorithm[1].betta",
     ),
     "bad_probabilities": (
         "[problem]\nref = [0.5, 0.6]\nrewards = [1, 0]\n[[algorithm]]\ngroup_size = 2\nbeta = 0.5\n",
@@ -179,7 +181,7 @@ BAD_INPUTS = {
     ),
     "unknown_preset": (
         '[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n[[algorithm]]\npreset = "deepspeed"\n',
-        "algorithm[0].preset",
+        "algorithm[1].preset",
     ),
     "no_algorithm": ("[problem]\nref = [0.5, 0.5]\nrewards = [1, 0]\n", "algorithm"),
 }
@@ -282,3 +284,43 @@ def test_out_into_missing_directory_exit_2(tmp_path, capsys):
     assert captured.err.startswith("error: --out") and captured.out == ""  # checked before solving
     assert main(["solve", str(EXAMPLES / "binary.toml"), "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+MANY_ALGORITHMS = (
+    "[problem]\nref = [0.1, 0.2, 0.3, 0.4]\nsuccess = [0.9, 0.6, 0.3, 0.1]\n"
+    'names = ["a rather long output name", "b", "c", "d"]\n'
+    + "".join(
+        f'[[algorithm]]\nname = "algorithm number {i} with a long name"\ngroup_size = {g}\nbeta = 0.{i + 1}\n'
+        for i, g in enumerate((2, 3, 4, 5, 6, 8, 12, 16))
+    )
+)
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_tables_never_cut_a_number(width, tmp_path):
+    """On a narrow terminal the columns are shared out over several tables (and the
+    solver table becomes paragraphs): every number printed is whole, no cell is cut."""
+    from rich.console import Console
+
+    many = tmp_path / "many.toml"
+    many.write_text(MANY_ALGORITHMS)
+    for path in [*sorted(EXAMPLES.glob("*.toml")), many]:
+        spec = solve_cmd.load_problem_toml(path, extra_tables=("train",))
+        results = [ga.stationary_policy(spec.problem, algo) for _, algo in spec.algorithms]
+        beta = solve_cmd.rlhf_beta_of(spec)
+        rlhf = None if beta is None else np.reshape(ga.rlhf_policy(spec.problem, beta), spec.problem.ref.shape)
+        buffer = io.StringIO()
+        console = Console(width=width, file=buffer, color_system=None, highlight=False)
+        solve_cmd.print_results(console, spec, results, rlhf, beta, 6, 8)
+        text = buffer.getvalue()
+        assert "…" not in text, (path.name, text)
+        assert max(len(line) for line in text.splitlines()) <= width
+        numbers = set(re.findall(r"\d+\.\d+(?:e[-+]\d+)?", text))
+        policies = [r.policy for r in results] + ([] if rlhf is None else [rlhf])
+        for c in range(min(spec.problem.n_contexts, 8)):
+            for o in range(spec.options["n_outputs"][c]):
+                for p in policies:
+                    assert f"{p[c, o]:.6f}" in numbers, (path.name, c, o)
+        for res in results:  # contexts with one outcome share a row showing the largest residual
+            assert f"{max(res.residual):.1e}" in numbers, path.name
+        assert "algorithm number 7 with a long name" in " ".join(text.split()) or path != many

@@ -12,12 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from grpo_align import files
+from grpo_align.errors import InputError
 from grpo_align.files import (
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
+    read_regular_file,
     to_jsonable,
 )
 from grpo_align.theory.spec import GRPO
@@ -119,3 +122,58 @@ def test_json_and_jsonl_files_are_strict(tmp_path):
     atomic_write_jsonl(tmp_path / "b.jsonl", [{"s": 1}, {"s": np.float64(np.inf)}])
     lines = (tmp_path / "b.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [{"s": 1}, {"s": "inf"}]
+
+
+def _non_regular(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "real.txt").write_text("keep\n")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "nowhere.txt")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "folder").mkdir()
+    return {
+        "symbolic link": tmp_path / "link.txt",
+        "symbolic link ": tmp_path / "dangling.txt",
+        "FIFO": tmp_path / "fifo",
+        "folder": tmp_path / "folder",
+        "device": Path("/dev/null"),
+    }
+
+
+def test_only_regular_files_are_written(tmp_path):
+    for kind, path in _non_regular(tmp_path).items():
+        before = os.lstat(path)
+        with pytest.raises(InputError, match=kind.strip()):
+            atomic_write_text(path, "new\n")
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), kind  # the node itself is kept
+    assert (tmp_path / "real.txt").read_text() == "keep\n"
+    assert not (tmp_path / "nowhere.txt").exists() and _leftovers(tmp_path) == []
+
+
+def test_os_errors_name_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    (tmp_path / "x.json").write_text("old\n")
+    with pytest.raises(OSError) as info:
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    assert info.value.errno == 28 and info.value.filename == str(tmp_path / "x.json")
+    assert (tmp_path / "x.json").read_text() == "old\n" and _leftovers(tmp_path) == []
+
+
+def test_read_regular_file_refuses_other_files_and_large_ones(tmp_path):
+    for kind, path in _non_regular(tmp_path).items():
+        if kind.startswith("symbolic link"):
+            continue  # reading follows links: a link to a regular file is that file
+        with pytest.raises(InputError, match=kind):
+            read_regular_file(path)  # returns at once for a FIFO: opened non-blocking
+    assert read_regular_file(tmp_path / "link.txt") == b"keep\n"
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(tmp_path / "dangling.txt")
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    assert read_regular_file(tmp_path / "big", max_bytes=101) == b"x" * 101
+    with pytest.raises(InputError, match="larger than"):
+        read_regular_file(tmp_path / "big", max_bytes=100)
+    with pytest.raises(InputError, match="device"):
+        read_regular_file("/dev/zero")

@@ -1,16 +1,28 @@
 """The ``grpo-align`` command line: one subcommand per module in ``grpo_align.commands``.
 
-Bad input (an ``InputError``, a missing file, malformed TOML) and a missing optional extra
-(``MissingExtraError``, whose line ends in the ``pip install`` command) print one line and
-exit with status 2, never a traceback. The command modules import only light packages at
-module level, so building the parser loads no torch.
+Exit statuses (README "Exit status"):
+
+- 0: done, and every solve succeeded (``train``: every gap within its tolerance);
+- 1: a solve failed or a verdict did not pass (the reason is printed);
+- 2: bad input or an environment problem: an ``InputError`` (a wrong value, a malformed
+  or unreadable file, an output target that is not a regular file), a missing optional
+  extra (the line ends in the ``pip install`` command), an ``OSError`` (no permission,
+  disk full), a run too large for this machine's memory, or bad command-line flags;
+- 3: an internal error, which is a bug: one line asking for a report;
+- 130: interrupted (Ctrl-C).
+
+Every error is one line on stderr, never a traceback; ``GRPO_ALIGN_DEBUG=1`` re-raises
+unexpected exceptions so that their traceback is shown. The command modules import only
+light packages at module level, so building the parser loads no torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 from grpo_align.errors import InputError
 
@@ -24,14 +36,26 @@ COMMANDS = {
     "explain": "What a TRL, verl or OpenRLHF config trains: the mapping, in words, with predictions",
 }
 
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: set to 1 to see the traceback of an unexpected exception instead of the one-line report
+DEBUG_ENV = "GRPO_ALIGN_DEBUG"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: MESSAGE (see grpo-align ... --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {one_line(message)} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="grpo-align",
         description="What policy does GRPO converge to? Exact stationary policies (arXiv:2502.18548).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"grpo_align.commands.{name}")
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -46,23 +70,59 @@ def _version() -> str:
     return __version__
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks and other control characters shown escaped."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: reason`` for an OSError (no permission, disk full, not a folder, ...)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.filename is not None:
+        target = os.fsdecode(exc.filename)
+        if exc.filename2 is not None:
+            target += f" -> {os.fsdecode(exc.filename2)}"
+        return f"{target}: {reason}"
+    return reason
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
-        return 2
+        return EXIT_INPUT
     try:
         return int(args._run(args) or 0)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except InputError as exc:  # MissingExtraError included
+        return _fail(str(exc))
     except FileNotFoundError as exc:
-        print(f"error: file not found: {exc.filename}", file=sys.stderr)
-        return 2
+        if exc.filename is None:
+            return _fail(describe_os_error(exc))
+        return _fail(f"file not found: {os.fsdecode(exc.filename)}")
+    except OSError as exc:
+        return _fail(describe_os_error(exc))
+    except MemoryError:
+        return _fail("out of memory; make the problem or the run smaller")
+    except RecursionError:
+        return _fail("input nested too deeply")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        detail = one_line(f"{type(exc).__name__}: {exc}")[:300]
+        print(
+            f"internal error: {detail} (please report it, with the input; {DEBUG_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _fail(message: str) -> int:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return EXIT_INPUT
 
 
 if __name__ == "__main__":

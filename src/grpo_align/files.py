@@ -7,6 +7,14 @@ exception, ``KeyboardInterrupt``) removes its temporary file and leaves the old 
 Files are created with mode 0644 (``mkstemp`` makes them private; results are meant to
 be read).
 
+Only regular files are written: a target that exists as a symbolic link, a device, a FIFO
+or a folder is refused (``InputError``) rather than replaced, so ``--out /dev/full`` or a
+link planted in an output folder is never clobbered. An ``OSError`` while writing (no
+permission, disk full) is re-raised naming the target, not the temporary file.
+
+Reading: ``read_regular_file`` reads regular files only, up to a size limit, so a FIFO or
+``/dev/zero`` given as an input cannot hang or exhaust memory.
+
 JSON: ``to_jsonable`` is the one conversion of results to plain JSON values. NaN becomes
 ``null`` and the infinities the strings ``"inf"`` / ``"-inf"``, so every file is strict
 JSON (``allow_nan=False``) and a reader can tell "undefined" from "unbounded".
@@ -18,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,20 +35,98 @@ from typing import Any
 
 import numpy as np
 
+from grpo_align.errors import InputError
+
 __all__ = [
+    "MAX_INPUT_BYTES",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_target",
     "json_dumps",
+    "read_regular_file",
     "to_jsonable",
 ]
 
 #: permissions of every written file: readable by all, writable by the owner
 FILE_MODE = 0o644
 
+#: largest input file read: problem files are a few KiB; the bound stops a mistaken path
+MAX_INPUT_BYTES = 16 * 2**20
+
 PathLike = str | os.PathLike[str]
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_target(path: PathLike) -> Path:
+    """``path`` as a Path, if writing it would create or replace a regular file.
+
+    Raises ``InputError`` naming the path when it exists as anything else (a symbolic
+    link, even to a regular file, a device, a FIFO, a socket or a folder): ``os.replace``
+    would replace that node itself.
+    """
+    target = Path(path)
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            str(target), f"exists and is {_kind(mode)}; only regular files are written: choose another name"
+        )
+    return target
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """The same error about ``target`` (not the temporary file, or no file at all)."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(target))  # OSError(errno, ...) picks the subclass
+
+
+def read_regular_file(path: PathLike, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``, refusing anything else or anything larger.
+
+    Opened non-blocking, so that opening a FIFO returns at once; a FIFO, device or folder
+    raises ``InputError``, as does a file over ``max_bytes`` (checked while reading too,
+    for files that grow; default ``MAX_INPUT_BYTES``). A missing or unreadable file
+    raises the ``OSError`` of ``open``.
+    """
+    max_bytes = MAX_INPUT_BYTES if max_bytes is None else max_bytes
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(str(path), f"is {_kind(info.st_mode)}; expected a regular file")
+        too_big = InputError(str(path), f"is larger than {max_bytes // 2**20} MiB; expected a problem file")
+        if info.st_size > max_bytes:
+            raise too_big
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(2**20, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_big
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -48,11 +135,16 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
     For writers that need a file name (``torch.save``, ``Figure.savefig``). The parent
     folder is created. On any exception (``KeyboardInterrupt`` included) the temporary
-    file is removed and ``path`` keeps its old content.
+    file is removed and ``path`` keeps its old content. A target that exists and is not a
+    regular file raises ``InputError`` (``check_target``); an ``OSError`` is re-raised
+    naming ``path``.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    target = check_target(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _naming(exc, target) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -61,7 +153,11 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, FILE_MODE)
+        check_target(target)  # it may have appeared while we wrote
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, target) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

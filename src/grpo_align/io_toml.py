@@ -18,19 +18,26 @@ Schema (README "TOML files"; ``examples/*.toml`` are commented instances)::
     group_size = 8                # any GRPO field overrides the preset (inf: G -> infinity)
     beta = 0.5
 
-Unknown keys are errors that name the key and the allowed ones. Parsing produces the same
-``Problem`` and ``GRPO`` objects the Python API takes; nothing downstream re-parses.
+Unknown keys are errors that name the key and the allowed ones. Every error is in the
+file's words: the key's path (``problem.rewards``, ``algorithm[2].beta``, tables and rows
+counted from 1) and TOML values (``true``, ``inf``, ``"text"``). The file must be a regular
+UTF-8 file of at most ``files.MAX_INPUT_BYTES`` (a byte-order mark is skipped). Parsing
+produces the same ``Problem`` and ``GRPO`` objects the Python API takes; nothing
+downstream re-parses.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from grpo_align.errors import InputError
+from grpo_align.files import read_regular_file
 from grpo_align.theory import GRPO, PRESETS, Problem
 
 __all__ = [
@@ -81,39 +88,86 @@ class _Where:
 def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise InputError(f"{where}.{key}" if where else key, f"unknown key; allowed: {', '.join(allowed)}")
+            # a key that is not bare is shown quoted, as the file writes it (and on one line)
+            shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key[:40], ensure_ascii=False)
+            raise InputError(f"{where}.{shown}" if where else shown, f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as the TOML file writes it, for messages: ``true`` (not ``True``), ``inf``,
+    ``"text"``; arrays and tables by kind, and very long values shortened."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = json.dumps(value if len(value) <= 40 else value[:37] + "...")
+        return f"the string {text}"
+    if isinstance(value, int):
+        digits = str(abs(value))
+        return str(value) if len(digits) <= 20 else f"an integer of {len(digits)} digits"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__} ({value})"  # dates and times
+
+
+def in_toml_words(text: str) -> str:
+    """A message of the Python API in the words of a TOML file: ``inf`` for ``math.inf``,
+    ``renormalize = true``, and row indices counted from 1 like the file's tables."""
+    text = text.replace("math.inf", "inf").replace("pass renormalize=True", "set renormalize = true")
+    return text
+
+
+def _field_from_1(field: str) -> str:
+    """``ref[0]`` (a Python index) -> ``ref[1]`` (the first row, as a reader counts)."""
+    return re.sub(r"\[(\d+)\]", lambda m: f"[{int(m.group(1)) + 1}]", field)
+
+
+#: the deepest nesting any key takes: levels + dist of a batch is a list of lists of lists
+MAX_DEPTH = 3
 
 
 def _numbers(value: Any, name: str, depth: tuple[int, ...]) -> Any:
     """Check that ``value`` is a (nested) list of numbers at one of the list depths given.
 
     TOML would let ``true`` or strings slip into a numpy array; they are rejected here with
-    the field named.
+    the field named. Nesting deeper than any field takes stops the walk at once.
     """
 
-    def depth_of(v: Any) -> int:
-        if isinstance(v, (bool, str, dict)):
-            raise InputError(name, f"expected numbers, got {type(v).__name__} {v!r}")
+    def depth_of(v: Any, level: int) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, float, list)):
+            raise InputError(name, f"expected numbers, got {toml_value(v)}")
         if isinstance(v, (int, float)):
             return 0
-        if isinstance(v, list):
-            if not v:
-                raise InputError(name, "expected a non-empty list of numbers")
-            inner = {depth_of(x) for x in v}
-            if len(inner) != 1:
-                raise InputError(name, "mixes numbers and lists; expected a list of numbers or a list of lists")
-            return 1 + inner.pop()
-        raise InputError(name, f"expected numbers, got {type(v).__name__}")
+        if level >= MAX_DEPTH:
+            raise InputError(name, f"arrays nested more than {MAX_DEPTH} deep; expected {_shapes(depth)} of numbers")
+        if not v:
+            raise InputError(name, "expected a non-empty list of numbers")
+        inner = {depth_of(x, level + 1) for x in v}
+        if len(inner) != 1:
+            raise InputError(name, "mixes numbers and lists; expected a list of numbers or a list of lists")
+        return 1 + inner.pop()
 
-    d = depth_of(value)
+    d = depth_of(value, 0)
     if d not in depth:
-        shapes = {1: "a list", 2: "a list of lists", 3: "a list of lists of lists"}
-        raise InputError(name, f"expected {' or '.join(shapes[x] for x in depth)} of numbers")
+        raise InputError(name, f"expected {_shapes(depth)} of numbers")
     return value
 
 
+def _shapes(depth: tuple[int, ...]) -> str:
+    shapes = {0: "a number", 1: "a list", 2: "a list of lists", 3: "a list of lists of lists"}
+    return " or ".join(shapes[x] for x in depth)
+
+
 def _reprefix(exc: InputError, where: _Where) -> InputError:
-    return InputError(where(exc.field), exc.expected)
+    """An error of the Python API (field ``rewards``) as one about the file (``problem.rewards``)."""
+    return InputError(where(_field_from_1(exc.field)), in_toml_words(exc.expected))
 
 
 def parse_problem(table: Any) -> tuple[Problem, dict[str, Any]]:
@@ -136,29 +190,32 @@ def parse_problem(table: Any) -> tuple[Problem, dict[str, Any]]:
             raise InputError(where(key), f"missing; {' + '.join(REWARD_KINDS[kind])} go together")
     renormalize = table.get("renormalize", False)
     if not isinstance(renormalize, bool):
-        raise InputError("problem.renormalize", f"expected true or false, got {renormalize!r}")
+        raise InputError("problem.renormalize", f"expected true or false, got {toml_value(renormalize)}")
 
     ref = _numbers(table["ref"], "problem.ref", (1, 2))
     batched = isinstance(ref[0], list)
     n_outputs = [len(r) for r in ref] if batched else [len(ref)]
     row_depth = 2 if batched else 1
+    # every value is checked (errors name problem.KEY) before the Problem is built
+    if kind == "rewards":
+        rewards = _numbers(table["rewards"], "problem.rewards", (row_depth,))
+    elif kind == "success":
+        success = _numbers(table["success"], "problem.success", (row_depth,))
+    elif kind == "dist":
+        levels = _numbers(table["levels"], "problem.levels", (1, 2) if batched else (1,))
+        dist = _numbers(table["dist"], "problem.dist", (row_depth + 1,))
+        if batched and not isinstance(levels[0], list):
+            levels = [levels] * len(ref)  # one level vector shared by every context
+    else:
+        win = _numbers(table["win_prob"], "problem.win_prob", (row_depth + 1,))
     try:
         if kind == "rewards":
-            problem = Problem.from_rewards(
-                ref, _numbers(table["rewards"], "problem.rewards", (row_depth,)), renormalize=renormalize
-            )
+            problem = Problem.from_rewards(ref, rewards, renormalize=renormalize)
         elif kind == "success":
-            problem = Problem.from_bernoulli(
-                ref, _numbers(table["success"], "problem.success", (row_depth,)), renormalize=renormalize
-            )
+            problem = Problem.from_bernoulli(ref, success, renormalize=renormalize)
         elif kind == "dist":
-            levels = _numbers(table["levels"], "problem.levels", (1, 2) if batched else (1,))
-            dist = _numbers(table["dist"], "problem.dist", (row_depth + 1,))
-            if batched and not isinstance(levels[0], list):
-                levels = [levels] * len(ref)  # one level vector shared by every context
             problem = Problem(ref, levels, dist, renormalize=renormalize)
         else:
-            win = _numbers(table["win_prob"], "problem.win_prob", (row_depth + 1,))
             problem = Problem.from_preference(ref, win, renormalize=renormalize)
     except InputError as exc:
         raise _reprefix(exc, where) from None
@@ -184,8 +241,12 @@ def _output_names(value: Any, n_outputs: list[int], batched: bool) -> list[list[
     return [list(r) for r in rows]
 
 
-def parse_algorithm(table: Any, index: int = 0) -> tuple[str, GRPO, str | None]:
-    """One ``[[algorithm]]`` table -> (name, GRPO, preset). Errors name ``algorithm[index].KEY``."""
+def parse_algorithm(table: Any, index: int = 1) -> tuple[str, GRPO, str | None]:
+    """One ``[[algorithm]]`` table -> (name, GRPO, preset).
+
+    ``index`` is the table's number in the file, counted from 1 as a reader counts; errors
+    name ``algorithm[index].KEY``.
+    """
     where = _Where(f"algorithm[{index}]")
     if not isinstance(table, dict):
         raise InputError(f"algorithm[{index}]", "expected a table ([[algorithm]])")
@@ -203,7 +264,7 @@ def parse_algorithm(table: Any, index: int = 0) -> tuple[str, GRPO, str | None]:
     for key in ("group_size", "beta", "eps", "ddof"):
         value = overrides.get(key)
         if key in overrides and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise InputError(where(key), f"expected a number, got {value!r}")
+            raise InputError(where(key), f"expected a number, got {toml_value(value)}")
     try:
         algo = GRPO.preset(preset, **overrides) if preset is not None else GRPO(**overrides)
     except InputError as exc:
@@ -236,19 +297,13 @@ def load_problem_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> P
     """Read a problem file: (Problem, [(name, GRPO), ...], options).
 
     ``extra_tables`` names further top-level keys a command accepts (e.g. ``("train",)``);
-    they are passed through in ``options`` for that command to validate. A missing file
-    raises FileNotFoundError; malformed TOML and every schema violation raise InputError.
+    they are passed through in ``options`` for that command to validate. A missing or
+    unreadable file raises the ``OSError`` of ``open`` (FileNotFoundError, PermissionError);
+    a FIFO, device or folder, a file over the size limit, malformed TOML, nesting too deep
+    for the parser and every schema violation raise InputError.
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(str(path), "is a directory; expected a TOML file")
-    with path.open("rb") as fh:
-        try:
-            data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(str(path), f"malformed TOML: {str(exc).splitlines()[0]}") from None
-        except UnicodeDecodeError:
-            raise InputError(str(path), "not a UTF-8 text file; expected TOML") from None
+    data = _read_toml(path)
     _check_keys(data, TOP_LEVEL_KEYS + tuple(extra_tables), "")
     if "problem" not in data:
         raise InputError("problem", "missing; expected a [problem] table")
@@ -266,9 +321,9 @@ def load_problem_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> P
     algorithms: list[tuple[str, GRPO]] = []
     presets: list[str | None] = []
     for i, table in enumerate(tables):
-        name, algo, preset = parse_algorithm(table, i)
+        name, algo, preset = parse_algorithm(table, i + 1)
         if problem.is_preference:
-            _check_pairwise(algo, i)
+            _check_pairwise(algo, i + 1)
         algorithms.append((name, algo))
         presets.append(preset)
     options: dict[str, Any] = {"title": title, "source": str(path), "presets": presets, **info}
@@ -276,6 +331,26 @@ def load_problem_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> P
         if key in data:
             options[key] = data[key]
     return ProblemFile(problem, algorithms, options)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document in ``path`` (a regular file; a UTF-8 byte-order mark is skipped)."""
+    raw = read_regular_file(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(str(path), "not a UTF-8 text file; expected TOML") from None
+    # editors on Windows may start a UTF-8 file with a byte-order mark; TOML does not allow it
+    text = text.removeprefix("\ufeff")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(str(path), f"malformed TOML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively
+        raise InputError(
+            str(path), f"arrays or tables nested too deeply; no key takes more than {MAX_DEPTH} levels"
+        ) from None
 
 
 def _check_pairwise(algo: GRPO, index: int) -> None:

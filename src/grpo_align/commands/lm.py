@@ -17,6 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+#: most torch threads (as ``TrainConfig.threads``; kept here so that --help loads no torch)
+MAX_THREADS = 256
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="three runs of 1500 steps (about 3 minutes on 2 cores)")
@@ -44,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from grpo_align.errors import InputError
     from grpo_align.extras import require
 
-    if args.threads < 1:
-        raise InputError("--threads", f"expected an integer >= 1, got {args.threads}")
+    if not 1 <= args.threads <= MAX_THREADS:
+        # torch allocates per thread: 100000 would exhaust memory before anything runs
+        raise InputError("--threads", f"expected an integer from 1 to {MAX_THREADS}, got {args.threads}")
     min_steps = 1 if args.trl else 20  # our runs average a tail of records
     if args.steps is not None and args.steps < min_steps:
         raise InputError("--steps", f"expected an integer >= {min_steps}, got {args.steps}")
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
         return _run_trl(args, algo)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from grpo_align.lm.experiment import LMExperimentConfig, run_experiment
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     console = Console(stderr=True)
     start = time.perf_counter()
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from grpo_align.errors import InputError
-from grpo_align.files import atomic_write_json, to_jsonable
+from grpo_align.files import atomic_write_json, check_target, to_jsonable
 from grpo_align.io_toml import ProblemFile, load_problem_toml
 from grpo_align.theory import GRPO, StationaryResult, StationaryRoot, rlhf_policy, stationary_policy
 
@@ -51,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--max-contexts", f"expected an integer >= 1, got {args.max_contexts}")
     if args.out is not None:
         check_out_path(args.out)  # before the solve, so a typo costs nothing
+        if args.out.exists() and args.file.exists() and args.out.samefile(args.file):
+            raise InputError("--out", f"{args.out} is the problem file itself; choose another name")
     # a file written for `grpo-align train` solves as it is: its [train] table is not used here
     spec = load_problem_toml(args.file, extra_tables=SHARED_TABLES)
     results = [stationary_policy(spec.problem, algo) for _, algo in spec.algorithms]
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     print_results(console, spec, results, rlhf, rlhf_beta, args.precision, args.max_contexts)
     if args.out is not None:
         write_json_atomic(args.out, to_json(spec, results, rlhf, rlhf_beta))
-        console.print(f"wrote {args.out}")
+        console.print(f"wrote {escape(str(args.out))}")
 
     failed = [
         (name, c, ctx.message)
@@ -95,6 +102,82 @@ def _reward_column(spec: ProblemFile) -> tuple[str, np.ndarray] | None:
     return header, problem.expected_reward()
 
 
+@dataclass(frozen=True)
+class _Column:
+    """One column of a results table: header, one cell per row, numbers right-aligned."""
+
+    header: str
+    cells: list[str]
+    numeric: bool = True
+
+
+def _table(title: str | None, columns: Sequence[_Column], dim_rows: frozenset[int] = frozenset()) -> Table:
+    # user strings (names, titles) go in as Text: rich would read "[a]" in them as markup
+    table = Table(title=Text(title) if title else None, title_justify="left")
+    for col in columns:
+        # numbers never wrap (a wrapped number reads as two); words may
+        table.add_column(Text(col.header), justify="right" if col.numeric else "left", no_wrap=col.numeric)
+    for r in range(len(columns[0].cells)):
+        table.add_row(*[Text(col.cells[r]) for col in columns], style="dim" if r in dim_rows else None)
+    return table
+
+
+def print_columns(
+    console: Console,
+    title: str | None,
+    keys: Sequence[_Column],
+    values: Sequence[_Column],
+    dim_rows: frozenset[int] = frozenset(),
+) -> None:
+    """Print ``keys`` + ``values`` as one table, or, when that is wider than the console,
+    as several tables that repeat the key columns and share the value columns out: every
+    number is printed whole, whatever the width (rich would otherwise cut cells with "…").
+    A value column too wide even alone is printed as lines instead."""
+    start = 0
+    while start < len(values):
+        end = start + 1
+        while end < len(values) and _fits(console, _table(title, [*keys, *values[start : end + 1]], dim_rows)):
+            end += 1
+        part = title
+        if title and (start > 0 or end < len(values)):
+            part = f"{title} (columns {start + 1}-{end} of {len(values)})"
+        table = _table(part, [*keys, *values[start:end]], dim_rows)
+        if _fits(console, table) or _renders_whole(console, table):
+            console.print(table)
+        else:
+            _print_stacked(console, part, keys, values[start])
+        start = end
+
+
+def _print_stacked(console: Console, title: str | None, keys: Sequence[_Column], column: _Column) -> None:
+    """One value column as lines, ``output (key values): value``, for consoles too narrow for a table."""
+    if title:
+        console.print(Text(title))
+    console.print(Text(f"{column.header}:"))
+    for r, value in enumerate(column.cells):
+        extra = ", ".join(f"{k.header} {k.cells[r]}" for k in keys[1:] if k.cells[r])
+        console.print(Text(f"  {keys[0].cells[r]}" + (f" ({extra})" if extra else "") + f": {value}"))
+
+
+def _renders_whole(console: Console, renderable: Table) -> bool:
+    """Whether rich prints ``renderable`` at the console's width without cutting a cell
+    (cut cells end in "…"; cells only wrap at spaces otherwise)."""
+    buffer = io.StringIO()
+    Console(width=console.width, file=buffer, color_system=None, highlight=False).print(renderable)
+    return "…" not in buffer.getvalue()
+
+
+def _natural(console: Console, table: Table) -> Measurement:
+    """The table's (minimum, maximum) width with no console limit: rich clamps its own
+    measure to the console width, which would hide that a table does not fit."""
+    return Measurement.get(console, console.options.update_width(10**6), table)
+
+
+def _fits(console: Console, table: Table) -> bool:
+    """Whether ``table`` fits without wrapping a single cell."""
+    return _natural(console, table).maximum <= console.width
+
+
 def print_results(
     console: Console,
     spec: ProblemFile,
@@ -106,7 +189,7 @@ def print_results(
 ) -> None:
     problem = spec.problem
     if spec.options.get("title"):
-        console.print(f"[bold]{spec.options['title']}[/bold]")
+        console.print(Text(spec.options["title"], style="bold"))
     policies = [r.policy for r in results]
     reward = _reward_column(spec)
     n_ctx = problem.n_contexts
@@ -115,52 +198,43 @@ def print_results(
     for c in range(shown):
         k = spec.options["n_outputs"][c]
         title = f"context {c + 1} of {n_ctx}" if problem.batched else None
-        table = Table(title=title, title_justify="left")
-        table.add_column("output", no_wrap=True)
-        if reward is not None:
-            table.add_column(reward[0], justify="right", no_wrap=True)
-        table.add_column("reference", justify="right", no_wrap=True)
-        for name, _ in spec.algorithms:
-            table.add_column(name, justify="right", no_wrap=True)
-        if rlhf is not None:
-            table.add_column(f"RLHF beta={rlhf_beta:g}", justify="right", no_wrap=True)
-        for o in range(k):
-            row = [spec.options["names"][c][o]]
+        # rows: the outputs, then (with rewards) the mean reward each policy earns, the
+        # quantity RLHF trades against its KL
+        mean_row = reward is not None
+        names = list(spec.options["names"][c][:k]) + (["mean reward"] if mean_row else [])
+
+        def cells(pol: np.ndarray, c: int = c, k: int = k) -> list[str]:
+            out = [fmt.format(pol[c, o]) for o in range(k)]
             if reward is not None:
-                row.append(f"{reward[1][c, o]:g}")
-            row.append(fmt.format(problem.ref[c, o]))
-            row += [fmt.format(p[c, o]) for p in policies]
-            if rlhf is not None:
-                row.append(fmt.format(rlhf[c, o]))
-            table.add_row(*row)
+                out.append(fmt.format(pol[c] @ reward[1][c]))
+            return out
+
+        keys = [_Column("output", names, numeric=False)]
         if reward is not None:
-            # the mean reward each policy earns: the quantity RLHF trades against its KL
-            r = reward[1][c]
-            row = ["mean reward", "", fmt.format(problem.ref[c] @ r)]
-            row += [fmt.format(p[c] @ r) for p in policies]
-            if rlhf is not None:
-                row.append(fmt.format(rlhf[c] @ r))
-            table.add_row(*row, style="dim", end_section=False)
-        console.print(table)
+            keys.append(_Column(reward[0], [f"{reward[1][c, o]:g}" for o in range(k)] + [""]))
+        keys.append(_Column("reference", cells(problem.ref)))
+        values = [_Column(name, cells(p)) for (name, _), p in zip(spec.algorithms, policies, strict=True)]
+        if rlhf is not None:
+            values.append(_Column(f"RLHF beta={rlhf_beta:g}", cells(rlhf)))
+        print_columns(console, title, keys, values, frozenset({k}) if mean_row else frozenset())
         for (name, _), res in zip(spec.algorithms, results, strict=False):
             roots = res.roots[c]
             if len(roots) > 1:
-                console.print(_roots_table(name, roots, spec.options["names"][c][:k], fmt))
+                _print_roots(console, name, roots, spec.options["names"][c][:k], fmt)
     if shown < n_ctx:
         console.print(f"... {n_ctx - shown} more contexts not shown (--max-contexts; all are in --out)")
-    console.print(_status_table(spec, results))
+    _print_status(console, spec, results)
 
 
-def _roots_table(name: str, roots: Sequence[StationaryRoot], names: list[str], fmt: str) -> Table:
+def _print_roots(console: Console, name: str, roots: Sequence[StationaryRoot], names: list[str], fmt: str) -> None:
     """Every stationary policy of one algorithm in one context, with its stability."""
-    table = Table(title=f"{name}: {len(roots)} stationary policies", title_justify="left")
-    table.add_column("output", no_wrap=True)
     words = {True: "stable", False: "unstable", None: "stability unknown"}
-    for i, root in enumerate(roots):
-        table.add_column(f"root {i + 1} ({words[root.stable]})", justify="right", no_wrap=True)
-    for o, out_name in enumerate(names):
-        table.add_row(out_name, *[fmt.format(r.policy[o]) for r in roots])
-    return table
+    keys = [_Column("output", list(names), numeric=False)]
+    values = [
+        _Column(f"root {i + 1} ({words[root.stable]})", [fmt.format(root.policy[o]) for o in range(len(names))])
+        for i, root in enumerate(roots)
+    ]
+    print_columns(console, f"{name}: {len(roots)} stationary policies", keys, values)
 
 
 def _roots_summary(roots: Sequence[StationaryRoot]) -> str:
@@ -171,17 +245,9 @@ def _roots_summary(roots: Sequence[StationaryRoot]) -> str:
     return f"{len(roots)} ({', '.join(words[r.stable] for r in roots)})"
 
 
-def _status_table(spec: ProblemFile, results: list[StationaryResult]) -> Table:
-    problem = spec.problem
-    table = Table(title="solver", title_justify="left")
-    table.add_column("algorithm", no_wrap=True)
-    table.add_column("G beta normalization ddof eps penalty")
-    if problem.batched:
-        table.add_column("context", justify="right")
-    table.add_column("status")
-    table.add_column("residual", justify="right", no_wrap=True)
-    table.add_column("roots")
-    table.add_column("message")
+def _status_rows(spec: ProblemFile, results: list[StationaryResult]) -> list[tuple[list[str], bool]]:
+    """One row per algorithm and group of contexts with the same outcome; True: failed."""
+    rows_out: list[tuple[list[str], bool]] = []
     for (name, algo), res in zip(spec.algorithms, results, strict=False):
         fields = _spec_text(algo)
         # identical contexts collapse into one row, so a batch stays short
@@ -190,14 +256,35 @@ def _status_table(spec: ProblemFile, results: list[StationaryResult]) -> Table:
             key = (ctx.status, _roots_summary(ctx.roots), ctx.message)
             rows.setdefault(key, []).append(c)
         for (status, root_text, message), ctxs in rows.items():
-            style = "red" if status == "failed" else None
             worst = max(float(res.residual[c]) for c in ctxs)
             row = [name, fields]
-            if problem.batched:
+            if spec.problem.batched:
                 row.append(_ranges(ctxs))
             row += [status, f"{worst:.1e}", root_text, message]
-            table.add_row(*row, style=style)
-    return table
+            rows_out.append((row, status == "failed"))
+    return rows_out
+
+
+def _print_status(console: Console, spec: ProblemFile, results: list[StationaryResult]) -> None:
+    """The solver's outcome per algorithm: a table, or one line each where no table fits."""
+    headers = ["algorithm", "G beta normalization ddof eps penalty"]
+    if spec.problem.batched:
+        headers.append("context")
+    headers += ["status", "residual", "roots", "message"]
+    rows = _status_rows(spec, results)
+    table = Table(title="solver", title_justify="left")
+    for h in headers:
+        table.add_column(h, justify="right" if h in ("context", "residual") else "left", no_wrap=h == "residual")
+    for row, failed in rows:
+        table.add_row(*[Text(cell) for cell in row], style="red" if failed else None)
+    if _fits(console, table) or _renders_whole(console, table):
+        console.print(table)  # words may wrap inside cells; none is cut
+        return
+    # too narrow for the columns' longest words: one paragraph per row instead
+    console.print("solver")
+    for row, failed in rows:
+        text = "; ".join(f"{h}: {v}" for h, v in zip(headers, row, strict=True))
+        console.print(Text(f"- {text}"), style="red" if failed else None)
 
 
 def _spec_text(algo: GRPO) -> str:
@@ -209,7 +296,8 @@ def _ranges(indices: list[int]) -> str:
     """1-based context numbers as ranges: [0, 1, 2, 5] -> '1-3, 6'."""
     parts: list[str] = []
     start = prev = indices[0]
-    for i in [*indices[1:], None]:  # type: ignore[list-item]
+    following: list[int | None] = [*indices[1:], None]
+    for i in following:
         if i is not None and i == prev + 1:
             prev = i
             continue
@@ -249,7 +337,7 @@ def to_json(
         "n_outputs": spec.options["n_outputs"] if problem.batched else spec.options["n_outputs"][0],
         "ref": problem.squeeze(problem.ref),
     }
-    if problem.is_preference:
+    if problem.win_prob is not None:
         prob["win_prob"] = problem.squeeze(problem.win_prob)
     else:
         prob["levels"] = problem.squeeze(problem.levels)
@@ -285,12 +373,17 @@ def to_json(
 
 
 def check_out_path(path: Path) -> Path:
-    """The directory of ``path`` must exist and ``path`` must not be a directory."""
+    """The directory of ``path`` must exist and ``path``, if it exists, must be a regular
+    file: a folder, a symbolic link or a device is never replaced."""
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError("--out", f"directory {path.parent} does not exist")
     if path.is_dir():
         raise InputError("--out", f"{path} is a directory; expected a file name")
+    try:
+        check_target(path)
+    except InputError as exc:
+        raise InputError("--out", f"{exc.field} {exc.expected}") from None
     return path.parent
 
 

@@ -10,42 +10,75 @@ table of ``TrainConfig`` fields::
     checkpoint_every = 100
 
 Every ``[[algorithm]]`` is trained in turn with a progress bar. ``--out DIR`` (default
-``runs/<file name>``) receives, each written atomically, ``trajectory-<i>.jsonl`` (one
-line per recorded step: step, policy, metrics) and ``summary.jsonl`` (one line per
-algorithm: spec, config, predicted and trained policies, standard errors), plus
-``checkpoint-<i>.pt`` every ``checkpoint_every`` steps; ``--resume`` continues from them
-and ends with the same numbers as an uninterrupted run. The command ends by printing, per
-algorithm, the gap between the tail-averaged policy and the predicted stationary policy
-with its standard error. Exit status 0, or 2 on bad input.
+``runs/<file name>``) is the run folder. It receives, each written atomically,
+``trajectory-<i>.jsonl`` (one line per recorded step: step, policy, metrics) and
+``summary.jsonl`` (one line per algorithm: spec, config, predicted and trained policies,
+standard errors), plus ``checkpoint-<i>.pt`` every ``checkpoint_every`` steps.
+
+Run folders: a run holds a lock on ``DIR/.lock`` (``flock``), so a second run on the same
+folder stops at once. A fresh run refuses a folder that holds another run's files unless
+``--overwrite`` (which deletes them first); ``--resume`` continues from the checkpoints,
+ends with the same numbers as an uninterrupted run, and refuses a folder without any.
+An interrupted run (Ctrl-C) prints the command that resumes it.
+
+Sizes are checked before anything runs: a run that would need more than half of this
+machine's memory (``training.check_run_size``) is refused, naming the field to lower.
+
+Verdict: the command ends with one line saying whether every gap between the
+tail-averaged policy and the predicted stationary policy is within its tolerance: the
+largest |gap| / stderr over every output of every algorithm must not exceed the
+family-wise bound at false-alarm rate ``FAMILY_ALPHA`` (Bonferroni over the outputs;
+Student t with ``n_batches - 1`` degrees of freedom, since the standard error is a batch
+mean's). Exit status 0 within tolerance, 1 outside it (or when a prediction failed),
+2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from grpo_align.errors import InputError
 from grpo_align.extras import require
 from grpo_align.files import atomic_write_jsonl
-from grpo_align.io_toml import load_problem_toml
+from grpo_align.io_toml import ProblemFile, load_problem_toml, toml_value
 
 #: contexts printed as tables; every context is in the summary file
 MAX_CONTEXTS_SHOWN = 4
 
+#: false-alarm rate of the verdict when the prediction is right (as the report's training section)
+FAMILY_ALPHA = 1e-3
+
+#: the files a run writes into its folder (what --overwrite removes)
+RUN_FILES = ("summary.jsonl", "trajectory-*.jsonl", "checkpoint-*.pt")
+LOCK_FILE = ".lock"
+
+#: command-line flags that override [train] fields
+FLAG_OF = {"steps": "--steps", "seed": "--seed", "checkpoint_every": "--checkpoint-every"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="problem file (TOML, as for solve) with an optional [train] table")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/<file name>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<file name>)")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    again.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (its files are deleted first)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="override [train] steps")
     parser.add_argument("--seed", type=int, default=None, help="override [train] seed")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="override [train] checkpoint_every")
@@ -55,53 +88,206 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # torch is imported here, not at module level: `grpo-align solve` must not pay for it
     require("train", "grpo-align train")
-    from grpo_align.training import TrainConfig, train
+    from grpo_align.training import train
 
     spec = load_problem_toml(args.file, extra_tables=("train",))
-    table = dict(spec.options.get("train") or {})
-    for key in ("steps", "seed", "checkpoint_every"):
+    config = train_config(spec, args)
+    check_sizes(spec, config, args)
+    out = args.out if args.out is not None else Path("runs") / args.file.stem
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140, stderr=False)
+    with run_folder(out):
+        prepare_run_folder(out, resume=args.resume, overwrite=args.overwrite, checkpoint_every=config.checkpoint_every)
+        summaries, results = [], []
+        try:
+            for i, (name, algo) in enumerate(spec.algorithms):
+                ckpt = out / f"checkpoint-{i}.pt"
+                with _progress(console, args.quiet) as progress:
+                    task = progress.add_task(escape(name), total=config.steps, info="")
+
+                    def callback(
+                        step: int, metrics: dict[str, float], task: Any = task, progress: Progress = progress
+                    ) -> None:
+                        progress.update(
+                            task,
+                            completed=step,
+                            info=f"loss {metrics['losses/loss']:+.4f} clip {metrics['charts/clip_fraction']:.3f} "
+                            f"reward {metrics['charts/reward']:.3f}",
+                        )
+
+                    try:
+                        result = train(
+                            spec.problem,
+                            algo,
+                            config,
+                            callback=callback,
+                            checkpoint_path=ckpt if config.checkpoint_every else None,
+                            resume=args.resume,
+                        )
+                    except InputError as exc:
+                        if exc.field in ("resume", "checkpoint"):
+                            raise InputError("--resume", exc.expected) from None
+                        raise
+                atomic_write_jsonl(out / f"trajectory-{i}.jsonl", _trajectory_lines(result))
+                summaries.append(
+                    {
+                        "index": i,
+                        "name": name,
+                        "algorithm": asdict(algo),
+                        "config": config.to_dict(),
+                        **result.summary(),
+                    }
+                )
+                results.append((name, result))
+                _print_result(console, spec, name, result)
+        except KeyboardInterrupt:
+            print(f"interrupted; {resume_hint(args, out, config.checkpoint_every)}", file=sys.stderr)
+            return 130
+        atomic_write_jsonl(out / "summary.jsonl", summaries)
+    console.print(f"wrote {escape(str(out))}/summary.jsonl and trajectory-*.jsonl")
+    passed, line = verdict(results, config.n_batches)
+    console.print(Text(line, style="green" if passed else "red"))
+    return 0 if passed else 1
+
+
+# ---------------------------------------------------------------------------- input
+def train_config(spec: ProblemFile, args: argparse.Namespace) -> Any:
+    """``[train]`` with the command-line overrides, as a ``TrainConfig``; errors name
+    ``train.FIELD`` (or the flag that set it) in the file's words."""
+    from grpo_align.training import TrainConfig
+
+    table = spec.options.get("train", {})
+    if not isinstance(table, dict):
+        raise InputError("train", f"expected a [train] table of TrainConfig fields, got {toml_value(table)}")
+    table = dict(table)
+    for key, value in table.items():
+        # TrainConfig has no true/false fields; say so in TOML's words, not Python's
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InputError(f"train.{key}", f"expected a number or a string, got {toml_value(value)}")
+    for key in FLAG_OF:
         value = getattr(args, key)
         if value is not None:
             table[key] = value
-    config = TrainConfig.from_dict(table)
-    out = args.out if args.out is not None else Path("runs") / args.file.stem
+    try:
+        return TrainConfig.from_dict(table)
+    except InputError as exc:
+        key = exc.field.removeprefix("train.")
+        if key in FLAG_OF and getattr(args, key) is not None:
+            raise InputError(FLAG_OF[key], exc.expected) from None
+        raise
+
+
+def check_sizes(spec: ProblemFile, config: Any, args: argparse.Namespace) -> None:
+    """Every algorithm's run fits in memory (``check_run_size``), checked before the first starts."""
+    from grpo_align.training.tabular import check_run_size
+
+    for i, (_, algo) in enumerate(spec.algorithms):
+        try:
+            check_run_size(spec.problem, algo, config)
+        except InputError as exc:
+            if exc.field == "group_size":
+                raise InputError(f"algorithm[{i + 1}].group_size", exc.expected) from None
+            if exc.field in FLAG_OF and getattr(args, exc.field) is not None:
+                raise InputError(FLAG_OF[exc.field], exc.expected) from None
+            raise InputError(f"train.{exc.field}", exc.expected) from None
+
+
+# ---------------------------------------------------------------------------- run folder
+@contextmanager
+def run_folder(out: Path) -> Iterator[None]:
+    """Create ``out`` and hold an exclusive lock on ``out/.lock`` while the run lasts.
+
+    The lock is ``flock``: the kernel drops it when the process ends, however it ends, so
+    a killed run never leaves a stale lock. A second run on the same folder gets an
+    ``InputError`` at once instead of racing the first for the same files.
+    """
     if out.exists() and not out.is_dir():
-        raise InputError("--out", f"{out} is a file; expected a directory")
+        raise InputError("--out", f"{out} is a file; expected a folder")
     out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(
+                    "--out", f"{out} is in use by another grpo-align train run; wait for it or choose another folder"
+                ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140, stderr=False)
-    summaries = []
-    for i, (name, algo) in enumerate(spec.algorithms):
-        ckpt = out / f"checkpoint-{i}.pt"
-        if not args.resume:
-            ckpt.unlink(missing_ok=True)  # a fresh run never picks up an old checkpoint
-        with _progress(console, args.quiet) as progress:
-            task = progress.add_task(name, total=config.steps, info="")
 
-            def callback(step: int, metrics: dict[str, float], task: Any = task, progress: Progress = progress) -> None:
-                progress.update(
-                    task,
-                    completed=step,
-                    info=f"loss {metrics['losses/loss']:+.4f} clip {metrics['charts/clip_fraction']:.3f} "
-                    f"reward {metrics['charts/reward']:.3f}",
-                )
+def run_files(out: Path) -> list[Path]:
+    """The files of a run in ``out`` (summary, trajectories, checkpoints)."""
+    return sorted(p for pattern in RUN_FILES for p in out.glob(pattern))
 
-            result = train(
-                spec.problem,
-                algo,
-                config,
-                callback=callback,
-                checkpoint_path=ckpt if config.checkpoint_every else None,
-                resume=args.resume,
+
+def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, checkpoint_every: int) -> None:
+    """Refuse to mix two runs in one folder; clear it for ``overwrite``; check ``resume``."""
+    existing = run_files(out)
+    if resume:
+        if not checkpoint_every:
+            raise InputError(
+                "--resume", "this run writes no checkpoints (checkpoint_every = 0); set checkpoint_every to resume"
             )
-        atomic_write_jsonl(out / f"trajectory-{i}.jsonl", _trajectory_lines(result))
-        summaries.append(
-            {"index": i, "name": name, "algorithm": asdict(algo), "config": config.to_dict(), **result.summary()}
+        if not list(out.glob("checkpoint-*.pt")):
+            raise InputError("--resume", f"no checkpoint in {out}; run without --resume to start afresh")
+        return
+    if existing and not overwrite:
+        names = ", ".join(p.name for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise InputError(
+            "--out",
+            f"{out} holds another run ({names}); pass --overwrite to replace it, --resume to continue it, "
+            "or choose another folder",
         )
-        _print_result(console, spec, name, result)
-    atomic_write_jsonl(out / "summary.jsonl", summaries)
-    console.print(f"wrote {out}/summary.jsonl and trajectory-*.jsonl")
-    return 0
+    for path in existing:
+        path.unlink()
+
+
+def resume_hint(args: argparse.Namespace, out: Path, checkpoint_every: int) -> str:
+    """What to type to continue an interrupted run (or why it cannot be continued)."""
+    if not checkpoint_every:
+        return (
+            "this run writes no checkpoints (checkpoint_every = 0), so it cannot be resumed; "
+            "rerun with --overwrite, and set checkpoint_every to make runs resumable"
+        )
+    words = ["grpo-align", "train", str(args.file), "--out", str(out)]
+    for key, flag in FLAG_OF.items():
+        if getattr(args, key) is not None:
+            words += [flag, str(getattr(args, key))]
+    if args.quiet:
+        words.append("--quiet")
+    return "resume with: " + shlex.join([*words, "--resume"])
+
+
+# ---------------------------------------------------------------------------- output
+def verdict(results: list[tuple[str, Any]], n_batches: int) -> tuple[bool, str]:
+    """(passed, the verdict line): largest |gap| / stderr against the family-wise bound.
+
+    Under a right prediction each z = gap / stderr is Student t with n_batches - 1 degrees
+    of freedom (batch means); with n points in all, the bound t_{1 - alpha/(2n)} keeps the
+    chance that any exceeds it below alpha (Bonferroni).
+    """
+    from scipy.stats import t as student_t
+
+    failed = [name for name, res in results if res.predicted is None or not np.all(res.predicted.success)]
+    zs = [np.abs(res.z)[res.problem.ref > 0] for _, res in results]
+    n_points = int(sum(z.size for z in zs))
+    bound = float(student_t.isf(FAMILY_ALPHA / (2 * max(n_points, 1)), n_batches - 1))
+    worst = [(float(np.max(z)) if z.size else 0.0, name) for z, (name, _) in zip(zs, results, strict=True)]
+    z_max, z_name = max(worst)
+    rule = f"family-wise bound {bound:.2f} at alpha = {FAMILY_ALPHA:g} over {n_points} outputs"
+    if failed:
+        return False, f"verdict: no prediction to compare for {', '.join(failed)} (the solve failed; see above)"
+    if z_max <= bound:
+        return True, f"verdict: within tolerance: max |gap|/stderr = {z_max:.2f} <= {rule}"
+    return False, f"verdict: outside tolerance: max |gap|/stderr = {z_max:.2f} ({z_name}) > {rule}"
 
 
 def _progress(console: Console, quiet: bool) -> Progress:
@@ -134,12 +320,12 @@ def _print_result(console: Console, spec: Any, name: str, result: Any) -> None:
             console.print(f"({len(result) - MAX_CONTEXTS_SHOWN} more contexts in summary.jsonl)")
             break
         title = f"{name}" + (f", context {c + 1}" if len(result) > 1 else "")
-        table = Table(title=title, title_justify="left")
+        table = Table(title=Text(title), title_justify="left")
         for col in ("output", "reference", "predicted", "trained (tail mean)", "stderr", "gap", "gap/stderr"):
-            table.add_column(col, justify="right" if col != "output" else "left")
+            table.add_column(col, justify="right" if col != "output" else "left", no_wrap=col != "output")
         for o in range(n_outputs[c]):
             table.add_row(
-                names[c][o],
+                Text(names[c][o]),
                 f"{problem.ref[c, o]:.6f}",
                 f"{ctx.predicted[o]:.6f}",
                 f"{ctx.mean_policy[o]:.6f}",
@@ -151,9 +337,11 @@ def _print_result(console: Console, spec: Any, name: str, result: Any) -> None:
     z, gap, se = result.z, result.gap, result.stderr
     worst = np.unravel_index(np.argmax(np.abs(z)), z.shape)
     console.print(
-        f"{name}: gap to the predicted policy ({result.predicted_status[worst[0]]}) "
-        f"max |gap| = {float(np.max(np.abs(gap))):.2e}; "
-        f"at the largest |gap|/stderr the gap is {gap[worst]:+.2e} with stderr {se[worst]:.2e} "
-        f"({float(z[worst]):+.2f} stderr); batch autocorrelation {result.batch_autocorrelation:+.2f}; "
-        f"{result.outputs_per_second:,.0f} sampled outputs/s"
+        Text(
+            f"{name}: gap to the predicted policy ({result.predicted_status[worst[0]]}) "
+            f"max |gap| = {float(np.max(np.abs(gap))):.2e}; "
+            f"at the largest |gap|/stderr the gap is {gap[worst]:+.2e} with stderr {se[worst]:.2e} "
+            f"({float(z[worst]):+.2f} stderr); batch autocorrelation {result.batch_autocorrelation:+.2f}; "
+            f"{result.outputs_per_second:,.0f} sampled outputs/s"
+        )
     )

@@ -47,6 +47,21 @@ def _is_ragged(value: Any) -> bool:
     return len({len(v) for v in value}) > 1
 
 
+def _rows(name: str, value: Any) -> np.ndarray:
+    """``value`` as a (C, K) array: one row (K,) or a batch of rows (C, K), nothing deeper."""
+    arr = _as_float_array(name, value)
+    if arr.ndim not in (1, 2):
+        raise InputError(
+            name, f"expected a list (one context) or a list of lists (a batch), got lists nested {arr.ndim} deep"
+        )
+    return np.atleast_2d(arr)
+
+
+def _shape(shape: tuple[int, ...], batched: bool) -> tuple[int, ...]:
+    """A (C, K) shape as the user wrote it: without the context axis for one context."""
+    return shape if batched else shape[1:]
+
+
 def _pad_rows(name: str, rows: Sequence[Any], fill: float) -> np.ndarray:
     """Stack a ragged list of 1-D rows into a 2-D array, padding with ``fill``."""
     arrays = [_as_float_array(f"{name}[{i}]", r) for i, r in enumerate(rows)]
@@ -58,6 +73,19 @@ def _pad_rows(name: str, rows: Sequence[Any], fill: float) -> np.ndarray:
     for i, a in enumerate(arrays):
         out[i, : a.size] = a
     return out
+
+
+def _same_row_lengths(name: str, ref: Any, value: Any) -> None:
+    """A ragged batch gives one value per output in every row (padding must not hide a mismatch)."""
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise InputError(name, "expected one row per context, like ref")
+    if len(ref) != len(value):
+        raise InputError(name, f"has {len(value)} rows, ref has {len(ref)}; expected one row per context")
+    for i, (r, v) in enumerate(zip(ref, value, strict=True)):
+        if np.size(r) != np.size(v):
+            raise InputError(
+                f"{name}[{i}]", f"has {np.size(v)} values for {np.size(r)} outputs; expected one per output"
+            )
 
 
 def _check_probabilities(name: str, p: np.ndarray, renormalize: bool) -> np.ndarray:
@@ -191,11 +219,16 @@ class Problem:
         if _is_ragged(ref) or _is_ragged(rewards):
             ref2 = _pad_rows("ref", ref, 0.0)
             rew2 = _pad_rows("rewards", rewards, np.nan)
+            _same_row_lengths("rewards", ref, rewards)
         else:
-            ref2 = np.atleast_2d(_as_float_array("ref", ref))
-            rew2 = np.atleast_2d(_as_float_array("rewards", rewards))
+            ref2 = _rows("ref", ref)
+            rew2 = _rows("rewards", rewards)
         if rew2.shape != ref2.shape:
-            raise InputError("rewards", f"expected one reward per output, shape {ref2.shape}, got {rew2.shape}")
+            raise InputError(
+                "rewards",
+                f"expected one reward per output, shape {_shape(ref2.shape, batched)}, "
+                f"got {np.shape(rewards) if not _is_ragged(rewards) else 'rows of other lengths'}",
+            )
         level_rows = [np.unique(r[np.isfinite(r)]) for r in rew2]
         n_levels = max(len(v) for v in level_rows)
         n_ctx, n_out = ref2.shape
@@ -221,11 +254,16 @@ class Problem:
         if _is_ragged(ref) or _is_ragged(success):
             ref2 = _pad_rows("ref", ref, 0.0)
             succ2 = _pad_rows("success", success, 0.0)
+            _same_row_lengths("success", ref, success)
         else:
-            ref2 = np.atleast_2d(_as_float_array("ref", ref))
-            succ2 = np.atleast_2d(_as_float_array("success", success))
+            ref2 = _rows("ref", ref)
+            succ2 = _rows("success", success)
         if succ2.shape != ref2.shape:
-            raise InputError("success", f"expected one probability per output, shape {ref2.shape}, got {succ2.shape}")
+            raise InputError(
+                "success",
+                f"expected one probability per output, shape {_shape(ref2.shape, batched)}, "
+                f"got {np.shape(success) if not _is_ragged(success) else 'rows of other lengths'}",
+            )
         if np.any(succ2 < 0) or np.any(succ2 > 1):
             raise InputError("success", "expected success probabilities in [0, 1]")
         dist = np.stack([1.0 - succ2, succ2], axis=-1)

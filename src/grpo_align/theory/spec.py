@@ -51,6 +51,28 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: the largest finite group size: beyond 2**53 an integer G has no exact float
+MAX_GROUP_SIZE = 2**53
+
+
+def _finite_real(value: Any) -> bool:
+    """A real number (not a bool) whose float is finite; huge integers do not overflow here."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _short(value: Any) -> str:
+    """``repr`` for a message, with huge integers by their number of digits."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**20:
+        return f"an integer of {len(str(abs(int(value))))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @dataclass(frozen=True)
 class GRPO:
     """A GRPO variant: group size, penalty weight, advantage normalisation and penalty.
@@ -84,35 +106,29 @@ class GRPO:
     def __post_init__(self) -> None:
         g = self.group_size
         # numbers.Real so that numpy scalars (np.int64 from a grid) are accepted
-        if isinstance(g, bool) or not isinstance(g, numbers.Real) or math.isnan(g):
-            raise InputError("group_size", "expected an integer >= 2 or math.inf")
+        if isinstance(g, bool) or not isinstance(g, numbers.Real):
+            raise InputError("group_size", f"expected an integer >= 2 or math.inf, got {_short(g)}")
         if g != math.inf:
-            if g == -math.inf or g != int(g) or g < 2:
-                raise InputError("group_size", f"expected an integer >= 2 or math.inf, got {g}")
+            # compared as numbers, never converted to float: 10**400 must not overflow
+            integral = isinstance(g, numbers.Integral) or (math.isfinite(g) and g == int(g))
+            if not integral or not 2 <= g <= MAX_GROUP_SIZE:
+                raise InputError(
+                    "group_size",
+                    f"expected an integer >= 2 (at most 2**53) or math.inf (the limit), got {_short(g)}",
+                )
             object.__setattr__(self, "group_size", int(g))
-        if (
-            isinstance(self.beta, bool)
-            or not isinstance(self.beta, numbers.Real)
-            or not math.isfinite(self.beta)
-            or self.beta < 0
-        ):
-            raise InputError("beta", f"expected a finite number >= 0, got {self.beta!r}")
-        object.__setattr__(self, "beta", float(self.beta))
+        for name in ("beta", "eps"):
+            value = getattr(self, name)
+            if not _finite_real(value) or value < 0:
+                raise InputError(name, f"expected a finite number >= 0, got {_short(value)}")
+            object.__setattr__(self, name, float(value))
         if self.normalization not in NORMALIZATIONS:
             raise InputError(
                 "normalization", f"unknown {self.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}"
             )
-        if self.ddof not in (0, 1):
+        if isinstance(self.ddof, bool) or self.ddof not in (0, 1):
             raise InputError("ddof", f"expected 0 (population std) or 1 (sample std), got {self.ddof!r}")
         object.__setattr__(self, "ddof", int(self.ddof))
-        if (
-            isinstance(self.eps, bool)
-            or not isinstance(self.eps, numbers.Real)
-            or not math.isfinite(self.eps)
-            or self.eps < 0
-        ):
-            raise InputError("eps", f"expected a finite number >= 0, got {self.eps!r}")
-        object.__setattr__(self, "eps", float(self.eps))
         if self.penalty not in PENALTIES:
             raise InputError("penalty", f"unknown {self.penalty!r}; expected one of {', '.join(PENALTIES)}")
 

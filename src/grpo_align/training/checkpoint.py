@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from grpo_align.errors import InputError
 from grpo_align.files import atomic_path
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
@@ -25,8 +26,21 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A checkpoint written by ``save_checkpoint`` (tensors and plain values only)."""
-    state = torch.load(Path(path), weights_only=True)
+    """A checkpoint written by ``save_checkpoint`` (tensors and plain values only).
+
+    A file that cannot be read as one (truncated, corrupted, or something else) raises
+    ``InputError`` naming it; ``save_checkpoint`` writes atomically, so this means the
+    file was damaged or replaced after it was written.
+    """
+    try:
+        state = torch.load(Path(path), weights_only=True)
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # torch raises RuntimeError, pickle errors, EOFError, zipfile errors...
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            "checkpoint", f"{path} cannot be read ({reason[:120]}); delete it to start that run afresh"
+        ) from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a grpo-align checkpoint")
+        raise InputError("checkpoint", f"{path} is not a grpo-align checkpoint; delete it to start that run afresh")
     return state

@@ -14,27 +14,49 @@ from typing import Any, Self
 
 from grpo_align.errors import InputError
 
-__all__ = ["OPTIMIZERS", "RunConfig", "TrainConfig", "check_float", "check_int"]
+__all__ = ["MAX_THREADS", "OPTIMIZERS", "RunConfig", "TrainConfig", "check_float", "check_int"]
 
 OPTIMIZERS = ("sgd", "adam")
 
+#: most torch threads a run may ask for (more than any CPU here has; a typo like 100000
+#: would exhaust memory creating them)
+MAX_THREADS = 256
 
-def check_int(name: str, value: Any, low: int) -> int:
-    """``value`` as an int >= ``low`` (bools refused), else ``InputError(name, ...)``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(name, f"expected an integer >= {low}, got {value!r}")
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high] (bools refused), else ``InputError(name, ...)``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise InputError(name, f"expected an integer {bound}, got {_short(value)}")
     return value
+
+
+def _short(value: Any) -> str:
+    """``repr`` for a message, with huge integers by their number of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def check_float(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False) -> float:
     """``value`` as a finite float in [low, high] (or (low, high]), else ``InputError(name, ...)``."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and _finite(value)
     ok = ok and (value > low if open_low else value >= low) and value <= high
     if not ok:
         bound = f"> {low}" if open_low else f">= {low}"
         raise InputError(
             name,
-            f"expected a finite number {bound}" + (f" and <= {high}" if high < math.inf else "") + f", got {value!r}",
+            f"expected a finite number {bound}"
+            + (f" and <= {high}" if high < math.inf else "")
+            + f", got {_short(value)}",
         )
     return float(value)
 
@@ -92,7 +114,10 @@ class RunConfig:
             raise InputError(
                 f"{field_prefix}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(names))}"
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except InputError as exc:
+            raise InputError(f"{field_prefix}.{exc.field}", exc.expected) from None
 
 
 @dataclass(frozen=True)
@@ -115,7 +140,8 @@ class TrainConfig(RunConfig):
         if self.optimizer not in OPTIMIZERS:
             raise InputError("optimizer", f"unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         self._set("record_every", check_int("record_every", self.record_every, 0))
-        self._set("threads", check_int("threads", self.threads, 0))
+        # torch allocates per thread: 100000 threads exhaust memory before a step is run
+        self._set("threads", check_int("threads", self.threads, 0, MAX_THREADS))
         if self.tail_steps < self.n_batches:
             raise InputError(
                 "tail_fraction",

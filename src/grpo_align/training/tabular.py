@@ -36,10 +36,23 @@ from grpo_align.training.metrics import TABULAR_METRICS
 from grpo_align.training.results import TrainResult
 from grpo_align.training.stats import TailAccumulator
 
-__all__ = ["CHECKPOINT_FORMAT", "RewardSampler", "TabularPolicy", "context_sum_loss", "make_optimizer", "train"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RewardSampler",
+    "TabularPolicy",
+    "check_run_size",
+    "context_sum_loss",
+    "make_optimizer",
+    "memory_limit",
+    "train",
+]
 
 CHECKPOINT_FORMAT = 2  # 2: tail sums under "tail" (training.stats.TailAccumulator)
 DTYPE = torch.float64
+
+#: working memory per output sampled in a step: indices, rewards, advantages, log-probabilities,
+#: mask and autograd buffers (about 380 bytes measured at 2e6 outputs a step; rounded up)
+BYTES_PER_SAMPLE = 512
 
 #: called after every step with (step, metrics of that step); may raise to stop the run
 Callback = Callable[[int, dict[str, float]], None]
@@ -78,6 +91,47 @@ def check_init(problem: Problem, init: Any) -> np.ndarray | None:
     if np.any((problem.ref > 0) & (pol <= 0)):
         raise InputError("init", "must be positive wherever ref is (a softmax cannot reach 0)")
     return np.where(problem.ref > 0, pol, 0.0)
+
+
+def memory_limit() -> int:
+    """Bytes a run may plan to use: half of this machine's physical memory (8 GiB if unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * 2**30
+    return int(total) // 2
+
+
+def check_run_size(problem: Problem, algo: GRPO, config: TrainConfig) -> int:
+    """The memory a run would need, in bytes; ``InputError`` when it exceeds ``memory_limit()``.
+
+    A step holds every sampled output (C contexts x groups_per_step x G) several times
+    over (``BYTES_PER_SAMPLE``); the run keeps every step's metrics and the recorded
+    policies. The error names the field that drives the size, so a typo such as
+    ``groups_per_step = 1e8`` is refused before anything is allocated or solved.
+    """
+    if algo.is_limit:
+        raise InputError("group_size", "training samples groups: expected a finite G")
+    n_ctx, n_out = problem.ref.shape
+    g, groups = int(algo.group_size), config.groups_per_step
+    samples = n_ctx * groups * g
+    per_step = samples * BYTES_PER_SAMPLE
+    n_records = config.steps // config.record_interval + 2
+    stored = config.steps * len(TABULAR_METRICS) * 8 + 2 * n_records * n_ctx * n_out * 8
+    need, limit = per_step + stored, memory_limit()
+    if need <= limit:
+        return need
+    if per_step >= stored:
+        field = "group_size" if g > groups else "groups_per_step"
+        what = f"{samples:.3g} sampled outputs a step ({n_ctx} context(s) x {groups} groups x G = {g})"
+    else:
+        field = "steps" if config.steps * len(TABULAR_METRICS) >= 2 * n_records * n_ctx * n_out else "record_every"
+        what = f"the metrics and recorded policies of {config.steps:.3g} steps"
+    raise InputError(
+        field,
+        f"the run would need about {need / 2**30:.3g} GiB of memory for {what}; "
+        f"the limit is half this machine's memory, {limit / 2**30:.3g} GiB: lower {field}",
+    )
 
 
 def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -246,6 +300,7 @@ def _train(
         raise InputError("problem", "expected a grpo_align.Problem")
     if problem.is_preference and algo.group_size != 2:
         raise InputError("group_size", "a pairwise-preference problem defines P_G for G = 2 only")
+    check_run_size(problem, algo, config)  # before the solve and before any allocation
     predicted = stationary_policy(problem, algo) if predict else None
     init_arr = check_init(problem, init)
     g = int(algo.group_size)
