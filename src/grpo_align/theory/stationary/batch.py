@@ -27,12 +27,13 @@ shapes, the abs penalty or no regularisation, and the faces of G = inf with dire
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
 
-from grpo_align.theory.preference import LevelPreference
+from grpo_align.theory.preference import LevelPreference, level_advantage_table
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.stationary.boundary import has_boundary_roots
 from grpo_align.theory.stationary.reduction import Reduced
@@ -41,18 +42,59 @@ from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryRe
 
 __all__ = ["MAX_SHAPES", "batch_binary"]
 
+#: Batches with more contexts get their ``roots`` as a ``LazyRoots`` (built when read).
+LAZY_FROM = 4096
+
 #: Most distinct (F_1, F_2, levels) shapes solved by tabulation; more take the general path.
 MAX_SHAPES = 32
 
 
 def _grid() -> np.ndarray:
-    """The smaller class mass x in (0, 1/2]: 8 points per decade from 1e-300, dense above 1e-3."""
-    logs = 10.0 ** np.linspace(-300, -3, 297 * 8 + 1)
-    lin = np.linspace(1e-3, 0.5, 2000)
+    """The smaller class mass x in (0, 1/2]: 64 points per decade from 1e-300, dense above 1e-3.
+
+    Context-free, so a fine grid is cheap; it makes the brackets narrow (relative width
+    about 4e-2 and 1e-4 above 1e-3), and the refinement short.
+    """
+    logs = 10.0 ** np.linspace(-300, -3, 297 * 64 + 1)
+    lin = np.linspace(1e-3, 0.5, 2**14)
     return np.unique(np.concatenate([logs, lin]))
 
 
 _GRID = _grid()
+
+
+#: Largest G whose binomial weights C(G - 1, k) times the table stay far from overflow in
+#: the polynomial evaluation of ``_binary_levels``; larger G use the enumeration of ``LevelPreference``.
+_HORNER_MAX_G = 256
+
+
+def _binary_levels(w0: np.ndarray, w1: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """sum_k coef[k] w0^(n-k) w1^k (n = len(coef) - 1) for every entry, in the dtype of w0.
+
+    THEORY.md section 4 for L = 2: the Binomial(G - 1, w1) expectation of a table column,
+    with coef[k] = C(G - 1, k) table[k]. Horner in the ratio t <= 1 of the smaller to the
+    larger of w0, w1 (the coefficients reversed when w1 is the larger), times the larger
+    to the power n: no term overflows and both ends of the simplex keep their digits.
+    ``coef`` may carry trailing axes (several columns at once).
+    """
+    n = coef.shape[0] - 1
+    first = w1 <= w0
+    big = np.where(first, w0, w1)
+    t = np.where(first, w1, w0) / big
+    extra = (slice(None),) + (None,) * (coef.ndim - 1)
+    first_e, t_e = first[extra], t[extra]
+    acc = np.where(first_e, coef[n], coef[0])
+    for j in range(n - 1, -1, -1):
+        acc = acc * t_e + np.where(first_e, coef[j], coef[n - j])
+    return np.asarray(acc * (big**n)[extra])
+
+
+def _binary_coefficients(levels: np.ndarray, algo: Any, dtype: Any = float) -> np.ndarray:
+    """C(G - 1, k) table[k, l], (G, 2): the weights of ``_binary_levels`` (section 4)."""
+    counts, log_coef, table = level_advantage_table(levels[None, :], algo, dtype)
+    # counts[k] = (G - 1 - k, k): row k has k others at the high level
+    order = np.argsort(counts[:, 1])
+    return np.asarray(np.exp(log_coef[order])[:, None] * table[0][order])
 
 
 class _Shape:
@@ -62,12 +104,19 @@ class _Shape:
         self.f1, self.f2 = f1, f2
         self.dfl = f1 - f2
         self.h = LevelPreference(levels[None, :], algo)
+        self.coef: np.ndarray | None = None
+        if not algo.is_limit and algo.group_size <= _HORNER_MAX_G:
+            self.coef = _binary_coefficients(levels, algo) @ self.dfl
 
     def d(self, m1: np.ndarray, m2: np.ndarray) -> np.ndarray:
         # both mixture entries as sums of non-negative terms: neither loses the small side
-        w = m1[..., None] * self.f1 + m2[..., None] * self.f2
+        w0 = m1 * self.f1[0] + m2 * self.f2[0]
+        w1 = m1 * self.f1[1] + m2 * self.f2[1]
+        if self.coef is not None:
+            return _binary_levels(w0, w1, self.coef)
+        w = np.stack([w0, w1], axis=-1)
         h = self.h(w.reshape(1, -1, 2)).reshape(w.shape)
-        return np.asarray(h @ self.dfl)
+        return np.asarray(h[..., 0] * self.dfl[0] + h[..., 1] * self.dfl[1])
 
 
 def _side_value(penalty: str, beta: float, side: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -106,7 +155,7 @@ def _pieces(x: np.ndarray, v: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]
             dv[i] = dv[i - 1]
     turns = np.nonzero(dv[1:] * dv[:-1] < 0)[0] + 1
     bounds = [0, *turns.tolist(), x.size - 1]
-    return [(x[a : b + 1], v[a : b + 1]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [(x[a : b + 1], v[a : b + 1]) for a, b in itertools.pairwise(bounds)]
 
 
 def _side_roots(
@@ -135,6 +184,8 @@ def _side_roots(
     ctx_all: list[np.ndarray] = []
     lo_all: list[np.ndarray] = []
     hi_all: list[np.ndarray] = []
+    flo_all: list[np.ndarray] = []
+    fhi_all: list[np.ndarray] = []
     for px, pv in _pieces(x, v):
         if px.size < 2:
             continue
@@ -144,22 +195,24 @@ def _side_roots(
         inside = (target >= vv[0]) & (target <= vv[-1])
         ctx = np.nonzero(inside)[0]
         k = np.clip(np.searchsorted(vv, target[ctx], side="right") - 1, 0, vv.size - 2)
-        a, b = xx[k], xx[k + 1]
         ctx_all.append(ctx)
-        lo_all.append(np.minimum(a, b))
-        hi_all.append(np.maximum(a, b))
+        lo_all.append(xx[k])
+        hi_all.append(xx[k + 1])
+        flo_all.append(vv[k] - target[ctx])
+        fhi_all.append(vv[k + 1] - target[ctx])
     if not ctx_all:
         return np.zeros(0, np.int64), np.zeros(0), 0
     ctx = np.concatenate(ctx_all)
     lo, hi = np.concatenate(lo_all), np.concatenate(hi_all)
-    roots, nit = _illinois(lambda p, idx: _eval(shape, penalty, beta, side, p) - target[ctx[idx]], lo, hi)
+    f_lo, f_hi = np.concatenate(flo_all), np.concatenate(fhi_all)
+    roots, nit = _illinois(lambda p, idx: _eval(shape, penalty, beta, side, p) - target[ctx[idx]], lo, hi, f_lo, f_hi)
     return ctx, roots, nit
 
 
-def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
-    """Roots of f(x, rows) in the brackets [lo, hi], all at once (regula falsi, Illinois)."""
+def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> tuple[np.ndarray, int]:
+    """Roots of f(x, rows) in the brackets [lo, hi] (values f_lo, f_hi there), all at once
+    (regula falsi, Illinois). The ends may come in either order."""
     rows = np.arange(lo.size)
-    f_lo, f_hi = f(lo, rows), f(hi, rows)
     root = np.where(f_lo == 0, lo, np.where(f_hi == 0, hi, 0.5 * (lo + hi)))
     todo = rows[(f_lo != 0) & (f_hi != 0) & (np.sign(f_lo) != np.sign(f_hi))]
     lo, hi, f_lo, f_hi = lo[todo], hi[todo], f_lo[todo], f_hi[todo]
@@ -169,7 +222,7 @@ def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
         if todo.size == 0:
             break
         nit = it
-        u = np.clip((lo * f_hi - hi * f_lo) / (f_hi - f_lo), lo, hi)
+        u = np.clip((lo * f_hi - hi * f_lo) / (f_hi - f_lo), np.minimum(lo, hi), np.maximum(lo, hi))
         u = np.where(np.isfinite(u), u, 0.5 * (lo + hi))
         fu = f(u, todo)
         left = np.sign(fu) == np.sign(f_lo)
@@ -179,7 +232,7 @@ def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
         hi, f_hi = np.where(left, hi, u), np.where(left, f_hi, fu)
         side = np.where(left, 1, -1)
         # relative to the smaller mass: a root near a vertex keeps its digits
-        done = (fu == 0) | (hi - lo <= 4e-16 * np.abs(u)) | ~np.isfinite(fu)
+        done = (fu == 0) | (np.abs(hi - lo) <= 4e-16 * np.abs(u)) | ~np.isfinite(fu)
         root[todo[done]] = np.where(fu[done] == 0, u[done], 0.5 * (lo[done] + hi[done]))
         keep = ~done
         todo, lo, hi, f_lo, f_hi, side = todo[keep], lo[keep], hi[keep], f_lo[keep], f_hi[keep], side[keep]
@@ -220,7 +273,11 @@ class LazyRoots(Sequence[tuple[StationaryRoot, ...]]):
         return (self[c] for c in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return (
+            isinstance(other, Sequence)
+            and len(other) == len(self)
+            and all(a == b for a, b in zip(self, other, strict=False))
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -281,6 +338,8 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
     ctx_parts: list[np.ndarray] = []
     m1_parts: list[np.ndarray] = []
     m2_parts: list[np.ndarray] = []
+    dd_parts: list[np.ndarray] = []
+    shape_parts: list[np.ndarray] = []
     nit = 0
     two_idx = np.nonzero(two)[0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -297,44 +356,64 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
                 ctx_parts.append(members[c_loc])
                 m1_parts.append(x if side == 0 else 1.0 - x)
                 m2_parts.append(1.0 - x if side == 0 else x)
+                # dD/dm1 by central differences, the step relative to the smaller mass
+                step = 1e-6 * x
+                sgn = 1.0 if side == 0 else -1.0
+                up, down = x + sgn * step, x - sgn * step
+                d_up = shape.d(up, 1.0 - up) if side == 0 else shape.d(1.0 - up, up)
+                d_down = shape.d(down, 1.0 - down) if side == 0 else shape.d(1.0 - down, down)
+                dd_parts.append((d_up - d_down) / (2 * step))
+                shape_parts.append(np.full(x.size, s))
     one = np.nonzero(~two)[0]
     ctx_parts.append(one)
     m1_parts.append(np.where(active[one, j1[one]], 1.0, 0.0))
     m2_parts.append(np.zeros(one.size))
+    dd_parts.append(np.zeros(one.size))
+    shape_parts.append(np.full(one.size, -1))
     ctx_r = np.concatenate(ctx_parts)
     m1_r, m2_r = np.concatenate(m1_parts), np.concatenate(m2_parts)
+    dd_r, shape_r = np.concatenate(dd_parts), np.concatenate(shape_parts)
     # order roots by context, then by the mixture's high-level mass (as the general path)
     u = m1_r * f1[ctx_r, 1] + m2_r * f2[ctx_r, 1]
     order = np.lexsort((u, ctx_r))
     ctx_r, m1_r, m2_r, u = ctx_r[order], m1_r[order], m2_r[order], u[order]
+    dd_r, shape_r = dd_r[order], shape_r[order]
     # drop duplicates (a root on the seam m1 = 1/2 or a piece end found twice)
     dup = np.zeros(ctx_r.size, bool)
     dup[1:] = (ctx_r[1:] == ctx_r[:-1]) & (np.abs(u[1:] - u[:-1]) <= 1e-10)
     keep = ~dup
     ctx_r, m1_r, m2_r = ctx_r[keep], m1_r[keep], m2_r[keep]
-    return _assemble(red, ctx_r, m1_r, m2_r, j1, j2, f1, f2, two, nit)
+    dd_r, shape_r = dd_r[keep], shape_r[keep]
+    return _assemble(red, ctx_r, m1_r, m2_r, dd_r, shape_r, shapes, j1, j2, f1, f2, two, nit)
 
 
-def _stability(
-    red: Reduced, ctx: np.ndarray, m1: np.ndarray, m2: np.ndarray, f1: np.ndarray, f2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalue 2 (m1 m2)^2 d(g1 - g2)/dm1 of the class-logit field at two-class roots,
-    and whether it is stable by the criterion of ``stability.stability``."""
-    algo = red.algo
-    beta = algo.beta
-    h = LevelPreference(red.problem.levels[ctx], algo)
-    small = np.minimum(m1, m2)
-    step = 1e-6 * small
-    on_1 = m1 <= m2  # the unknown is the smaller mass
+def _extended_preference(
+    problem: Problem, algo: Any, pi: np.ndarray, shape_r: np.ndarray, shapes: np.ndarray
+) -> np.ndarray:
+    """P_G(o | pi) (n, K) for the roots, in extended precision from the problem's own levels.
 
-    def d_at(delta: np.ndarray) -> np.ndarray:
-        a1 = np.where(on_1, m1 + delta, 1.0 - (m2 - delta))
-        a2 = np.where(on_1, 1.0 - (m1 + delta), m2 - delta)
-        w = a1[:, None] * f1 + a2[:, None] * f2
-        return np.asarray(np.sum(h(w) * (f1 - f2), axis=1))
-
-    # both branches move m1 by +delta (the smaller mass carries the step)
-    return (d_at(step) - d_at(-step)) / (2 * step), small
+    The independent route of the residual check (``residual.preference_2d``), for two
+    levels by the polynomial of ``_binary_levels`` in longdouble, one table per shape;
+    G = inf, large G and one-class contexts go through ``preference_2d`` itself.
+    """
+    pref = np.empty(pi.shape)
+    general = np.ones(pi.shape[0], bool)
+    if not algo.is_limit and algo.group_size <= _HORNER_MAX_G:
+        ld = np.longdouble
+        for s in range(shapes.shape[0]):
+            rows = np.nonzero(shape_r == s)[0]
+            general[rows] = False
+            coef = _binary_coefficients(shapes[s, 4:6].astype(float), algo, ld)
+            dist = problem.dist[rows].astype(ld)
+            p = pi[rows].astype(ld)
+            w0 = np.sum(p * dist[..., 0], axis=1)
+            w1 = np.sum(p * dist[..., 1], axis=1)
+            h = _binary_levels(w0, w1, coef)  # (n, 2)
+            pref[rows] = np.asarray(dist[..., 0] * h[:, None, 0] + dist[..., 1] * h[:, None, 1], dtype=float)
+    rest = np.nonzero(general)[0]
+    if rest.size:
+        pref[rest] = preference_2d(_take(problem, rest), algo, pi[rest])
+    return pref
 
 
 def _assemble(
@@ -342,6 +421,9 @@ def _assemble(
     ctx_r: np.ndarray,
     m1_r: np.ndarray,
     m2_r: np.ndarray,
+    dd_r: np.ndarray,
+    shape_r: np.ndarray,
+    shapes: np.ndarray,
     j1: np.ndarray,
     j2: np.ndarray,
     f1: np.ndarray,
@@ -362,7 +444,7 @@ def _assemble(
     pi = np.take_along_axis(masses, red.class_of[ctx_r], axis=1) * red.within[ctx_r]
     mix = m1_r[:, None] * f1[ctx_r] + m2_r[:, None] * f2[ctx_r]
     sub = _take(problem, ctx_r)
-    pref = preference_2d(sub, algo, pi)
+    pref = _extended_preference(sub, algo, pi, shape_r, shapes)
     res, mult = residual_given(sub, algo, pi, pref)
     tol = residual_tolerance(sub, algo, pi, pref, RESIDUAL_TOLERANCE)
     good = res <= tol
@@ -374,13 +456,10 @@ def _assemble(
     if np.any(two_r):
         t = np.nonzero(two_r)[0]
         c, a1, a2 = ctx_r[t], m1_r[t], m2_r[t]
+        dd, small = dd_r[t], np.minimum(a1, a2)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            dd, small = _stability(red, c, a1, a2, f1[c], f2[c])
             r1, r2 = red.ref_mass[c, j1[c]], red.ref_mass[c, j2[c]]
-            if algo.penalty == "k3":
-                dphi = r2 / a2**2 + r1 / a1**2
-            else:
-                dphi = 1.0 / a1 + 1.0 / a2
+            dphi = r2 / a2**2 + r1 / a1**2 if algo.penalty == "k3" else 1.0 / a1 + 1.0 / a2
             lam = 2.0 * (a1 * a2) ** 2 * (dd - algo.beta * dphi)
         scale = np.maximum(1.0, np.abs(lam)) * np.minimum(1.0, small)
         eig[t] = lam
@@ -433,11 +512,11 @@ def _assemble(
         messages[sel] = (
             f"converged: {n_g} stationary policies found ({n_s} stable); policy is the stable one nearest the reference"
         )
-    for c in np.nonzero(~success)[0].tolist():
-        b = best[c]
-        messages[c] = (
+    for ci in np.nonzero(~success)[0].tolist():
+        k_best = int(best[ci])
+        messages[ci] = (
             f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
-            + (f" (best residual {res[b]:.2e})" if b >= 0 else "")
+            + (f" (best residual {res[k_best]:.2e})" if k_best >= 0 else "")
             + "; the expected dynamics may cycle or the solver did not converge"
             + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
         )
@@ -469,7 +548,9 @@ def _assemble(
         residual=residual,
         nit=nit,
         message=tuple(messages.tolist()),
-        roots=LazyRoots(build, counts),  # type: ignore[arg-type]
+        # a tuple as everywhere else for small batches; built on demand for large ones, where
+        # making 10^6 root objects would cost more than the solve
+        roots=tuple(build(i) for i in range(n_ctx)) if n_ctx <= LAZY_FROM else LazyRoots(build, counts),  # type: ignore[arg-type]
         algo=algo,
         problem=problem,
         method="scan",
