@@ -26,6 +26,7 @@ import numpy as np
 from grpo_align.errors import InputError
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary.batch import batch_binary
 from grpo_align.theory.stationary.boundary import has_boundary_roots, vertex_candidates
 from grpo_align.theory.stationary.newton import newton_candidates
 from grpo_align.theory.stationary.proximal import proximal_candidates
@@ -256,6 +257,10 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
     red = Reduced(problem, algo)
     if method == "replicator":
         return _limit_result(red)
+    if method == "scan":
+        fast = batch_binary(red)  # at most two classes per context: all contexts at once
+        if fast is not None:
+            return fast
     n_ctx = problem.n_contexts
     candidates, nit = _candidates(red, method)
     completeness: list[str] = []
