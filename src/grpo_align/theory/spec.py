@@ -38,11 +38,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # TRL 1.x): its gradient is the direct KL's, so penalty="kl". With
     # use_bias_correction_kl=False (the only behaviour of TRL <= 0.2x) use penalty="k3".
     # loss_type="dapo" (the default) divides the summed token losses by a token count shared
-    # by the whole batch: "constant" in the many-groups limit (so is "bnpo"); under a
-    # constant weight the project's kl (rho x) and TRL's rho k3 have the same gradient.
-    "trl": dict(
-        group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="kl", aggregation="constant"
-    ),
+    # by the whole batch: aggregation "constant" in the many-groups limit (so does "bnpo");
+    # under a constant weight the project's kl (rho x) and TRL's rho k3 have the same
+    # gradient. The preset keeps "sequence_mean" (TRL loss_type "grpo") until the TRL
+    # mapping carries loss_type both ways; for answers of one length they coincide.
+    "trl": dict(group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="kl"),
     # verl (0.3-0.5) algorithm.adv_estimator=grpo, norm_adv_by_std_in_grpo=True:
     # (r - mean) / (torch.std(r) + 1e-6); actor.use_kl_loss=True, kl_loss_type=low_var_kl
     # (k3), kl_loss_coef=0.001; rollout.n=5 as in verl's GRPO examples.
@@ -53,9 +53,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "openrlhf": dict(group_size=8, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-9, penalty="k3"),
     # Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): no std scaling,
     # no length normalisation, beta = 0 (TRL: loss_type="dr_grpo", scale_rewards="none").
-    "dr_grpo": dict(
-        group_size=8, beta=0.0, normalization="shift", ddof=0, eps=0.0, penalty="k3", aggregation="constant"
-    ),
+    # Its aggregation is "constant" (sum over tokens / max length); the preset keeps the
+    # default until the TRL mapping carries loss_type ("dr_grpo") both ways.
+    "dr_grpo": dict(group_size=8, beta=0.0, normalization="shift", ddof=0, eps=0.0, penalty="k3"),
     # RLOO (Ahmadian et al. 2024; TRL 1.16 RLOOConfig: num_generations=2, beta=0.05) puts
     # the sequence k1 KL in the reward before the leave-one-out baseline (THEORY.md section
     # 10); for atomic outputs that has RLHF's stationary policy, as the k2 penalty in the
@@ -157,7 +157,7 @@ class GRPO:
         """The specification a named trainer runs: one of ``GRPO.presets``.
 
         >>> GRPO.preset("trl", beta=0.04)
-        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl', aggregation='constant', penalty_in='loss')
+        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl', aggregation='sequence_mean', penalty_in='loss')
         """
         if name not in PRESETS:
             raise InputError("preset", f"unknown {name!r}; expected one of {', '.join(PRESETS)}")
