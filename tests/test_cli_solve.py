@@ -113,6 +113,8 @@ def test_json_output(tmp_path, capsys):
         "ddof": 0,
         "eps": 0.0,
         "penalty": "k3",
+        "aggregation": "sequence_mean",
+        "penalty_in": "loss",
     }
     # closed forms of THEORY.md section 6, computed without the general solver
     # every algorithm field carries the context axis, also for one context

@@ -106,6 +106,47 @@ def _check_probabilities(name: str, p: np.ndarray, renormalize: bool) -> np.ndar
     return p / sums
 
 
+def _check_one_context(name: str, seqs: Any, n_real: int, n_out: int) -> tuple[tuple[Any, ...], ...]:
+    """One context's token tuples: non-empty, hashable tokens, prefix-free (section 10)."""
+    if isinstance(seqs, (str, bytes)) or not isinstance(seqs, (list, tuple)):
+        raise InputError(name, "expected a list with one token tuple per output")
+    if not n_real <= len(seqs) <= n_out:
+        want = f"{n_out}" if n_real == n_out else f"{n_real} to {n_out}"
+        raise InputError(name, f"expected one token tuple per output ({want}), got {len(seqs)}")
+    out: list[tuple[Any, ...]] = []
+    for i, s in enumerate(seqs):
+        if isinstance(s, (str, bytes)) or not isinstance(s, (list, tuple)) or len(s) == 0:
+            raise InputError(f"{name}[{i}]", "expected a non-empty tuple of tokens (a string is not a token tuple)")
+        try:
+            hash(tuple(s))
+        except TypeError:
+            raise InputError(f"{name}[{i}]", "tokens must be hashable (ints or strings)") from None
+        out.append(tuple(s))
+    ordered = sorted(range(len(out)), key=lambda i: (len(out[i]), repr(out[i])))
+    prefixes = {out[i][:n]: i for i in ordered for n in range(1, len(out[i]))}
+    for i, s in enumerate(out):
+        if s in prefixes or out.index(s) != i:
+            j = prefixes.get(s, out.index(s))
+            raise InputError(
+                name, f"output {i} {s!r} is a prefix of output {j} {out[j]!r}; end every sequence with an end token"
+            )
+    return tuple(out)
+
+
+def _check_sequences(sequences: Any, ref: np.ndarray, batched: bool) -> tuple[tuple[tuple[Any, ...], ...], ...]:
+    """Validate ``sequences`` against ``ref`` (C, K): one prefix-free tuple list per context."""
+    n_ctx, n_out = ref.shape
+    per_ctx = sequences if batched else [sequences]
+    if isinstance(per_ctx, (str, bytes)) or not isinstance(per_ctx, (list, tuple)) or len(per_ctx) != n_ctx:
+        raise InputError("sequences", f"expected one list of token tuples per context ({n_ctx})")
+    out = []
+    for c, seqs in enumerate(per_ctx):
+        n_real = int(np.max(np.nonzero(ref[c] > 0)[0])) + 1
+        name = f"sequences[{c}]" if batched else "sequences"
+        out.append(_check_one_context(name, seqs, n_real, n_out))
+    return tuple(out)
+
+
 @dataclass(frozen=True, eq=False)
 class Problem:
     """Reference policy and reward distributions for one context or a batch of contexts.
@@ -121,6 +162,13 @@ class Problem:
     renormalize : bool
         Divide ``ref`` and the rows of ``dist`` by their sums instead of rejecting sums
         that are off by more than 1e-9.
+    sequences : list of tuples, or (batched) a list of such lists, optional
+        One token tuple per output (THEORY.md section 10): the outputs are token sequences
+        of an autoregressive policy, one softmax per prefix. Prefix-free (no sequence is a
+        prefix of another; each ends with its end token). ``ref`` stays over whole outputs;
+        the per-prefix reference conditionals follow from it. None: every output is one
+        atomic choice. A batched problem gives one list per context (padded outputs of a
+        ragged batch need none).
 
     Notes
     -----
@@ -133,6 +181,7 @@ class Problem:
     dist: np.ndarray
     batched: bool = False
     win_prob: np.ndarray | None = field(default=None, repr=False)
+    sequences: tuple[tuple[tuple[Any, ...], ...], ...] | None = field(default=None, repr=False)
 
     def __init__(
         self,
@@ -141,6 +190,7 @@ class Problem:
         dist: Any = None,
         *,
         renormalize: bool = False,
+        sequences: Any = None,
         _win_prob: Any = None,
     ) -> None:
         if _is_ragged(ref):
@@ -157,6 +207,8 @@ class Problem:
         ref2 = _check_probabilities("ref", ref2, renormalize)
 
         if _win_prob is not None:
+            if sequences is not None:
+                raise InputError("sequences", "a pairwise-preference problem takes no sequences; use a reward problem")
             win = _as_float_array("win_prob", _win_prob)
             win3 = win if win.ndim == 3 else win[None]
             if win3.shape != (n_ctx, n_out, n_out):
@@ -206,14 +258,16 @@ class Problem:
         object.__setattr__(self, "dist", d3)
         object.__setattr__(self, "batched", batched)
         object.__setattr__(self, "win_prob", None)
+        object.__setattr__(self, "sequences", None if sequences is None else _check_sequences(sequences, ref2, batched))
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_rewards(cls, ref: Any, rewards: Any, *, renormalize: bool = False) -> Problem:
+    def from_rewards(cls, ref: Any, rewards: Any, *, renormalize: bool = False, sequences: Any = None) -> Problem:
         """Deterministic rewards: output o always gets ``rewards[o]``.
 
         A batch may be ragged (contexts with different numbers of outputs); shorter
-        contexts are padded with outputs of reference probability 0.
+        contexts are padded with outputs of reference probability 0. ``sequences``: one
+        token tuple per output (see ``Problem``).
         """
         batched = _is_ragged(ref) or np.ndim(np.asarray(ref, dtype=object)) == 2
         if _is_ragged(ref) or _is_ragged(rewards):
@@ -244,12 +298,14 @@ class Problem:
             dist[c, np.flatnonzero(real), idx] = 1.0
             dist[c, ~real, 0] = 1.0
         if not batched:
-            return cls(ref2[0], levels[0], dist[0], renormalize=renormalize)
-        return cls(ref2, levels, dist, renormalize=renormalize)
+            return cls(ref2[0], levels[0], dist[0], renormalize=renormalize, sequences=sequences)
+        return cls(ref2, levels, dist, renormalize=renormalize, sequences=sequences)
 
     @classmethod
-    def from_bernoulli(cls, ref: Any, success: Any, *, renormalize: bool = False) -> Problem:
-        """Bernoulli rewards: output o gets 1 with probability ``success[o]``, else 0."""
+    def from_bernoulli(cls, ref: Any, success: Any, *, renormalize: bool = False, sequences: Any = None) -> Problem:
+        """Bernoulli rewards: output o gets 1 with probability ``success[o]``, else 0.
+
+        ``sequences``: one token tuple per output (see ``Problem``)."""
         batched = _is_ragged(ref) or np.ndim(np.asarray(ref, dtype=object)) == 2
         if _is_ragged(ref) or _is_ragged(success):
             ref2 = _pad_rows("ref", ref, 0.0)
@@ -269,8 +325,8 @@ class Problem:
         dist = np.stack([1.0 - succ2, succ2], axis=-1)
         levels = np.tile([0.0, 1.0], (ref2.shape[0], 1))
         if not batched:
-            return cls(ref2[0], levels[0], dist[0], renormalize=renormalize)
-        return cls(ref2, levels, dist, renormalize=renormalize)
+            return cls(ref2[0], levels[0], dist[0], renormalize=renormalize, sequences=sequences)
+        return cls(ref2, levels, dist, renormalize=renormalize, sequences=sequences)
 
     @classmethod
     def from_preference(cls, ref: Any, win_prob: Any, *, renormalize: bool = False) -> Problem:
@@ -285,6 +341,19 @@ class Problem:
     @property
     def is_preference(self) -> bool:
         return self.win_prob is not None
+
+    @property
+    def has_sequences(self) -> bool:
+        """True when the outputs are token sequences (THEORY.md section 10)."""
+        return self.sequences is not None
+
+    def lengths(self) -> np.ndarray:
+        """Token length |o| of every output, (C, K); 1 for atomic outputs and padding."""
+        out = np.ones(self.ref.shape)
+        if self.sequences is not None:
+            for c, seqs in enumerate(self.sequences):
+                out[c, : len(seqs)] = [len(s) for s in seqs]
+        return out
 
     @property
     def n_contexts(self) -> int:

@@ -14,10 +14,16 @@ from typing import Any, ClassVar
 
 from grpo_align.errors import InputError
 
-__all__ = ["GRPO", "NORMALIZATIONS", "PENALTIES", "PRESETS"]
+__all__ = ["AGGREGATIONS", "GRPO", "NORMALIZATIONS", "PENALTIES", "PENALTY_PLACEMENTS", "PRESETS"]
 
 NORMALIZATIONS = ("shift_scale", "shift", "rloo", "raw")
 PENALTIES = ("k3", "k2", "k1", "abs", "kl")
+#: How per-token terms are weighted (THEORY.md section 10): 1/|o_i|, 1/sum_j |o_j| over the
+#: group, or one constant.
+AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
+#: Where the penalty acts: a per-token term of the loss, or subtracted from the reward
+#: before the group normalisation (THEORY.md section 10).
+PENALTY_PLACEMENTS = ("loss", "reward")
 
 #: Named presets: the trainer settings each mirrors. Values are the defaults; any field
 #: can be overridden, e.g. ``GRPO.preset("trl", beta=0.04)``.
@@ -31,6 +37,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # multiplied by the importance ratio (use_bias_correction_kl=True, the default since
     # TRL 1.x): its gradient is the direct KL's, so penalty="kl". With
     # use_bias_correction_kl=False (the only behaviour of TRL <= 0.2x) use penalty="k3".
+    # loss_type="dapo" (the default) divides the summed token losses by a token count shared
+    # by the whole batch: aggregation "constant" in the many-groups limit (so does "bnpo");
+    # under a constant weight the project's kl (rho x) and TRL's rho k3 have the same
+    # gradient. The preset keeps "sequence_mean" (TRL loss_type "grpo") until the TRL
+    # mapping carries loss_type both ways; for answers of one length they coincide.
     "trl": dict(group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="kl"),
     # verl (0.3-0.5) algorithm.adv_estimator=grpo, norm_adv_by_std_in_grpo=True:
     # (r - mean) / (torch.std(r) + 1e-6); actor.use_kl_loss=True, kl_loss_type=low_var_kl
@@ -42,12 +53,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "openrlhf": dict(group_size=8, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-9, penalty="k3"),
     # Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): no std scaling,
     # no length normalisation, beta = 0 (TRL: loss_type="dr_grpo", scale_rewards="none").
+    # Its aggregation is "constant" (sum over tokens / max length); the preset keeps the
+    # default until the TRL mapping carries loss_type ("dr_grpo") both ways.
     "dr_grpo": dict(group_size=8, beta=0.0, normalization="shift", ddof=0, eps=0.0, penalty="k3"),
     # RLOO (Ahmadian et al. 2024; TRL 1.16 RLOOConfig: num_generations=2, beta=0.05) puts
-    # the sequence k1 KL in the reward; with an unscaled leave-one-out baseline that has
-    # the same stationary policies as the k2 penalty in the loss (THEORY.md section 5),
-    # modelled here that way.
-    "rloo": dict(group_size=2, beta=0.05, normalization="rloo", ddof=0, eps=0.0, penalty="k2"),
+    # the sequence k1 KL in the reward before the leave-one-out baseline (THEORY.md section
+    # 10); for atomic outputs that has RLHF's stationary policy, as the k2 penalty in the
+    # loss does, but not on token sequences, so it is modelled as it is run.
+    "rloo": dict(group_size=2, beta=0.05, normalization="rloo", ddof=0, eps=0.0, penalty="k1", penalty_in="reward"),
 }
 
 
@@ -92,6 +105,16 @@ class GRPO:
         Added to the standard deviation of ``shift_scale`` (>= 0).
     penalty : {"k3", "k2", "k1", "abs", "kl"}
         Penalty estimator in the loss, THEORY.md section 3; ``kl`` is the exact direct KL.
+    aggregation : {"sequence_mean", "group_token_mean", "constant"}
+        Weight of each output's per-token terms (THEORY.md section 10): 1/|o_i| (GRPO, TRL
+        "grpo"), 1/sum_j |o_j| over the group (DAPO paper), or a constant (Dr. GRPO; TRL
+        "dapo"/"bnpo" normalise by a count shared by the whole batch, which is "constant"
+        in the many-groups limit). Matters only for outputs of different token lengths.
+    penalty_in : {"loss", "reward"}
+        "loss": a per-token penalty term in the loss. "reward": beta k(o) (k1, k2 or k3 of
+        the sequence log-ratio log pi(o)/pi_ref(o)) is subtracted from the reward before the
+        group normalisation and the loss has no penalty (verl use_kl_in_reward, OpenRLHF
+        without --use_kl_loss, RLOO).
     """
 
     group_size: float = 8
@@ -100,6 +123,8 @@ class GRPO:
     ddof: int = 0
     eps: float = 0.0
     penalty: str = "k3"
+    aggregation: str = "sequence_mean"
+    penalty_in: str = "loss"
 
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
@@ -131,13 +156,24 @@ class GRPO:
         object.__setattr__(self, "ddof", int(self.ddof))
         if self.penalty not in PENALTIES:
             raise InputError("penalty", f"unknown {self.penalty!r}; expected one of {', '.join(PENALTIES)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise InputError("aggregation", f"unknown {self.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
+        if self.penalty_in not in PENALTY_PLACEMENTS:
+            raise InputError(
+                "penalty_in", f"unknown {self.penalty_in!r}; expected one of {', '.join(PENALTY_PLACEMENTS)}"
+            )
+        if self.penalty_in == "reward" and self.penalty not in ("k1", "k2", "k3"):
+            raise InputError(
+                "penalty",
+                f"{self.penalty!r} cannot be put in the reward; expected k1, k2 or k3 with penalty_in='reward'",
+            )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GRPO:
         """The specification a named trainer runs: one of ``GRPO.presets``.
 
         >>> GRPO.preset("trl", beta=0.04)
-        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl')
+        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl', aggregation='sequence_mean', penalty_in='loss')
         """
         if name not in PRESETS:
             raise InputError("preset", f"unknown {name!r}; expected one of {', '.join(PRESETS)}")
@@ -157,8 +193,8 @@ class GRPO:
 
     @property
     def regularised(self) -> bool:
-        """Whether the penalty pulls toward pi_ref (beta > 0 and not k1)."""
-        return self.beta > 0 and self.penalty != "k1"
+        """Whether the penalty pulls toward pi_ref (beta > 0 and not k1 in the loss)."""
+        return self.beta > 0 and (self.penalty != "k1" or self.penalty_in == "reward")
 
     @property
     def pairwise_scale(self) -> float:

@@ -132,6 +132,8 @@ def grpo_loss(
     """
     if not isinstance(algo, GRPO):
         raise InputError("algo", "expected a grpo_align.GRPO")
+    if algo.penalty_in != "loss":
+        raise InputError("penalty_in", "the trainers put the penalty in the loss only so far; use penalty_in='loss'")
     logp_new = _check("logp_new", logp_new, None, 2)
     shape = tuple(logp_new.shape)
     logp_old = _check("logp_old", logp_old, shape, 2).detach()

@@ -48,11 +48,19 @@ from grpo_align.theory.stationary.result import (
 )
 from grpo_align.theory.stationary.scan import scan_candidates
 from grpo_align.theory.stationary.stability import stability
+from grpo_align.theory.stationary.tree import (
+    SequenceRoot,
+    SequenceStationaryResult,
+    needs_tree_solver,
+    tree_stationary_policy,
+)
 
 __all__ = [
     "METHODS",
     "RESIDUAL_TOLERANCE",
     "STATUSES",
+    "SequenceRoot",
+    "SequenceStationaryResult",
     "StationaryContext",
     "StationaryResult",
     "StationaryRoot",
@@ -136,6 +144,11 @@ def stationary_policy(problem: Problem, algo: GRPO, method: str | None = None) -
     >>> res[0].policy.round(6)
     array([0.653113, 0.155904, 0.190983])
     """
+    if isinstance(problem, Problem) and isinstance(algo, GRPO) and needs_tree_solver(problem, algo):
+        # token sequences or the penalty in the reward: THEORY.md section 10
+        if method not in (None, "tree"):
+            raise InputError("method", f"sequences and penalty_in='reward' are solved by 'tree', got {method!r}")
+        return tree_stationary_policy(problem, algo)
     methods = applicable_methods(problem, algo)  # validates problem and algo
     if method is None:
         method = methods[0]

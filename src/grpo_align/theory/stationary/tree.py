@@ -1,0 +1,439 @@
+"""Stationary tree policies: token sequences, aggregation, the penalty in the reward.
+
+THEORY.md section 10. A stationary policy zeroes the exact expected gradient (eq. 10.5) in
+every per-prefix logit:
+
+    S(ut) = c_u   for every prefix u with mass and every next token t with pi(t|u) > 0   (10.8)
+
+(K - 1 equations for K outputs). Roots are sought by damped Newton in the free per-prefix
+logits from several starts, on every face of the simplex where the penalty leaves no
+infinite restoring force at the boundary (k1 in the loss, beta = 0, k2/k3 in the reward):
+a face root is a boundary policy when each removed next token is pushed out, S(ut) < c_u
+(the KKT condition, eq. 10.10). With the penalty in the reward, std scaling and eps = 0,
+roots are followed from the regularised normalisation (std + eps, eps -> 0); where the
+modified rewards of different outputs tie in the limit, the stationary policy is a
+sliding-mode equilibrium, solved exactly in blow-up coordinates (eq. 10.9).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grpo_align.theory.problem import Problem
+from grpo_align.theory.reward_penalty import TieStructure, find_ties, sequence_penalty
+from grpo_align.theory.sequence_gradient import SequenceModel
+from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
+
+__all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tree_stationary_policy"]
+
+#: Largest number of active outputs whose faces are all enumerated.
+MAX_FACE_OUTPUTS = 8
+#: The regularisation path eps -> 0 followed for sliding modes.
+EPS_PATH = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+
+
+@dataclass(frozen=True, repr=False)
+class SequenceRoot(StationaryRoot):
+    """A stationary tree policy (THEORY.md section 10).
+
+    Attributes (besides ``StationaryRoot``'s)
+    -----------------------------------------
+    kind : str
+        "interior" (every output has mass), "boundary" (a face root satisfying the KKT
+        condition 10.10) or "sliding" (a Filippov equilibrium on a tie set, eq. 10.9).
+    ties : TieStructure or None
+        For a sliding root, the outputs whose modified rewards tie.
+    """
+
+    kind: str = "interior"
+    ties: TieStructure | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        pol = np.array2string(np.asarray(self.policy), precision=6, threshold=8)
+        return f"SequenceRoot(kind={self.kind!r}, policy={pol}, stable={self.stable}, residual={self.residual:.1e})"
+
+
+@dataclass(frozen=True, repr=False)
+class SequenceStationaryResult(StationaryResult):
+    """A ``StationaryResult`` for tree policies, with the per-prefix conditionals.
+
+    ``status`` per context is that of the chosen root: "interior", "boundary", "sliding",
+    or "failed".
+    """
+
+    def conditionals(self, c: int = 0, policy: Any = None) -> dict[tuple[Any, ...], dict[Any, float]]:
+        """{branching prefix: {next token: pi(t | u)}} of context c (eq. 10.1).
+
+        ``policy`` defaults to the chosen stationary policy; pass a root's policy to get
+        its conditionals.
+        """
+        from grpo_align.theory.sequences import Tree
+
+        pol = self.policy[c] if policy is None else np.asarray(policy, dtype=float)
+        seqs = self.problem.sequences[c] if self.problem.sequences is not None else [(o,) for o in range(pol.size)]
+        tree = Tree(seqs, self.problem.ref[c])
+        return tree.as_dict(tree.conditionals(pol))
+
+    def __repr__(self) -> str:
+        return "Sequence" + super().__repr__()
+
+
+def needs_tree_solver(problem: Problem, algo: GRPO) -> bool:
+    """Whether ``problem``/``algo`` leave the paper's atomic setting (THEORY.md section 10):
+    token sequences, or the penalty in the reward."""
+    return problem.has_sequences or algo.penalty_in == "reward"
+
+
+# ---------------------------------------------------------------------------- helpers
+def _newton(
+    fun: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, tol: float, max_iter: int = 80
+) -> tuple[np.ndarray, bool, int]:
+    """Damped Newton with a central-difference Jacobian and backtracking on |F|."""
+    x = np.asarray(x0, dtype=float).copy()
+    f = fun(x)
+    if x.size == 0:
+        return x, bool(np.all(np.abs(f) <= tol)), 0
+    for it in range(max_iter):
+        if not np.all(np.isfinite(f)):
+            return x, False, it
+        if np.max(np.abs(f), initial=0.0) <= tol:
+            return x, True, it
+        jac = np.empty((f.size, x.size))
+        for j in range(x.size):
+            h = 1e-6 * max(1.0, abs(x[j]))
+            xp, xm = x.copy(), x.copy()
+            xp[j] += h
+            xm[j] -= h
+            jac[:, j] = (fun(xp) - fun(xm)) / (2 * h)
+        step = np.linalg.lstsq(jac, -f, rcond=None)[0]
+        big = np.max(np.abs(step), initial=0.0)
+        if big > 5.0:
+            step *= 5.0 / big
+        norm = float(np.linalg.norm(f))
+        t = 1.0
+        while t > 1e-6:
+            xn = x + t * step
+            fn = fun(xn)
+            if np.all(np.isfinite(fn)) and np.linalg.norm(fn) < (1 - 1e-4 * t) * norm:
+                break
+            t /= 2
+        else:
+            return x, bool(np.max(np.abs(f)) <= tol), it
+        x, f = xn, fn
+    return x, bool(np.max(np.abs(f), initial=0.0) <= tol), max_iter
+
+
+@dataclass
+class _Face:
+    """Free per-prefix logits on the face where exactly ``support`` has mass."""
+
+    model: SequenceModel
+    support: np.ndarray  # (K,) bool
+
+    def __post_init__(self) -> None:
+        tree = self.model.tree
+        self.live = (tree.through & self.support[None, :]).any(axis=1)  # (E,)
+        # a prefix has mass iff some supported output passes it
+        node_live = [bool(self.live[e].any()) for e in tree.node_edges]
+        self.free: list[int] = []  # edges with a free logit
+        self.gauge: list[int] = []  # per free edge, its prefix's gauge edge
+        for n, edges in enumerate(tree.node_edges):
+            if not node_live[n]:
+                continue
+            live_edges = [int(e) for e in edges if self.live[e]]
+            for e in live_edges[1:]:
+                self.free.append(e)
+                self.gauge.append(live_edges[0])
+        self.node_live = np.array(node_live, bool)
+
+    @property
+    def dim(self) -> int:
+        return len(self.free)
+
+    def cond(self, z: np.ndarray) -> np.ndarray:
+        tree = self.model.tree
+        logits = np.zeros(tree.n_edges)
+        logits[self.free] = z
+        cond = tree.ref_cond.copy()
+        for n, edges in enumerate(tree.node_edges):
+            if not self.node_live[n]:
+                continue
+            live = self.live[edges]
+            zz = np.where(live, logits[edges], -np.inf)
+            p = np.exp(zz - zz.max())
+            cond[edges] = p / p.sum()
+        return cond
+
+    def z_of(self, cond: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            lc = np.log(np.maximum(cond, 1e-300))
+        return np.array([lc[e] - lc[g] for e, g in zip(self.free, self.gauge, strict=True)])
+
+    def equations(self, z: np.ndarray, ties: TieStructure | None = None, eta: np.ndarray | None = None) -> np.ndarray:
+        s, _ = self.model.terms(self.cond(z), ties, eta)
+        return s[self.free] - s[self.gauge]
+
+
+def _starts(face: _Face, rng: np.random.Generator, n_random: int) -> list[np.ndarray]:
+    tree = face.model.tree
+    out = [face.z_of(tree.ref_cond), np.zeros(face.dim)]
+    out += [rng.normal(scale=2.0, size=face.dim) for _ in range(n_random)]
+    return out
+
+
+def _faces(model: SequenceModel, algo: GRPO) -> list[np.ndarray]:
+    """Supports to search: the whole tree where the penalty repels from the boundary
+    (eq. 10.10: k3, k2 and kl in the loss with beta > 0), every subset otherwise."""
+    active = np.nonzero(model.tree.active)[0]
+    full = model.tree.active.copy()
+    infinite_pull = algo.penalty_in == "loss" and algo.beta > 0 and algo.penalty in ("k3", "k2", "kl")
+    if infinite_pull:
+        return [full]
+    sizes = range(active.size, 0, -1) if active.size <= MAX_FACE_OUTPUTS else (active.size, 1)
+    out = []
+    for size in sizes:
+        for subset in itertools.combinations(active.tolist(), size):
+            sup = np.zeros_like(full)
+            sup[list(subset)] = True
+            out.append(sup)
+    return out
+
+
+def _stability(face: _Face, z: np.ndarray, model: SequenceModel) -> tuple[np.ndarray, bool]:
+    """Eigenvalues of the expected gradient field's Jacobian in the free logits (each
+    prefix's common shift removed by the gauge), and stability including the KKT pushes."""
+
+    # each free logit relative to its prefix's gauge logit: the softmax's null direction
+    # (all logits of a prefix up by the same amount) drops out
+    def rel(zz: np.ndarray) -> np.ndarray:
+        cond = face.cond(zz)
+        g = model.gradient(cond)
+        return g[face.free] - g[face.gauge]
+
+    n = face.dim
+    eig: np.ndarray = np.zeros(0)
+    if n > 0:
+        jac = np.empty((n, n))
+        for j in range(n):
+            h = 1e-6 * max(1.0, abs(z[j]))
+            zp, zm = z.copy(), z.copy()
+            zp[j] += h
+            zm[j] -= h
+            jac[:, j] = (rel(zp) - rel(zm)) / (2 * h)
+        eig = np.linalg.eigvals(jac)
+    _, _, dev = model.residual(face.cond(z))
+    reach = model.tree.reachable(face.cond(z))[model.tree.edge_node]
+    removed = ~face.live & reach
+    pushed_out = bool(np.all(dev[removed] < 0))
+    scale = max(1.0, float(np.max(np.abs(eig), initial=0.0)))
+    return eig, bool(np.all(eig.real < -1e-9 * scale)) and pushed_out
+
+
+def _accept(
+    model: SequenceModel, face: _Face, z: np.ndarray, ties: TieStructure | None = None, eta: np.ndarray | None = None
+) -> tuple[bool, float, float]:
+    cond = face.cond(z)
+    res, scale, dev = model.residual(cond, ties, eta)
+    tol = RESIDUAL_TOLERANCE * scale
+    reach = model.tree.reachable(cond)[model.tree.edge_node]
+    removed = ~face.live & reach
+    kkt = bool(np.all(dev[removed] <= tol))
+    return res <= tol and kkt, res, tol
+
+
+# ---------------------------------------------------------------------------- sliding modes
+def _sliding(
+    model: SequenceModel, face: _Face, z: np.ndarray, eps: float
+) -> tuple[np.ndarray, TieStructure, np.ndarray] | None:
+    """Solve the blow-up system (eq. 10.9) from a root of the eps-regularised problem."""
+    cond = face.cond(z)
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = model.cell_values(cond)
+    live_cells = face.support[model.cell_output]
+    vals = np.where(live_cells, values, np.nan)
+    idx = np.nonzero(live_cells)[0]
+    ties = find_ties(vals[idx], model.cell_output[idx], model.cell_level[idx], model.levels, model.algo.beta, 30 * eps)
+    if ties is None:
+        return None
+    # the tie structure over all cells (cells outside the support never tie)
+    cell_class = np.full(values.shape, -1, dtype=np.int64)
+    cell_class[idx] = ties.cell_class
+    ties = TieStructure(component=ties.component, offset=ties.offset, cell_class=cell_class)
+    comp = np.full(model.tree.n_outputs, -1, dtype=np.int64)
+    comp[: ties.component.size] = ties.component
+    offset = np.zeros(model.tree.n_outputs)
+    offset[: ties.offset.size] = ties.offset
+    ties = TieStructure(component=comp, offset=offset, cell_class=cell_class)
+    members = ties.members()
+    roots = ties.roots()
+    root_of = {int(comp[r]): int(r) for r in roots}
+    pen = model.algo.penalty
+
+    def k_of(zz: np.ndarray) -> np.ndarray:
+        # outputs off the face have x = -inf; only tied (live) outputs are read
+        with np.errstate(invalid="ignore", over="ignore"):
+            return sequence_penalty(pen, model.tree.log_ratio(face.cond(zz)))
+
+    def tie_eqs(zz: np.ndarray) -> np.ndarray:
+        k = k_of(zz)
+        return np.array([k[o] - k[root_of[int(comp[o])]] - offset[o] for o in members.tolist()])
+
+    k0 = k_of(z)
+    eta0 = np.array([(k0[o] - k0[root_of[int(comp[o])]] - offset[o]) / eps for o in members.tolist()])
+    n = face.dim
+
+    def eta_full(e: np.ndarray) -> np.ndarray:
+        out = np.zeros(model.tree.n_outputs)
+        out[members] = e
+        return out
+
+    def fun(x: np.ndarray) -> np.ndarray:
+        zz, e = x[:n], x[n:]
+        return np.concatenate([face.equations(zz, ties, eta_full(e)), tie_eqs(zz)])
+
+    x, ok, _ = _newton(fun, np.concatenate([z, eta0]), 1e-13)
+    if not ok:
+        return None
+    return x[:n], ties, eta_full(x[n:])
+
+
+# ---------------------------------------------------------------------------- the solver
+def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
+    rng = np.random.default_rng(seed)
+    roots: list[SequenceRoot] = []
+    nit = 0
+    sliding_case = algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0
+    regs = [SequenceModel(model.problem, algo.replace(eps=e), model.context) for e in EPS_PATH] if sliding_case else []
+
+    def add(
+        face: _Face,
+        z: np.ndarray,
+        kind: str,
+        ties: TieStructure | None = None,
+        eta: np.ndarray | None = None,
+        eig_model: SequenceModel | None = None,
+    ) -> None:
+        ok, res, tol = _accept(model, face, z, ties, eta)
+        if not ok:
+            return
+        cond = face.cond(z)
+        pi = model.tree.policy(cond)
+        pi = np.where(face.support, pi, 0.0)
+        if any(float(np.max(np.abs(r.policy - pi))) < 1e-7 for r in roots):
+            return
+        eig, stable = _stability(face, z, eig_model or model)
+        _, c = model.terms(cond, ties, eta)
+        multiplier = float(c[0]) if c.size else math.nan
+        if kind == "interior" and not np.all(face.support[model.tree.active]):
+            kind = "boundary"
+        roots.append(
+            SequenceRoot(
+                policy=pi,
+                mixture=pi @ model.dist,
+                multiplier=multiplier,
+                residual=res,
+                stable=stable,
+                eigenvalues=eig,
+                tolerance=tol,
+                kind=kind,
+                ties=ties,
+            )
+        )
+
+    for support in _faces(model, algo):
+        face = _Face(model, support)
+        n_random = 6 if face.dim > 0 else 0
+        for z0 in _starts(face, rng, n_random):
+            if not sliding_case:
+                z, ok, it = _newton(face.equations, z0, 1e-13)
+                nit = max(nit, it)
+                if ok:
+                    add(face, z, "interior")
+                continue
+            # follow the regularised roots eps -> 0 (eq. 10.9); once eps is small against
+            # the gaps between modified rewards, near-ties name the tie set to blow up
+            z = z0
+            ok = False
+            slide = None
+            for reg, eps in zip(regs, EPS_PATH, strict=True):
+                rface = _Face(reg, support)
+                z, ok, it = _newton(rface.equations, z, 1e-13)
+                nit = max(nit, it)
+                if not ok:
+                    break
+                if eps <= 1e-3:
+                    slide = _sliding(model, face, z, eps)
+                    if slide is not None:
+                        zs, ties, eta = slide
+                        add(face, zs, "sliding", ties, eta, eig_model=reg)
+                        break
+            if ok and slide is None:
+                zs, ok, _ = _newton(face.equations, z, 1e-13)
+                if ok:
+                    add(face, zs, "interior")
+    return roots, nit
+
+
+def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryResult:
+    """Stationary tree policies of ``algo`` on ``problem`` (THEORY.md section 10).
+
+    Every root found on every searched face is reported with its stability; ``policy`` is
+    the stable root nearest pi_ref (max-norm over outputs), else the nearest root.
+    """
+    n_ctx = problem.n_contexts
+    policy = np.zeros_like(problem.ref)
+    success = np.zeros(n_ctx, bool)
+    residual = np.full(n_ctx, np.inf)
+    status: list[str] = []
+    messages: list[str] = []
+    all_roots: list[tuple[StationaryRoot, ...]] = []
+    nit = 0
+    for c in range(n_ctx):
+        model = SequenceModel(problem, algo, c)
+        roots, it = _context_roots(model, algo, seed=20250225 + c)
+        nit = max(nit, it)
+        all_roots.append(tuple(roots))
+        if not roots:
+            policy[c] = problem.ref[c]
+            status.append("failed")
+            messages.append(
+                "no stationary tree policy found to tolerance 1e-9 (relative to the size of the terms); "
+                "the expected dynamics may cycle or the solver did not converge"
+            )
+            continue
+        stable = [r for r in roots if r.stable] or roots
+        chosen = min(stable, key=lambda r: float(np.max(np.abs(r.policy - problem.ref[c]))))
+        policy[c] = chosen.policy
+        residual[c] = chosen.residual
+        success[c] = True
+        status.append(chosen.kind)
+        n_stable = sum(bool(r.stable) for r in roots)
+        what = {
+            "interior": "interior",
+            "boundary": "boundary (a face of the simplex, KKT)",
+            "sliding": "sliding-mode (Filippov)",
+        }[chosen.kind]
+        messages.append(
+            f"converged: {len(roots)} stationary tree polic{'y' if len(roots) == 1 else 'ies'} found "
+            f"({n_stable} stable); policy is the {what} one"
+            + ("" if len(roots) == 1 else ", the stable one nearest the reference")
+        )
+    return SequenceStationaryResult(
+        policy=policy,
+        success=success,
+        status=tuple(status),
+        residual=residual,
+        nit=nit,
+        message=tuple(messages),
+        roots=tuple(all_roots),
+        algo=algo,
+        problem=problem,
+        method="tree",
+    )
