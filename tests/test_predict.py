@@ -9,6 +9,7 @@ sampled completion its own output); scipy's Beta distribution for the Jeffreys n
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import json
 import math
@@ -498,7 +499,9 @@ def test_command_on_the_shipped_example(tmp_path, capsys):
     assert summary["mean_predicted"] == pytest.approx(
         np.mean([float(r["predicted"]) for r in rows.values()]), abs=1e-12
     )
-    assert summary["spec"] == {
+    # the summary records the whole spec the preset trains (every GRPO field)
+    assert summary["spec"] == dataclasses.asdict(GRPO.preset("trl", beta=0.04))
+    assert {k: summary["spec"][k] for k in ("group_size", "beta", "normalization", "ddof", "eps", "penalty")} == {
         "group_size": 8,
         "beta": 0.04,
         "normalization": "shift_scale",
