@@ -35,7 +35,7 @@ def _tmap(levels: np.ndarray, dist: np.ndarray, ref: np.ndarray, algo: ga.GRPO, 
 def _brute_roots(levels, dist, ref, algo, n):
     """Roots of T(w) = w: grid of spacing 1/n on the simplex, local minima of |T - w| polished."""
     n_lev = dist.shape[1]
-    lattice = [c + (n - sum(c),) for c in itertools.product(range(n + 1), repeat=n_lev - 1) if sum(c) <= n]
+    lattice = [(*c, n - sum(c)) for c in itertools.product(range(n + 1), repeat=n_lev - 1) if sum(c) <= n]
     index = {c: i for i, c in enumerate(lattice)}
     pts = np.clip(np.array(lattice) / n, 1e-9, None)
     pts /= pts.sum(axis=1, keepdims=True)
@@ -46,7 +46,11 @@ def _brute_roots(levels, dist, ref, algo, n):
     local = [
         i
         for i, c in enumerate(lattice)
-        if all(val[i] <= val[j] for s in steps if (j := index.get(tuple(x + y for x, y in zip(c, s)))) is not None)
+        if all(
+            val[i] <= val[j]
+            for s in steps
+            if (j := index.get(tuple(x + y for x, y in zip(c, s, strict=True)))) is not None
+        )
     ]
     out: list[np.ndarray] = []
     for i in local:
