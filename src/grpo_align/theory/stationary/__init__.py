@@ -19,6 +19,7 @@ return candidates; every candidate is checked from scratch by ``residual`` and r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -28,7 +29,8 @@ from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary.batch import batch_binary
 from grpo_align.theory.stationary.boundary import has_boundary_roots, vertex_candidates
-from grpo_align.theory.stationary.newton import newton_candidates
+from grpo_align.theory.stationary.continuation import continuation_mixtures
+from grpo_align.theory.stationary.newton import N_FIXED_STARTS, newton_candidates
 from grpo_align.theory.stationary.proximal import proximal_candidates
 from grpo_align.theory.stationary.reduction import Reduced, reward_classes
 from grpo_align.theory.stationary.replicator import replicator_limit
@@ -42,11 +44,12 @@ from grpo_align.theory.stationary.residual import (
 from grpo_align.theory.stationary.result import (
     RESIDUAL_TOLERANCE,
     STATUSES,
+    RootSearch,
     StationaryContext,
     StationaryResult,
     StationaryRoot,
 )
-from grpo_align.theory.stationary.scan import scan_candidates
+from grpo_align.theory.stationary.scan import masses_of_mixtures, scan_candidates
 from grpo_align.theory.stationary.stability import stability
 from grpo_align.theory.stationary.tree import (
     SequenceRoot,
@@ -59,6 +62,7 @@ __all__ = [
     "METHODS",
     "RESIDUAL_TOLERANCE",
     "STATUSES",
+    "RootSearch",
     "SequenceRoot",
     "SequenceStationaryResult",
     "StationaryContext",
@@ -228,6 +232,20 @@ def _candidates(red: Reduced, method: str) -> tuple[list[list[np.ndarray]], int]
     return newton_candidates(red)
 
 
+def _branch_and_newton(red: Reduced) -> tuple[list[list[np.ndarray]], int, list[RootSearch]]:
+    """L > 2: the roots on the large-beta branch (continuation) merged with Newton's (section 11)."""
+    found, nit = newton_candidates(red)
+    mixtures, searches = continuation_mixtures(red)
+    branch = masses_of_mixtures(red, mixtures)
+    n_starts = N_FIXED_STARTS + min(red.n_classes, 8)
+    for c in range(len(found)):
+        for m in branch[c]:
+            if all(np.max(np.abs(m - r)) > 1e-8 for r in found[c]):
+                found[c].append(m)
+        searches[c] = dataclasses.replace(searches[c], newton_starts=n_starts)
+    return found, nit, searches
+
+
 def _choose(good: list[StationaryRoot], ref_point: np.ndarray) -> StationaryRoot:
     """The reported root: stable interior, then stable boundary, then any interior, then any,
     each time the one whose reduced point is nearest the reference's."""
@@ -275,10 +293,15 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
         if fast is not None:
             return fast
     n_ctx = problem.n_contexts
-    candidates, nit = _candidates(red, method)
     completeness: list[str] = []
-    if method == "newton" and red.is_reward and problem.n_levels > 2:
-        completeness = [" (L > 2: roots from several Newton starts; completeness is not guaranteed)"] * n_ctx
+    search: tuple[RootSearch, ...] = ()
+    one_class = bool(np.all(np.sum(red.ref_mass > 0, axis=1) == 1))
+    if method == "newton" and red.is_reward and problem.n_levels > 2 and not one_class:
+        candidates, nit, searches = _branch_and_newton(red)
+        search = tuple(searches)
+        completeness = [f" (L > 2: {s.describe()})" for s in searches]
+    else:
+        candidates, nit = _candidates(red, method)
     single = np.sum(red.ref_mass > 0, axis=1) == 1
     for c in np.nonzero(single)[0].tolist():
         # one reward class: P_G is the same for every output, so pi_ref is the only
@@ -384,4 +407,5 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
         algo=algo,
         problem=problem,
         method=method,
+        search=search,
     )

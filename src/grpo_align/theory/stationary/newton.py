@@ -14,7 +14,10 @@ import numpy as np
 from grpo_align.theory.stationary.reduction import Reduced
 from grpo_align.theory.stationary.scan import masses_of_mixtures
 
-__all__ = ["newton_candidates"]
+__all__ = ["N_FIXED_STARTS", "newton_candidates"]
+
+#: Starts besides those near class distributions: pi_ref and one map step from it.
+N_FIXED_STARTS = 2
 
 
 def newton_candidates(red: Reduced) -> tuple[list[list[np.ndarray]], int]:

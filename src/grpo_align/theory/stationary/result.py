@@ -15,7 +15,7 @@ import numpy as np
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["RESIDUAL_TOLERANCE", "STATUSES", "StationaryContext", "StationaryResult", "StationaryRoot"]
+__all__ = ["RESIDUAL_TOLERANCE", "STATUSES", "RootSearch", "StationaryContext", "StationaryResult", "StationaryRoot"]
 
 #: The values of ``StationaryResult.status`` (see its docstring).
 STATUSES: tuple[str, ...] = ("interior", "boundary", "limit", "failed")
@@ -27,6 +27,59 @@ RESIDUAL_TOLERANCE = 1e-9
 
 def _fmt(arr: np.ndarray) -> str:
     return np.array2string(np.asarray(arr), precision=6, threshold=8)
+
+
+@dataclass(frozen=True)
+class RootSearch:
+    """How far the root search of one context went (THEORY.md section 11).
+
+    Attributes
+    ----------
+    method : str
+        "continuation+newton" (L > 2), "scan" (L <= 2) or "newton".
+    beta_start : float
+        Where the branch was started (its root is unique there); NaN without continuation.
+    beta_end : float
+        The smallest beta the branch reached.
+    path_length : float
+        Arclength followed in (w, log beta), log beta weighted by 0.25.
+    steps : int
+        Accepted continuation steps.
+    turning_points : int
+        Folds passed (beta turning back), each where two roots are born or die in a pair.
+    branch_roots : int
+        Crossings of the target beta on the branch (roots found by continuation).
+    newton_starts : int
+        Damped-Newton starts added (pi_ref, its map image, points near class distributions).
+    ended : str
+        Why the branch was left: "below target" (beta < target / 8), "boundary" (a level's
+        mass reached 0), "stalled" (the step size collapsed) or "step limit".
+    """
+
+    method: str
+    beta_start: float
+    beta_end: float
+    path_length: float
+    steps: int
+    turning_points: int
+    branch_roots: int
+    newton_starts: int
+    ended: str
+
+    def describe(self) -> str:
+        """One clause for the result's message: what was searched and what is claimed."""
+        if self.method != "continuation+newton":
+            return f"{self.method}, {self.newton_starts} starts"
+        reach = (
+            f"followed from beta {self.beta_start:.3g} to {self.beta_end:.3g}"
+            f" ({self.steps} steps, {self.turning_points} turning points, ended: {self.ended})"
+        )
+        claim = (
+            "all roots on the branch connected to large beta"
+            if self.ended == "below target"
+            else "the roots on the part of the large-beta branch followed"
+        )
+        return f"{claim} ({reach}), plus damped Newton from {self.newton_starts} starts; isolas may be missed"
 
 
 @dataclass(frozen=True)
@@ -91,6 +144,8 @@ class StationaryContext:
     residual : float
     message : str
     roots : tuple of StationaryRoot
+    search : RootSearch or None
+        How far the root search went (more than two reward levels), else None.
     """
 
     policy: np.ndarray
@@ -99,6 +154,7 @@ class StationaryContext:
     residual: float
     message: str
     roots: tuple[StationaryRoot, ...]
+    search: RootSearch | None = None
 
     def __repr__(self) -> str:
         return (
@@ -153,6 +209,10 @@ class StationaryResult:
     method : str
         The solver that produced the candidates: "scan", "newton", "proximal" or
         "replicator".
+    search : tuple of RootSearch, length C, or ()
+        How far the root search went per context (reward problems with more than two
+        levels: continuation in beta plus Newton starts, THEORY.md section 11); empty for
+        the other solvers.
     """
 
     policy: np.ndarray
@@ -165,6 +225,7 @@ class StationaryResult:
     algo: GRPO = field(repr=False)
     problem: Problem = field(repr=False)
     method: str
+    search: tuple[RootSearch, ...] = ()
 
     def __len__(self) -> int:
         return int(self.policy.shape[0])
@@ -183,6 +244,7 @@ class StationaryResult:
             residual=float(self.residual[c]),
             message=self.message[c],
             roots=self.roots[c],
+            search=self.search[c] if self.search else None,
         )
 
     def __iter__(self) -> Iterator[StationaryContext]:
