@@ -195,7 +195,7 @@ def render(data: BasinsData) -> list[FigureOut]:
     ax.set_xlabel("reference probability p₀")
     ax.set_ylabel("start p (logit scale)")
     ax.set_title(f"direct KL, G = {G}, β = {BETA:g}: where each start ends")
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return [
         FigureOut(
             "basins",

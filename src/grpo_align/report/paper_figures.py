@@ -46,7 +46,8 @@ TRL_BOUNDS = {"G = 2": 0.96, "G → ∞": 0.9984}
 #: 0.9984 is printed to 4 decimals
 PRINTED_ROUNDING = 5e-5
 P0_SMALL = 1e-9
-RATIO_COLORS = ("G=2", "G=4", "G=16", "G=64")
+#: one distinct (Okabe-Ito) colour per beta/gamma: the sequential group-size blues are too close to tell apart
+RATIO_COLORS = ("k3", "kl", "shift", "k2")
 
 CLAIM = (
     "The paper's Figures 1 to 3, drawn down to π_ref(a) → 0. With G = 2 the stationary π(a) of the better of "
@@ -273,7 +274,7 @@ def verdict(data: PaperFiguresData) -> Verdict:
 
 def _jump(ax: object, level: float, col: str) -> None:
     """The value at pi_ref = 0 (filled) and the limit from the right (open)."""
-    ax.plot([0], [0], "o", color=col, ms=5, clip_on=False)  # type: ignore[attr-defined]
+    ax.plot([0], [0], "o", color=col, ms=5, clip_on=False, zorder=5)  # type: ignore[attr-defined]
     ax.plot([0], [level], "o", mfc="white", color=col, ms=5, clip_on=False)  # type: ignore[attr-defined]
 
 
