@@ -102,9 +102,10 @@ def test_out_that_is_a_file_is_exit_2(tmp_path, capsys):
 
 
 def test_sections_resolve_by_key_or_number():
-    assert [s.key for s in resolve_sections(["7", "binary"])] == ["binary", "training"]
-    assert [s.number for s in SECTIONS] == list(range(1, 10))
-    assert len({s.key for s in SECTIONS}) == 9
+    n_training = [s.key for s in SECTIONS].index("training") + 1
+    assert [s.key for s in resolve_sections([str(n_training), "binary"])] == ["binary", "training"]
+    assert [s.number for s in SECTIONS] == list(range(1, len(runner.MODULES) + 1))
+    assert len({s.key for s in SECTIONS}) == len(runner.MODULES)
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,11 @@ def test_lm_section_writes_its_files(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     (section,) = summary["sections"]
     assert code == (0 if section["verdict"] == "pass" else 1)
-    assert section["name"] == "lm" and section["number"] == 9
-    assert section["verdict_text"].startswith("rule: for every run MAE(GRPO prediction) < MAE(RLHF pooling)"), section
+    assert section["name"] == "lm" and section["number"] == [m.KEY for m in runner.MODULES].index("lm") + 1
+    assert (
+        "runs pass the rule (MAE of the prediction at most 3 × mean standard error + 0.005" in section["verdict_text"]
+    )
+    assert "3 × the run's mean standard error + 0.005" in section["claim"]
     assert section["measured"]["available"] is True and section["measured"]["questions"] == 4
     data = json.loads((tmp_path / "r" / "data" / "lm.json").read_text())["data"]
     (run,) = data["runs"]
@@ -264,7 +268,11 @@ def test_runner_numbers_sections_in_order_and_only_keeps_them():
     for m in runner.MODULES:
         assert not hasattr(m, "NUMBER") and not hasattr(m, "build")
     chosen = resolve_sections(["practice", "pooling"])
-    assert [(s.key, s.number) for s in chosen] == [("pooling", 2), ("practice", 8)]
+    keys = [m.KEY for m in runner.MODULES]
+    assert [(s.key, s.number) for s in chosen] == [
+        ("pooling", keys.index("pooling") + 1),
+        ("practice", keys.index("practice") + 1),
+    ]
     result = runner.build_section(_fake_spec("fake", 7, True), ReportConfig(quick=True))
     assert (result.number, result.claim, result.measured, result.verdict.status) == (7, "a claim", {"x": 1.0}, "passed")
 
@@ -279,7 +287,18 @@ def test_no_hard_coded_section_numbers_in_the_report_sources():
 
 
 #: sections that need no training, with their quick compute time: all run without matplotlib
-NO_TRAINING = ["binary", "pooling", "reverse-kl", "pairwise", "large-groups", "variants", "practice"]
+NO_TRAINING = [
+    "binary",
+    "paper-figures",
+    "pooling",
+    "reverse-kl",
+    "pairwise",
+    "large-groups",
+    "variants",
+    "direct-kl",
+    "practice",
+    "limits",
+]
 
 _BLOCK_MATPLOTLIB = """
 import importlib.abc, json, sys
@@ -372,3 +391,209 @@ def test_verdicts_fail_on_bad_data():
         (), all_solved=True, max_residual=0.0, limits_ok=True, max_z=practice.Z_LIMIT + 1, tables=()
     )
     assert practice.verdict(p).failed
+
+
+def test_practice_verdict_needs_rloo_to_be_rlhf_pooling():
+    """The rloo preset is RLHF at its beta (leave-one-out + k2): a gap, or a k3 preset on pooling, fails."""
+    from grpo_align.report import practice
+
+    good = dict(entries=(), all_solved=True, max_residual=0.0, limits_ok=True, max_z=1.0, tables=())
+    assert practice.verdict(practice.PracticeData(**good, rloo_vs_rlhf=1e-16, k3_vs_rlhf=0.2)).passed
+    assert practice.verdict(practice.PracticeData(**good, rloo_vs_rlhf=1e-3, k3_vs_rlhf=0.2)).failed
+    assert practice.verdict(practice.PracticeData(**good, rloo_vs_rlhf=1e-16, k3_vs_rlhf=1e-12)).failed
+    text = practice.verdict(practice.PracticeData(**good, rloo_vs_rlhf=-1e-17, k3_vs_rlhf=0.2)).text
+    assert "< 1e-15" in text and "True" not in text
+
+
+def test_practice_section_measures_rloo_as_pooling():
+    from grpo_align.report import practice
+
+    data = practice.compute(ReportConfig(quick=True))
+    assert data.rloo_vs_rlhf < 1e-12 and data.k3_vs_rlhf > 1e-6
+    assert practice.verdict(data).passed
+    assert "exactly RLHF's logarithmic pooling at its own β" in practice.CLAIM
+
+
+def test_lm_verdict_is_sentences_with_the_rule():
+    from grpo_align.report import lm
+
+    def run(mae: float, g: int) -> lm.LMRun:
+        z = np.zeros(2)
+        return lm.LMRun(
+            0.5, g, 10, mae, 0.08, 0.4, 0.004, mae, lm.run_passes(mae, 0.08, 0.4, 0.004), z, z, z, z, z, z, z
+        )
+
+    data = lm.LMData((run(0.006, 8), run(0.02, 4)), 1, 2, 0.0, {}, [], 5, 10, ())
+    v = lm.verdict(data)
+    assert v.failed and "1 of 2 runs pass the rule" in v.text
+    assert "tightest" not in v.text and "β = 0.5 and G = 4" in v.text
+    assert "at most 3 × mean standard error + 0.005" in v.text
+    assert lm.verdict(lm.LMData((), 1, 2, 0.0, {}, [], 5, 10, ())).failed
+
+
+def test_new_verdicts_fail_on_bad_data():
+    """paper-figures, direct-kl, limits and basins: each rule broken by hand-made data fails the verdict."""
+    from grpo_align.report import basins, direct_kl, limits, paper_figures
+
+    z = np.zeros(2)
+    pf = dict(
+        p0=z,
+        g2=(),
+        limit=(),
+        direct_kl=(),
+        solver_gap=1e-15,
+        min_bound_slack=1e-12,
+        bound_reached_gap=1e-9,
+        at_zero=0.0,
+        sqrt_gap=1e-16,
+        gamma_gap=1e-16,
+        beta_grid=z,
+        inequality_min=1e-3,
+        trl={},
+        trl_min_slack=1e-12,
+        trl_printed_gap=2.6e-6,
+        all_success=True,
+        tables=(),
+    )
+    assert paper_figures.verdict(paper_figures.PaperFiguresData(**pf)).passed
+    for field, bad in (
+        ("min_bound_slack", -1e-3),  # a point below the paper's bound
+        ("bound_reached_gap", 1e-3),  # the bound not reached as pi_ref -> 0
+        ("at_zero", 0.5),  # no jump: pi_ref = 0 kept mass
+        ("sqrt_gap", 1e-6),
+        ("inequality_min", -1e-3),
+        ("trl_printed_gap", 1e-3),
+        ("solver_gap", 1e-6),
+    ):
+        v = paper_figures.verdict(paper_figures.PaperFiguresData(**(pf | {field: bad})))
+        assert v.failed and "Broken" in v.text, field
+
+    dk = dict(
+        shift_gap=1e-14,
+        shift_rows=30,
+        beta=np.ones(3),
+        points=(),
+        locus_p=z,
+        locus_beta=z,
+        beta_star=1.0818781,
+        x_star=0.867,
+        mismatches=0,
+        max_equation=1e-12,
+        all_success=True,
+        tables=(),
+    )
+    assert direct_kl.verdict(direct_kl.DirectKLData(**dk)).passed
+    for field, bad in (("shift_gap", 1e-3), ("mismatches", 1), ("beta_star", 1.2), ("max_equation", 1e-3)):
+        assert direct_kl.verdict(direct_kl.DirectKLData(**(dk | {field: bad}))).failed, field
+
+    lim = dict(
+        eq15=0.9,
+        engine=0.6073,
+        brute_force=0.6073,
+        engine_by_g={},
+        b2_roots=(0.54, 0.99),
+        b2_stable=(True, False),
+        b2_slope=(2.0, -1.0),
+        p_grid=z,
+        residual_curve=z,
+        all_success=True,
+        tables=(),
+    )
+    assert limits.verdict(limits.LimitsData(**lim)).passed
+    # the statement holding (engine = Eq. 15) is not a limit of the paper
+    assert limits.verdict(limits.LimitsData(**(lim | dict(engine=0.9, brute_force=0.9)))).failed
+    assert limits.verdict(limits.LimitsData(**(lim | dict(brute_force=0.61)))).failed
+    assert limits.verdict(limits.LimitsData(**(lim | dict(b2_stable=(True, True))))).failed
+    assert limits.verdict(limits.LimitsData(**(lim | dict(b2_slope=(2.0, 1.0))))).failed
+
+    reached = np.array([[0, 0, 2, 2]])
+    bs = dict(
+        p0=np.array([0.2]),
+        starts=np.array([0.1, 0.5, 0.97, 0.99]),
+        end=np.zeros((1, 4)),
+        reached=reached,
+        predicted=reached.copy(),
+        judged=np.ones((1, 4), bool),
+        roots=((0.6, 0.95, 0.998),),
+        stable=((True, False, True),),
+        steps=10,
+        tables=(),
+    )
+    assert basins.verdict(basins.BasinsData(**bs)).passed
+    assert basins.verdict(basins.BasinsData(**(bs | dict(reached=np.array([[0, 2, 2, 2]]))))).failed
+    assert basins.verdict(
+        basins.BasinsData(**(bs | dict(reached=np.zeros((1, 4), int), predicted=np.zeros((1, 4), int))))
+    ).failed
+
+
+def test_limits_brute_force_is_independent_of_the_engine():
+    """The Bernoulli root by hand: the equation at the root is 0, and the known value 0.6073."""
+    from grpo_align.report import limits
+
+    root, _, _ = limits.brute_force()
+    assert abs(root - 0.6073097) < 1e-6
+    assert abs(float(limits.bernoulli_limit_residual(np.array(root)))) < 1e-14
+
+
+def test_basins_prediction_follows_the_unstable_root():
+    from grpo_align.report.basins import predicted_root
+
+    roots, stable = (0.6, 0.95, 0.998), (True, False, True)
+    assert [predicted_root(s, roots, stable) for s in (0.1, 0.94, 0.96, 0.9999)] == [0, 0, 2, 2]
+    assert predicted_root(0.5, (0.6,), (True,)) == 0
+
+
+def test_direct_kl_fold_by_an_independent_scan():
+    """beta* and x* against a dense grid of B(p) (not the minimiser the section uses)."""
+    from scipy.special import expit
+
+    from grpo_align.report.direct_kl import fold, root_beta
+
+    beta_star, x_star = fold(0.3)
+    p = expit(np.linspace(-0.84, 12, 2_000_001))
+    p = p[p > 0.3]
+    b = root_beta(p, 0.3)
+    assert abs(beta_star - b.min()) < 1e-9 and abs(x_star - p[np.argmin(b)]) < 1e-4
+    assert abs(beta_star - 1.0818781) < 5e-8
+
+
+_MARKUP = re.compile(r"`|\\|\^\{|\$|\bTrue\b|\bFalse\b|\bNone\b|= -\d\.\de-1[5-9]")
+
+
+def test_texts_carry_no_markup(tmp_path):
+    """Claims, verdicts and captions of the fast sections: no LaTeX, backticks, Python literals or -2e-16."""
+    from grpo_align.report.style import style_context
+
+    with style_context():
+        for spec in SECTIONS:
+            if spec.key not in ("binary", "pooling", "practice", "paper-figures", "direct-kl", "limits"):
+                continue
+            result = runner.build_section(spec, ReportConfig(quick=True))
+            texts = [result.claim, result.verdict.text]
+            texts += [f.caption for f in result.figures] + [t.caption for t in result.tables]
+            for text in texts:
+                assert not _MARKUP.search(text), (spec.key, text)
+    assert not _MARKUP.search("1 − R² = < 1e-15") and _MARKUP.search("it is True") and _MARKUP.search("e^{1/β}")
+
+
+def test_only_removes_the_rebuilt_sections_stale_files(tmp_path):
+    """--only X rewrites X's figures and data without leaving files from an earlier run; other sections stay."""
+    out = tmp_path / "r"
+    assert _reproduce(out, "--only", "practice", "limits") == 0
+    figures = out / "figures"
+    stale = [figures / "practice-old-figure.png", out / "data" / "practice-old-table.csv", figures / "limits-x.svg"]
+    for path in stale:
+        path.write_bytes(b"stale")
+    other = figures / "binary-vs-p0.png"
+    other.write_bytes(b"kept: binary was not rebuilt")
+    assert _reproduce(out, "--only", "practice") == 0
+    assert not stale[0].exists() and not stale[1].exists()
+    assert stale[2].exists() and other.exists()  # sections not rebuilt are left alone
+    assert (figures / "practice-presets.png").is_file() and (out / "data" / "practice.json").is_file()
+
+
+def test_section_of_picks_the_longest_key():
+    assert runner.section_of("paper-figures-figure-1.png", ["paper", "paper-figures"]) == "paper-figures"
+    assert runner.section_of("lm-runs.csv", ["lm", "limits"]) == "lm"
+    assert runner.section_of("limits.json", ["lm", "limits"]) == "limits"
+    assert runner.section_of("other.json", ["lm"]) is None

@@ -13,7 +13,10 @@ from rich.markup import escape
 
 #: section numbers and keys for --help, kept here so that building the CLI does not import
 #: the report (matplotlib, scipy.stats); tests/test_report.py checks it against SECTIONS
-SECTION_KEYS = "1=binary, 2=pooling, 3=reverse-kl, 4=pairwise, 5=large-groups, 6=variants, 7=training, 8=practice, 9=lm"
+SECTION_KEYS = (
+    "1=binary, 2=paper-figures, 3=pooling, 4=reverse-kl, 5=pairwise, 6=large-groups, 7=variants, 8=direct-kl, "
+    "9=basins, 10=training, 11=practice, 12=lm, 13=limits"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ P0_FIXED = (0.1, 0.3, 0.6)
 CLAIM = (
     "For a binary question (reward 1 for the correct answer), GRPO's stationary probability p of the correct "
     "answer solves p (1 − P_correct(p)/β) = p₀: it rises with the group size G toward the G → ∞ limit and "
-    "differs from RLHF's logarithmic pooling p/(1−p) = p₀/(1−p₀)·e^{1/β}. Curves: the general solver; "
+    "differs from RLHF's logarithmic pooling p/(1−p) = p₀/(1−p₀)·exp(1/β). Curves: the general solver; "
     "markers: the closed forms (G = 2, G → ∞) and the one-dimensional equation (other G)."
 )
 

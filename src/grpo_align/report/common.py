@@ -10,7 +10,7 @@ import numpy as np
 
 from grpo_align.theory import Problem
 
-__all__ = ["binary_problem", "fmt", "g_text", "line_fit", "r_squared"]
+__all__ = ["binary_problem", "fmt", "fmt_small", "g_text", "line_fit", "r_squared"]
 
 
 def binary_problem(p0: Iterable[float]) -> Problem:
@@ -42,6 +42,15 @@ def fmt(x: Any, digits: int = 6) -> str:
             return f"{v:.{digits}f}".rstrip("0").rstrip(".") if digits > 0 else f"{v:.0f}"
         return f"{v:.2e}"
     return str(x)
+
+
+#: below this a difference is rounding: printed as "< 1e-15", never as a (possibly negative) number
+ROUNDING_FLOOR = 1e-15
+
+
+def fmt_small(x: float) -> str:
+    """A non-negative quantity that rounding can push below 0 (1 - R², a gap): "< 1e-15" under the floor."""
+    return f"< {ROUNDING_FLOOR:g}" if x < ROUNDING_FLOOR else f"{x:.1e}"
 
 
 def line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -33,7 +33,7 @@ th { background: #f6f8fa; text-align: left; } td:first-child, th:first-child { t
 table.summary td { text-align: left; } table.summary td.verdict-text { color: var(--muted); font-size: 0.95em; }
 section.finding { margin: 34px 0; }
 .claim { background: #f6f8fa; border-left: 4px solid #0969da; padding: 8px 14px; margin: 8px 0 12px; }
-figure { margin: 10px 0 14px; } figure img { width: 100%; height: auto; display: block; }
+figure { margin: 10px 0 14px; } figure img { max-width: 100%; height: auto; display: block; }
 figcaption, .caption { color: var(--muted); font-size: 0.88em; margin-top: 2px; }
 .verdict { padding: 8px 14px; border-radius: 6px; margin: 10px 0; }
 .verdict.pass { background: #dafbe1; border: 1px solid #4ac26b; } .verdict.fail { background: #ffebe9; border: 1px solid #ff8182; }

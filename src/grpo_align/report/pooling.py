@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from grpo_align.report.common import g_text, line_fit, r_squared
+from grpo_align.report.common import fmt_small, g_text, line_fit, r_squared
 from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, group_key, group_label, new_figure
 from grpo_align.theory import GRPO, Problem, preference, rlhf_policy, stationary_policy
@@ -128,7 +128,7 @@ def compute(cfg: ReportConfig) -> PoolingData:
     r2_rlhf = r_squared(reward, rlhf_log)
     slope_rlhf, _ = line_fit(reward, rlhf_log)
     series["rlhf"] = Series(policy=rlhf, log_ratio=rlhf_log, r_squared=r2_rlhf)
-    rows.append(["RLHF", r2_rlhf, 1 - r2_rlhf, slope_rlhf, float(np.max(rlhf_log) - np.min(rlhf_log))])
+    rows.append(["RLHF", r2_rlhf, fmt_small(1 - r2_rlhf), slope_rlhf, float(np.max(rlhf_log) - np.min(rlhf_log))])
     jitter = (rng.random(n_outputs) - 0.5) * 0.012  # separates outputs that share a reward level
     table = Table(
         "linearity",
@@ -157,7 +157,7 @@ def verdict(data: PoolingData) -> Verdict:
     passed = data.all_success and rlhf_linear and grpo_curved and data.max_formula_gap < FORMULA_TOL
     return Verdict(
         passed,
-        f"RLHF: 1 − R² = {data.rlhf_one_minus_r2:.1e} (< {LINEAR_TOL:g}) and slope {data.rlhf_slope:.12g} = 1/β; "
+        f"RLHF: 1 − R² = {fmt_small(data.rlhf_one_minus_r2)} (limit {LINEAR_TOL:g}) and slope {data.rlhf_slope:.12g} = 1/β; "
         f"GRPO: smallest 1 − R² over G = {data.grpo_min_one_minus_r2:.3f} (> {NONLINEAR_MIN:g}: not a line); "
         f"log π/π_ref = −log(1 − (P_G − P̄)/β) to {data.max_formula_gap:.1e}.",
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grpo_align.report.common import fmt_small
 from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, preference, preference_monte_carlo, rlhf_policy, stationary_policy
@@ -30,16 +31,21 @@ PRESET_ROWS: tuple[tuple[str, str, str, dict[str, float]], ...] = (
     ("verl", "verl", "verl", {}),
     ("openrlhf", "OpenRLHF", "openrlhf", {}),
     ("dr_grpo", "Dr. GRPO", "dr_grpo", {}),
-    ("rloo preset", "RLOO", "rloo", {}),
+    ("rloo preset", "RLOO, β 0.05 (= RLHF, β 0.05)", "rloo", {}),
 )
-RLHF_BETAS = (0.04, 0.001)
+#: RLHF at the paper's beta, at the rloo preset's own beta (0.05) and at verl's / OpenRLHF's
+RLHF_BETAS = (0.04, 0.05, 0.001)
+#: the rloo preset (leave-one-out baseline, k2) has RLHF's stationary policy at its own beta
+#: (THEORY.md sections 2 and 5: P_G = E r(o) - E_pi r exactly); checked to this tolerance
+POOLING_TOL = 1e-9
 #: the solver's residual at a converged stationary policy
 RESIDUAL_TOL = 1e-9
 CLAIM = (
     "The trainers people run optimise different objectives: TRL's default β = 0 and Dr. GRPO have no "
     "stationary policy short of putting everything on the best answer; small β (verl, OpenRLHF) leaves a "
-    "little mass on worse answers; the paper's k3 setting and TRL with β = 0.04 keep more; RLOO's direct-KL "
-    "objective differs again, and none is RLHF's logarithmic pooling at the same β."
+    "little mass on worse answers; the paper's k3 setting and TRL with β = 0.04 keep more; RLOO's preset (unscaled "
+    "leave-one-out baseline with a direct KL) is exactly RLHF's logarithmic pooling at its own β = 0.05, while "
+    "every k3 preset differs from pooling at its β."
 )
 
 
@@ -64,6 +70,9 @@ class PracticeData:
     limits_ok: bool
     max_z: float
     tables: tuple[Table, ...]
+    #: max |rloo preset - RLHF at the rloo beta|, and min over the k3 presets with beta > 0 of |preset - RLHF at its beta|
+    rloo_vs_rlhf: float = float("nan")
+    k3_vs_rlhf: float = float("nan")
 
     def measured(self) -> dict[str, JSON]:
         p_best: dict[str, JSON] = {e.label: float(e.policy[0]) for e in self.entries}
@@ -72,6 +81,8 @@ class PracticeData:
             max_residual=self.max_residual,
             beta_zero_limits_on_best=self.limits_ok,
             max_abs_z_exact_vs_monte_carlo=self.max_z,
+            rloo_preset_vs_rlhf_at_its_beta=self.rloo_vs_rlhf,
+            min_k3_preset_vs_rlhf_at_its_beta=self.k3_vs_rlhf,
             p_best=p_best,
         )
 
@@ -125,6 +136,14 @@ def compute(cfg: ReportConfig) -> PracticeData:
                 status="closed form",
             )
         )
+    rloo = next(e for e in entries if e.key == "rloo preset")
+    assert rloo.algo is not None
+    rloo_vs_rlhf = float(np.max(np.abs(rloo.policy - np.atleast_2d(rlhf_policy(problem, rloo.algo.beta))[0])))
+    k3_vs_rlhf = min(
+        float(np.max(np.abs(e.policy - np.atleast_2d(rlhf_policy(problem, e.algo.beta))[0])))
+        for e in entries
+        if e.algo is not None and e.algo.penalty == "k3" and e.algo.beta > 0
+    )
     entries.insert(0, Entry(key="reference", label="reference π_ref", algo=None, policy=REF, status="—"))
 
     rows: list[list[Cell]] = []
@@ -189,17 +208,25 @@ def compute(cfg: ReportConfig) -> PracticeData:
         limits_ok=limits_ok,
         max_z=worst_z,
         tables=(table,),
+        rloo_vs_rlhf=rloo_vs_rlhf,
+        k3_vs_rlhf=k3_vs_rlhf,
     )
 
 
 def verdict(data: PracticeData) -> Verdict:
     """Every preset solved, beta = 0 presets on the best answer, exact P_G within Z_LIMIT of Monte Carlo."""
-    passed = data.all_solved and data.max_residual < RESIDUAL_TOL and data.limits_ok and data.max_z < Z_LIMIT
+    pooling = data.rloo_vs_rlhf < POOLING_TOL and data.k3_vs_rlhf > 1e3 * POOLING_TOL
+    passed = (
+        data.all_solved and data.max_residual < RESIDUAL_TOL and data.limits_ok and data.max_z < Z_LIMIT and pooling
+    )
+    solved = "Every preset was solved" if data.all_solved else "Some preset was NOT solved"
+    limits = "reach" if data.limits_ok else "do NOT reach"
     return Verdict(
         passed,
-        f"every preset solved ({'yes' if data.all_solved else 'NO'}; max residual {data.max_residual:.1e}); β = 0 "
-        f"presets reach the best answer: {data.limits_ok}; exact P_G at each interior policy matches Monte Carlo "
-        f"groups with max |z| = {data.max_z:.2f} (< {Z_LIMIT:g}).",
+        f"{solved} (largest residual {data.max_residual:.1e}). The β = 0 presets {limits} the best answer. The exact "
+        f"P_G at each interior policy matches Monte Carlo groups (largest |z| {data.max_z:.2f}, limit {Z_LIMIT:g}). "
+        f"The rloo preset equals RLHF's pooling at its β to {fmt_small(data.rloo_vs_rlhf)} (tolerance "
+        f"{POOLING_TOL:g}); the closest k3 preset is {data.k3_vs_rlhf:.1e} away from pooling at its own β.",
     )
 
 
@@ -259,7 +286,8 @@ def render(data: PracticeData) -> list[FigureOut]:
         FigureOut(
             "presets",
             fig,
-            "Left: stationary policy under each trainer preset (stacked by answer). "
+            "Left: stationary policy under each trainer preset (stacked by answer); the RLOO preset and RLHF at "
+            "β 0.05 coincide. "
             "Right: probability left on answers other than the best, log scale.",
         )
     ]

@@ -25,7 +25,21 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from grpo_align.errors import InputError
 from grpo_align.extras import MissingExtraError
 from grpo_align.files import atomic_write_bytes
-from grpo_align.report import binary, large_groups, lm, pairwise, pooling, practice, reverse_kl, training, variants
+from grpo_align.report import (
+    basins,
+    binary,
+    direct_kl,
+    large_groups,
+    limits,
+    lm,
+    pairwise,
+    paper_figures,
+    pooling,
+    practice,
+    reverse_kl,
+    training,
+    variants,
+)
 from grpo_align.report.html import render_html
 from grpo_align.report.markdown import render_markdown
 from grpo_align.report.model import ReportConfig, SectionResult, SectionSpec, Verdict
@@ -38,6 +52,7 @@ __all__ = [
     "ReportOutcome",
     "build_report",
     "build_section",
+    "remove_stale",
     "resolve_sections",
     "run_sections",
     "write_report",
@@ -46,14 +61,18 @@ __all__ = [
 #: The section modules, in report order: the only source of the sections' numbers.
 MODULES: tuple[ModuleType, ...] = (
     binary,
+    paper_figures,
     pooling,
     reverse_kl,
     pairwise,
     large_groups,
     variants,
+    direct_kl,
+    basins,
     training,
     practice,
     lm,
+    limits,
 )
 
 
@@ -269,7 +288,31 @@ def write_report(out: Path, sections: Sequence[SectionResult], cfg: ReportConfig
     }
     put("index.html", render_html(sections, pngs, header))
     put("report.md", render_markdown(sections, header))
+    remove_stale(out, [s.key for s in sections], written)
     return written
+
+
+def section_of(name: str, keys: Iterable[str]) -> str | None:
+    """The section a file of figures/ or data/ belongs to: the longest key it starts with, then "-" or "."."""
+    owners = [k for k in keys if name.startswith(f"{k}-") or name.startswith(f"{k}.")]
+    return max(owners, key=len) if owners else None
+
+
+def remove_stale(out: Path, rebuilt: Sequence[str], written: Sequence[Path]) -> list[Path]:
+    """Delete the figures and data files of the rebuilt sections that this run did not write.
+
+    A section rebuilt with ``--only`` (or whose figures were renamed) must not keep files from
+    an earlier run beside its new ones; files of sections not rebuilt are left alone.
+    """
+    keep = {Path(p).resolve() for p in written}
+    keys = {s.key for s in SECTIONS} | set(rebuilt)
+    removed: list[Path] = []
+    for folder in ("figures", "data"):
+        for path in sorted((Path(out) / folder).glob("*")):
+            if path.is_file() and path.resolve() not in keep and section_of(path.name, keys) in rebuilt:
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def build_report(
