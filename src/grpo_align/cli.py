@@ -38,6 +38,9 @@ COMMANDS = {
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+#: 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
+EXIT_BROKEN_PIPE = 141
+
 #: set to 1 to see the traceback of an unexpected exception instead of the one-line report
 DEBUG_ENV = "GRPO_ALIGN_DEBUG"
 
@@ -96,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except InputError as exc:  # MissingExtraError included
         return _fail(str(exc))
+    except BrokenPipeError:
+        # the reader went away (`grpo-align solve ... | head`): stop quietly, as cat does;
+        # stdout is pointed at devnull so the interpreter's final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except FileNotFoundError as exc:
         if exc.filename is None:
             return _fail(describe_os_error(exc))
