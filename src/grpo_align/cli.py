@@ -21,6 +21,7 @@ COMMANDS = {
     "reproduce": "Reproduce every finding of the paper as an HTML/Markdown report",
     "lm": "GRPO on a tiny causal language model, predicted before training",
     "predict": "Per-prompt end points of a run: per-prompt statistics and a trainer config in",
+    "measure": "Sample a model's per-prompt rewards and write the STATS file that predict reads",
 }
 
 
