@@ -34,6 +34,7 @@ COMMANDS = {
     "lm": "GRPO on a tiny causal language model, predicted before training",
     "predict": "Per-prompt end points of a run: per-prompt statistics and a trainer config in",
     "explain": "What a TRL, verl or OpenRLHF config trains: the mapping, in words, with predictions",
+    "measure": "Sample a model's per-prompt rewards and write the STATS file that predict reads",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
