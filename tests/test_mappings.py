@@ -19,9 +19,13 @@ from grpo_align.mappings import MappingReport, describe_trl_mapping
 from grpo_align.mappings.trl import TRL_INERT_KEYS, TRL_KEYS, grpo_from_trl, trl_aggregation, trl_kwargs_from_grpo
 
 _GRID = [
-    ga.GRPO(group_size=g, beta=b, normalization=n, ddof=d, eps=e, penalty=p)
-    for g, b, (n, d, e), p in itertools.product(
-        (2, 3, 8, 64), (0.0, 0.04, 1.0), (("shift_scale", 1, 1e-4), ("shift", 0, 0.0)), ("k3", "kl")
+    ga.GRPO(group_size=g, beta=b, normalization=n, ddof=d, eps=e, penalty=p, aggregation=a)
+    for g, b, (n, d, e), p, a in itertools.product(
+        (2, 3, 8, 64),
+        (0.0, 0.04, 1.0),
+        (("shift_scale", 1, 1e-4), ("shift", 0, 0.0)),
+        ("k3", "k2"),
+        ("sequence_mean", "constant"),
     )
 ]
 _EXPRESSIBLE = [
@@ -162,7 +166,7 @@ def test_options_that_change_what_is_trained_are_refused_by_name(config, field):
         {"generation_kwargs": {"temperature": 1.0, "top_k": 0, "use_cache": True}},
         {"top_k": None, "min_p": 0.0},
         {"loss_type": "cispo", "epsilon_high": 5.0},
-        {"loss_type": "sapo"},
+        {"loss_type": "bnpo"},
         {"importance_sampling_level": "sequence", "beta": 0.0},
         {"reward_funcs": ["accuracy", "format"]},
         {"disable_dropout": True},
@@ -182,21 +186,60 @@ def test_sequence_level_ratio_without_the_correction_is_the_k3_spec():
 
 
 @pytest.mark.parametrize(
-    ("loss_type", "aggregation"),
+    ("loss_type", "aggregation", "batch_level"),
     [
-        ("grpo", "sequence_mean"),
-        ("dapo", "token_mean"),
-        ("bnpo", "token_mean"),
-        ("dr_grpo", "constant"),
-        ("sapo", "sequence_mean"),
+        ("grpo", "sequence_mean", "sequence_mean"),
+        ("dapo", "constant", "token_mean"),
+        ("bnpo", "constant", "token_mean"),
+        ("dr_grpo", "constant", "constant"),
+        ("sapo", "sequence_mean", None),
+        ("cispo", "constant", None),
     ],
 )
-def test_loss_type_records_its_aggregation(loss_type, aggregation):
-    report = describe_trl_mapping({"loss_type": loss_type})
-    assert report.aggregation == aggregation
-    assert report.algo == ga.GRPO.preset("trl")
-    if loss_type != "sapo":  # the grpo_loss aggregation the parity test uses
-        assert trl_aggregation({"loss_type": loss_type}) == aggregation
+def test_loss_type_sets_the_aggregation(loss_type, aggregation, batch_level):
+    """TRL 1.16 grpo_trainer.py:3153-3173: grpo/sapo divide each sequence's token sum by its
+    length; dapo/bnpo/cispo divide the batch's token sum by its token count, one number per
+    batch, which the engine's 'constant' is in the many-groups limit; dr_grpo divides by
+    B x max_completion_length."""
+    extra = {"epsilon_high": 5.0} if loss_type == "cispo" else {}
+    report = describe_trl_mapping({"loss_type": loss_type, **extra})
+    assert report.aggregation == aggregation == report.algo.aggregation
+    assert report.algo == ga.GRPO.preset("trl", aggregation=aggregation)
+    if batch_level is not None:  # the grpo_loss aggregation the one-batch parity test uses
+        assert trl_aggregation({"loss_type": loss_type}) == batch_level
+
+
+def test_trl_default_loss_type_is_the_constant_of_the_trl_preset():
+    assert ga.from_trl({}).aggregation == "constant" == ga.GRPO.preset("trl").aggregation
+    assert "many-groups limit" in describe_trl_mapping({}).row("loss_type").maps_to
+    assert "exact" in describe_trl_mapping({"loss_type": "dr_grpo"}).row("loss_type").maps_to
+
+
+@pytest.mark.parametrize("aggregation", ["sequence_mean", "constant"])
+def test_the_inverse_writes_the_loss_type_of_the_aggregation(aggregation):
+    kwargs = trl_kwargs_from_grpo(ga.GRPO.preset("trl", beta=0.1, aggregation=aggregation))
+    assert kwargs["loss_type"] == {"sequence_mean": "grpo", "constant": "dr_grpo"}[aggregation]
+
+
+def test_group_token_mean_has_no_trl_loss_type():
+    with pytest.raises(InputError) as info:
+        trl_kwargs_from_grpo(ga.GRPO.preset("trl", aggregation="group_token_mean"))
+    assert info.value.field == "aggregation" and "\n" not in str(info.value)
+    assert "sequence_mean" in str(info.value) and "constant" in str(info.value)
+
+
+def test_ratio_corrected_k3_has_the_k2_gradient():
+    """d/d logp [exp(logp - old) k3(logp - ref)] at logp = old is x = logp - ref, k2's psi
+    (not the project's kl, rho x, whose psi is x + 1): differentiated here numerically."""
+    old, ref, h = -1.3, -0.6, 1e-6
+
+    def rho_k3(lp):
+        x = lp - ref
+        return np.exp(lp - old) * (np.exp(-x) + x - 1)
+
+    slope = (rho_k3(old + h) - rho_k3(old - h)) / (2 * h)
+    assert slope == pytest.approx(old - ref, abs=1e-8)
+    assert ga.from_trl({"use_bias_correction_kl": True, "beta": 0.1}).penalty == "k2"
 
 
 def test_values_as_yaml_and_the_cli_write_them():
@@ -222,8 +265,8 @@ def test_equal_reward_weights_scale_the_reward(w):
     weighted = _stationary(w * rewards, ga.GRPO.preset("trl", beta=0.5))
     assert np.allclose(_stationary(rewards, scaled), weighted, atol=1e-9)
     shift = ga.from_trl({"reward_weights": [w], "scale_rewards": "none", "beta": 0.5})
-    assert shift == ga.GRPO.preset("dr_grpo", beta=0.5 / w, penalty="kl")
-    weighted = _stationary(w * rewards, ga.GRPO.preset("dr_grpo", beta=0.5, penalty="kl"))
+    assert shift == ga.GRPO.preset("dr_grpo", beta=0.5 / w, penalty="k2")
+    weighted = _stationary(w * rewards, ga.GRPO.preset("dr_grpo", beta=0.5, penalty="k2"))
     assert np.allclose(_stationary(rewards, shift), weighted, atol=1e-9)
 
 
@@ -263,7 +306,7 @@ def test_an_object_without_use_bias_correction_kl_trains_plain_k3():
     cls = _fake_config_class(_OLD_FIELDS)
     report = describe_trl_mapping(cls(temperature=1.0))
     assert report.algo == ga.GRPO(group_size=8, beta=0.04, normalization="shift_scale", ddof=1, eps=1e-4)
-    assert report.algo.penalty == "k3"
+    assert report.algo.penalty == "k3" and report.algo.aggregation == "sequence_mean"
     assert report.row("use_bias_correction_kl").source == "absent"
     assert report.row("loss_type").value == "grpo"  # before loss_type, each sequence's mean
     assert any("0.26" in n for n in report.notes)
@@ -274,7 +317,7 @@ def test_an_object_without_use_bias_correction_kl_trains_plain_k3():
 
 def test_an_object_with_the_field_uses_its_value_and_defaults():
     cls = _fake_config_class([*_OLD_FIELDS, ("use_bias_correction_kl", False)])
-    assert describe_trl_mapping(cls(temperature=1.0, use_bias_correction_kl=True)).algo.penalty == "kl"
+    assert describe_trl_mapping(cls(temperature=1.0, use_bias_correction_kl=True)).algo.penalty == "k2"
     report = describe_trl_mapping(cls(temperature=1.0))
     assert report.algo.penalty == "k3" and report.row("use_bias_correction_kl").source == "default"
 
@@ -302,8 +345,10 @@ def test_a_dataclass_from_elsewhere_is_not_a_grpo_config():
         (ga.GRPO.preset("paper"), "ddof"),  # population std
         (ga.GRPO.preset("verl"), "eps"),  # 1e-6 added to the std
         (ga.GRPO.preset("rloo"), "normalization"),
-        (ga.GRPO.preset("trl", penalty="k2"), "penalty"),
+        (ga.GRPO.preset("trl", penalty="kl"), "penalty"),
         (ga.GRPO.preset("trl", penalty="k1"), "penalty"),
+        (ga.GRPO.preset("trl", aggregation="group_token_mean"), "aggregation"),
+        (ga.GRPO.preset("trl", penalty="k1", penalty_in="reward"), "penalty_in"),
         (ga.GRPO(group_size=4, normalization="shift", ddof=1), "ddof"),
         (ga.GRPO(group_size=4, normalization="shift", eps=0.1), "eps"),
         (ga.GRPO(group_size=4, normalization="raw"), "normalization"),

@@ -91,17 +91,14 @@ def test_verl_without_kl_loss_has_beta_zero():
 )
 def test_verl_loss_agg_mode(mode, agg):
     report = describe_verl_mapping(verl_cfg(**{"actor_rollout_ref.actor.loss_agg_mode": mode}))
-    assert report.aggregation == agg
+    assert report.aggregation == agg == report.algo.aggregation
     assert agg in report.row("actor_rollout_ref.actor.loss_agg_mode").maps_to
 
 
-def test_verl_penalty_in_reward_refused_until_the_engine_models_it():
-    assert not ENGINE_HAS_AGGREGATION_AND_PENALTY_IN
-    with pytest.raises(InputError, match=r"^algorithm\.use_kl_in_reward: .*coming version"):
-        describe_verl_mapping(verl_cfg(algorithm__use_kl_in_reward=True))
-    # with a zero coefficient nothing reaches the reward
-    cfg = verl_cfg(algorithm__use_kl_in_reward=True, **{"algorithm.kl_ctrl.kl_coef": 0})
-    assert describe_verl_mapping(cfg).algo.beta == 0.001
+def test_the_engine_has_the_fields_the_mappings_pass():
+    assert ENGINE_HAS_AGGREGATION_AND_PENALTY_IN
+    algo = describe_verl_mapping(verl_cfg()).algo
+    assert (algo.aggregation, algo.penalty_in) == ("constant", "loss")
 
 
 @pytest.mark.parametrize(
@@ -185,7 +182,18 @@ def test_openrlhf_legacy_flags_are_read_as_dotted():
     }
     a, b = describe_openrlhf_mapping(legacy), describe_openrlhf_mapping(dotted)
     assert (
-        a.algo == b.algo == GRPO(group_size=8, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-9, penalty="k3")
+        a.algo
+        == b.algo
+        == GRPO.preset("openrlhf")
+        == GRPO(
+            group_size=8,
+            beta=0.001,
+            normalization="shift_scale",
+            ddof=1,
+            eps=1e-9,
+            penalty="k3",
+            aggregation="constant",
+        )
     )
     assert any("--init_kl_coef -> --algo.kl.init_coef" in n for n in a.notes)
 

@@ -107,8 +107,8 @@ def test_lm_experiment_takes_grpo_runs():
     from grpo_align.lm.experiment import LMExperimentConfig, run_name
 
     cfg = LMExperimentConfig(runs=(ga.GRPO.preset("trl", beta=0.5), ga.GRPO(group_size=2, beta=0.5)))
-    assert [run_name(a) for a in cfg.runs] == ["beta0.5_G8_ddof1_eps0.0001_kl", "beta0.5_G2"]
-    assert cfg.to_json()["runs"][0]["penalty"] == "kl"
+    assert [run_name(a) for a in cfg.runs] == ["beta0.5_G8_ddof1_eps0.0001_k2", "beta0.5_G2"]
+    assert cfg.to_json()["runs"][0]["penalty"] == "k2"
     with pytest.raises(InputError, match="runs"):
         LMExperimentConfig(runs=((0.5, 8),))
     with pytest.raises(InputError, match="twice"):

@@ -54,15 +54,18 @@ def test_trl_defaults_are_what_the_docs_say(tmp_path):
     assert (c.temperature, c.top_p) == (1.0, 1.0) and c.top_k in (0, None)
     spec = ga.from_trl(c)
     assert (spec.group_size, spec.beta, spec.normalization, spec.ddof, spec.eps) == (8, 0.0, "shift_scale", 1, 1e-4)
-    assert spec.penalty == ("kl" if getattr(c, "use_bias_correction_kl", False) else "k3")
+    assert spec.penalty == ("k2" if getattr(c, "use_bias_correction_kl", False) else "k3")
+    assert spec.aggregation == "constant" == ga.GRPO.preset("trl").aggregation  # loss_type "dapo"
     assert ga.stationary_policy(ga.Problem.from_rewards([0.3, 0.7], [1.0, 0.0]), spec).status[0] != "interior"
 
 
 def test_spec_mapping_and_refusals(tmp_path):
     spec = grpo_from_trl(_config(tmp_path, scale_rewards="none", loss_type="dr_grpo"))
     assert (spec.normalization, spec.penalty, spec.beta, spec.group_size) == ("shift", "k3", 0.3, 4)
+    assert spec.aggregation == "constant"
     assert trl_aggregation(_config(tmp_path, loss_type="grpo")) == "sequence_mean"
-    assert grpo_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "kl"
+    assert grpo_from_trl(_config(tmp_path, loss_type="grpo")).aggregation == "sequence_mean"
+    assert grpo_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "k2"
     refused = [
         (dict(scale_rewards="batch"), "scale_rewards"),
         (dict(temperature=0.7), "temperature"),
@@ -107,12 +110,12 @@ def test_mapping_tables_are_trl_facts():
 
 
 _GRID = [
-    ga.GRPO(group_size=g, beta=b, normalization=n, ddof=d, eps=e, penalty=p)
-    for g, b, (n, d, e), p in [
-        (2, 0.0, ("shift_scale", 1, 1e-4), "kl"),
-        (3, 0.04, ("shift", 0, 0.0), "k3"),
-        (8, 1.0, ("shift_scale", 1, 1e-4), "k3"),
-        (16, 0.2, ("shift", 0, 0.0), "kl"),
+    ga.GRPO(group_size=g, beta=b, normalization=n, ddof=d, eps=e, penalty=p, aggregation=a)
+    for g, b, (n, d, e), p, a in [
+        (2, 0.0, ("shift_scale", 1, 1e-4), "k2", "constant"),
+        (3, 0.04, ("shift", 0, 0.0), "k3", "sequence_mean"),
+        (8, 1.0, ("shift_scale", 1, 1e-4), "k3", "constant"),
+        (16, 0.2, ("shift", 0, 0.0), "k2", "sequence_mean"),
     ]
 ]
 

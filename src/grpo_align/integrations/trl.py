@@ -111,8 +111,9 @@ class PredictionGapCallback(_Base):
 
 
 #: the specification ``run_trl_experiment`` trains by default: TRL's scaling with beta = 0.5
-#: (TRL's own default 0 leaves no interior stationary policy) and the plain k3 penalty
-DEFAULT_TRL_ALGO = GRPO.preset("trl", beta=0.5, penalty="k3")
+#: (TRL's own default 0 leaves no interior stationary policy), the plain k3 penalty, and
+#: each sequence's tokens averaged (loss_type "grpo")
+DEFAULT_TRL_ALGO = GRPO.preset("trl", beta=0.5, penalty="k3", aggregation="sequence_mean")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def run_trl_experiment(
     *,
     steps: int = 300,
     learning_rate: float = 1e-3,
-    loss_type: str = "grpo",
+    loss_type: str | None = None,
     every: int = 10,
     seed: int = 0,
     experiment: Any = None,
@@ -144,8 +145,10 @@ def run_trl_experiment(
     end point with ``predict(task, reference probabilities, algo)``.
 
     The ``GRPOConfig`` is built from ``trl_kwargs_from_grpo(algo)`` plus the run's knobs
-    (steps, learning rate, ``loss_type``, batch sizes), and ``grpo_from_trl`` of it must
-    give ``algo`` back before anything is trained. The reference model is saved with
+    (steps, learning rate, batch sizes), and ``grpo_from_trl`` of it must give ``algo``
+    back before anything is trained. ``loss_type`` None takes the one
+    ``trl_kwargs_from_grpo`` writes for ``algo.aggregation``; another must train the same
+    aggregation (e.g. "dapo", TRL's default, for ``constant``). The reference model is saved with
     ``save_pretrained`` and passed as a path, because with beta > 0 TRL rebuilds the
     reference model from ``config._name_or_path``.
     """
@@ -161,6 +164,14 @@ def run_trl_experiment(
     from grpo_align.lm.probs import answer_probabilities
 
     spec_kwargs = trl_kwargs_from_grpo(algo)
+    if loss_type is not None:
+        if TRL_AGGREGATION.get(loss_type) != algo.aggregation:
+            raise InputError(
+                "loss_type",
+                f"{loss_type!r} does not train aggregation {algo.aggregation!r}; expected one of "
+                + ", ".join(k for k, v in TRL_AGGREGATION.items() if v == algo.aggregation),
+            )
+        spec_kwargs["loss_type"] = loss_type
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = experiment if experiment is not None else LMExperimentConfig()
@@ -183,7 +194,6 @@ def run_trl_experiment(
         fp16=False,
         report_to="none",
         seed=seed,
-        loss_type=loss_type,
         **spec_kwargs,
         max_completion_length=2,
         per_device_train_batch_size=n_ctx * num_generations // world,

@@ -4,8 +4,8 @@ Pure Python: each module reads a trainer's settings by name, without importing t
 trainer, and returns a ``MappingReport`` (``report``): the ``GRPO`` it trains and one row
 per setting. ``trl``: Hugging Face TRL's ``GRPOConfig``; ``verl``: verl's trainer YAML;
 ``openrlhf``: OpenRLHF's ``train_ppo_ray`` flags. ``read_trainer_config(path)`` reads a
-file, detects the trainer and dispatches. ``engine``: the fields (aggregation, penalty in
-the reward) recorded before the engine models them.
+file, detects the trainer and dispatches. ``engine``: the ``GRPO`` fields every mapping
+sets for token sequences (``aggregation``, ``penalty_in``; THEORY.md section 10).
 """
 
 from __future__ import annotations

@@ -19,11 +19,19 @@ names of 0.9 and before (``--init_kl_coef``, checked in 0.9.10) are read as alia
 * ``--algo.kl.use_loss``: ``init_coef`` x the estimator k1/k2/k3 per token in the loss ->
   ``beta``, ``penalty``; ``--algo.kl.unbiased_gradient`` takes k1 grad log pi -> ``k2``.
 * Without ``--algo.kl.use_loss`` (the default) ``-init_coef x kl`` per token is added to the
-  advantage AFTER the group normalisation, as a reward-to-go (experience_maker.py:268-311,
-  models/utils.py:131-159): not normalised with the reward. Its expected gradient is
-  -beta sum_o k(o) grad pi(o); with k1 (the default) that is the direct KL's gradient,
-  the engine's ``k2`` (phi = log(pi/pi_ref), THEORY.md section 3), exact; k2 and k3 there
-  are refused.
+  reward AFTER the group normalisation and summed into a reward-to-go, the advantage of
+  every token (experience_maker.py:268-311, models/utils.py:131-159): not normalised with
+  the reward, so not ``penalty_in="reward"``. Its expected gradient is
+  -beta sum_o x(o) grad pi(o) with x(o) the sequence log-ratio; with k1 (the default) that
+  is the direct KL's gradient, the engine's ``k2`` in the loss (psi = log(pi/pi_ref),
+  THEORY.md section 3): exact when every answer passes one branching prefix only
+  (atomic answers, or answers decided by one token: no shared prefixes); on trees of several
+  branchings the reward-to-go carries the later tokens' log-ratios, which the per-token k2
+  does not (the report's notes say so). k2 and k3 there are refused. OpenRLHF 0.9.10 and
+  0.10.4 do the same (experience_maker.py:261-294 in 0.9.10).
+* ``--actor.loss_agg_mode`` -> ``aggregation``: ``token-mean`` (the default) divides by the
+  global batch's token count, "constant" in the many-groups limit (0.9.10 has no flag and
+  always divides by the micro-batch's token count: "constant" in the same limit); ``seq-mean-token-mean`` -> ``sequence_mean`` (models/loss.py:11-39).
 
 Neither torch nor OpenRLHF is imported.
 """
@@ -63,7 +71,8 @@ LEGACY_VERSION = "0.9.10"
 OPENRLHF_EPS = 1e-9
 
 #: --actor.loss_agg_mode -> the aggregation (engine.AGGREGATIONS); models/loss.py:11-39:
-#: token-mean divides by the global batch's token count (one normaliser for every group)
+#: token-mean divides by the global batch's token count (one normaliser for every group:
+#: "constant" in the many-groups limit); 0.9.10 has no flag and always takes the token mean
 OPENRLHF_AGGREGATION = {"token-mean": "constant", "seq-mean-token-mean": "sequence_mean"}
 
 
@@ -478,14 +487,21 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
         r.put("algo.kl.unbiased_gradient", "read only with --algo.kl.use_loss")
         placement = f"k1 in the advantage after normalisation at beta {coef:g} (the direct KL's gradient)"
         notes.append(
-            f"OpenRLHF {OPENRLHF_VERSION} without --algo.kl.use_loss adds -beta k1 to the advantage after the group "
-            f"normalisation ({_E}:268-311): the direct KL penalty in the loss (k2), exact; not the penalty "
-            "normalised with the reward (GRPO penalty_in='reward')"
+            f"OpenRLHF {OPENRLHF_VERSION} (and {LEGACY_VERSION}, 0.10.4) without --algo.kl.use_loss adds -beta k1 per "
+            f"token to the reward after the group normalisation and sums it into a reward-to-go ({_E}:268-311): "
+            "the direct KL's gradient, the engine's k2 in the loss (penalty_in='loss'), not the penalty normalised "
+            "with the reward (penalty_in='reward')"
+        )
+        notes.append(
+            "exact when every answer passes one branching prefix only (atomic answers, or answers decided by "
+            "one token: no shared prefixes); on trees of several branchings the reward-to-go carries the later tokens' "
+            "log-ratios (the sequence-level direct KL's gradient), which the per-token k2 does not"
         )
     if penalty in ("k1", "k2", "k3") and coef > 0:
         notes.append(
             f"OpenRLHF clamps every estimator to [-10, 10] per token ({_U}:106-113): exact while no token's clamp binds"
         )
+    # the penalty is never normalised with the reward here: penalty_in "loss" in both branches
     algo = GRPO(group_size=g, beta=coef, penalty=penalty, **norm, **engine_fields(_aggregation(r), "loss"))
     notes.insert(0, f"advantage: {text}; {placement}")
     return algo, placement, notes
@@ -503,8 +519,11 @@ def _checks(r: _Reader, beta: float) -> None:
     r.put(
         "actor.loss_agg_mode",
         f"aggregation {agg}"
-        + (": one token count for the whole batch" if agg == "constant" else "")
-        + "; does not move the end point of atomic answers",
+        + (
+            ": one token count for the whole (global) batch, a constant in the many-groups limit"
+            if agg == "constant"
+            else ": each sequence's tokens averaged, then sequences"
+        ),
     )
     plt = r.get("actor.policy_loss_type")
     if plt != "ppo":

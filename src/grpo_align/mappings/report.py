@@ -62,7 +62,7 @@ class MappingReport:
     Attributes
     ----------
     trainer : str
-        ``"trl"`` (later also ``"verl"``, ``"openrlhf"``).
+        ``"trl"``, ``"verl"`` or ``"openrlhf"``.
     checked_version : str
         The trainer release whose source the mapping's table was checked against.
     seen_version : str or None
@@ -70,9 +70,8 @@ class MappingReport:
     algo : GRPO
         The specification the configuration trains.
     aggregation : str
-        How the trainer aggregates per-token losses (``sequence_mean``, ``token_mean``,
-        ``constant``). For atomic answers (one token, or one length) it does not move the
-        end point; recorded for sequences.
+        How the trainer aggregates per-token losses: ``algo.aggregation``
+        (``sequence_mean``, ``group_token_mean``, ``constant``; THEORY.md section 10.2).
     rows : tuple of MappingRow
         Every setting the mapping read, and every setting the user gave.
     notes : tuple of str

@@ -14,9 +14,18 @@ Every fact below was read in TRL 1.16.0's source (``TRL_VERSION``; line numbers 
   ``normalization="shift_scale", ddof=1, eps=1e-4``; ``"none"`` (or false) -> ``"shift"``;
   ``"batch"`` (a batch-wide std) has no group-level counterpart and is refused.
 * penalty: ``exp(ref - logp) - (ref - logp) - 1`` per token -> ``"k3"``; with
-  ``use_bias_correction_kl=True`` (the 1.16 default) it is multiplied by the ratio, whose
-  gradient is the direct KL's -> ``"kl"``. An object from a TRL without the field (added
-  in 0.26, default true from 1.10) trains the plain ``"k3"``.
+  ``use_bias_correction_kl=True`` (the 1.16 default) it is multiplied by the ratio rho:
+  d(rho k3)/d logp = x = logp - ref at rho = 1, k2's psi (the direct KL's gradient,
+  THEORY.md section 10.3) -> ``"k2"`` (the project's ``"kl"``, rho x, has psi = x + 1: the
+  same end point only under a constant aggregation). An object from a TRL without the
+  field (added in 0.26, default true from 1.10) trains the plain ``"k3"``.
+* ``loss_type`` -> ``aggregation`` (``TRL_AGGREGATION``, grpo_trainer.py:3153-3183):
+  ``"grpo"``/``"sapo"`` average each sequence's tokens -> ``"sequence_mean"``;
+  ``"dapo"`` (the default), ``"bnpo"`` and ``"cispo"`` divide the summed token losses by a
+  token count shared by the whole (global or local) batch -> ``"constant"`` in the
+  many-groups limit; ``"dr_grpo"`` divides by batch size x ``max_completion_length`` ->
+  ``"constant"``, exactly. ``trl_kwargs_from_grpo`` writes ``"grpo"`` for
+  ``"sequence_mean"`` and ``"dr_grpo"`` (exact for any batch) for ``"constant"``.
 * equal ``reward_weights`` w scale the reward: ``eps = 1e-4 / w`` (std scaling) or
   ``beta / w`` (no scaling), exactly.
 * Settings that change what is trained and are not modelled are refused by name with the
@@ -43,6 +52,7 @@ from grpo_align.theory.spec import GRPO
 __all__ = [
     "TRL_AGGREGATION",
     "TRL_EPS",
+    "TRL_GRPO_LOSS_AGGREGATION",
     "TRL_INERT_KEYS",
     "TRL_KEYS",
     "TRL_VERSION",
@@ -56,12 +66,26 @@ __all__ = [
 #: the TRL release whose source the tables below were checked against
 TRL_VERSION = "1.16.0"
 
-#: TRL loss_type -> the aggregation of the project's ``grpo_loss`` that reproduces it
-TRL_AGGREGATION = {"grpo": "sequence_mean", "dapo": "token_mean", "bnpo": "token_mean", "dr_grpo": "constant"}
+#: TRL loss_type -> the ``GRPO`` aggregation (THEORY.md eq. 10.2) it trains. "dapo" and
+#: "bnpo" divide by a token count shared by the whole batch: "constant" in the many-groups
+#: limit; "dr_grpo" divides by batch size x max_completion_length: "constant" exactly.
+TRL_AGGREGATION = {"grpo": "sequence_mean", "dapo": "constant", "bnpo": "constant", "dr_grpo": "constant"}
 
-#: aggregation of every loss type the mapping accepts (cispo and sapo: on-policy gradients
+#: the aggregation every accepted loss type trains (cispo and sapo: on-policy gradients
 #: equal to the clipped loss's, see ``_check_loss``)
-_AGGREGATION = {**TRL_AGGREGATION, "cispo": "token_mean", "sapo": "sequence_mean"}
+_AGGREGATION = {**TRL_AGGREGATION, "cispo": "constant", "sapo": "sequence_mean"}
+
+#: the loss_type ``trl_kwargs_from_grpo`` writes for each aggregation (exact for any batch)
+_LOSS_TYPE = {"sequence_mean": "grpo", "constant": "dr_grpo"}
+
+#: TRL loss_type -> the aggregation of the project's ``grpo_loss`` that reproduces it on
+#: one batch (``trl_aggregation``; the batch-level token mean, not a GRPO field)
+TRL_GRPO_LOSS_AGGREGATION = {
+    "grpo": "sequence_mean",
+    "dapo": "token_mean",
+    "bnpo": "token_mean",
+    "dr_grpo": "constant",
+}
 
 #: what TRL adds to the group's std before dividing (grpo_trainer.py:2787)
 TRL_EPS = 1e-4
@@ -581,16 +605,19 @@ def _check_loss(r: _Reader, beta: float, corrected: bool) -> str:
         "importance_sampling_level",
         "token: one ratio per token"
         if level == "token"
-        else "sequence: same as token for one-token answers; sequences are not modelled yet",
+        else "sequence: exp of the mean token log-ratio; at ratio 1 its gradient, aggregated over the sequence's "
+        "tokens, is the token level's: the same end point",
     )
     aggregation = _AGGREGATION[loss_type]
-    words = {
-        "sequence_mean": "each sequence's tokens averaged, then the batch",
-        "token_mean": "tokens summed over the batch and divided by a token count shared by the whole batch "
-        "('constant' in the many-groups limit)",
-        "constant": "tokens summed and divided by max_completion_length",
-    }[aggregation]
-    r.put("loss_type", f"aggregation {aggregation}: {words}; does not move the end point for one-token answers")
+    words = (
+        "each sequence's tokens averaged, then the batch"
+        if aggregation == "sequence_mean"
+        else "tokens summed and divided by batch size x max_completion_length: exact"
+        if loss_type == "dr_grpo"
+        else "tokens summed over the batch and divided by a token count shared by the whole batch: "
+        "a constant in the many-groups limit"
+    )
+    r.put("loss_type", f"aggregation {aggregation}: {words}")
     return aggregation
 
 
@@ -667,7 +694,7 @@ def _spec(r: _Reader) -> tuple[GRPO, bool]:
             f"{scale_note}: eps = 1e-4 / {w:g}" if scale == "group" else f"{scale_note}: beta / {w:g}",
         )
     spec_beta = beta if scale == "group" else beta / w
-    penalty = "kl" if corrected else "k3"
+    penalty = "k2" if corrected else "k3"
     r.put("num_generations", f"group_size {g}", g)
     r.put(
         "beta",
@@ -677,7 +704,9 @@ def _spec(r: _Reader) -> tuple[GRPO, bool]:
     )
     r.put(
         "use_bias_correction_kl",
-        "penalty kl (k3 times the ratio: the direct KL's gradient)" if corrected else "penalty k3",
+        "penalty k2 (k3 times the ratio: its gradient at ratio 1 is x = logp - ref per token, k2's)"
+        if corrected
+        else "penalty k3",
         corrected,
     )
     return GRPO(group_size=g, beta=spec_beta, penalty=penalty, **norm), corrected
@@ -712,6 +741,7 @@ def describe_trl_mapping(config: Any) -> MappingReport:
     r, version, notes = _reader(config)
     algo, corrected = _spec(r)
     aggregation = _check_loss(r, algo.beta, corrected)
+    algo = algo.replace(aggregation=aggregation)
     _check_sampling(r)
     _check_reference(r)
     _check_terms(r)
@@ -739,22 +769,30 @@ def grpo_from_trl(config: Any) -> GRPO:
 
 
 def trl_aggregation(config: Any) -> str:
-    """The ``grpo_loss`` aggregation that reproduces a config's ``loss_type``."""
+    """The ``grpo_loss`` aggregation that reproduces a config's ``loss_type`` on one batch.
+
+    The training loss's names (``TRL_GRPO_LOSS_AGGREGATION``: "dapo" is the batch's token
+    mean, ``token_mean``); the ``GRPO`` field the config trains is
+    ``grpo_from_trl(config).aggregation`` (``TRL_AGGREGATION``).
+    """
     r, _, _ = _reader(config)
     loss_type = r.get("loss_type")
-    if not isinstance(loss_type, str) or loss_type not in TRL_AGGREGATION:
+    if not isinstance(loss_type, str) or loss_type not in TRL_GRPO_LOSS_AGGREGATION:
         raise InputError(
-            "loss_type", f"{loss_type!r} has no grpo_loss counterpart; expected one of {', '.join(TRL_AGGREGATION)}"
+            "loss_type",
+            f"{loss_type!r} has no grpo_loss counterpart; expected one of {', '.join(TRL_GRPO_LOSS_AGGREGATION)}",
         )
-    return TRL_AGGREGATION[loss_type]
+    return TRL_GRPO_LOSS_AGGREGATION[loss_type]
 
 
 def trl_kwargs_from_grpo(algo: GRPO) -> dict[str, Any]:
     """The ``GRPOConfig`` keyword arguments that train ``algo`` (``grpo_from_trl`` inverts them).
 
     Only the fields that fix the specification (and exact sampling) are given; the run's
-    other settings (steps, learning rate, ``loss_type``, batch sizes) are the caller's.
-    Raises ``InputError`` naming the ``GRPO`` field TRL cannot express.
+    other settings (steps, learning rate, batch sizes) are the caller's. ``loss_type`` is
+    "grpo" for ``sequence_mean`` and "dr_grpo" for ``constant`` (exact for any batch; TRL's
+    default "dapo" trains the same in the many-groups limit). Raises ``InputError`` naming
+    the ``GRPO`` field TRL cannot express.
     """
     if not isinstance(algo, GRPO):
         raise InputError("algo", "expected a grpo_align.GRPO")
@@ -777,15 +815,30 @@ def trl_kwargs_from_grpo(algo: GRPO) -> dict[str, Any]:
         raise InputError(
             "normalization", f"TRL's GRPOTrainer has no {algo.normalization!r}; expected 'shift_scale' or 'shift'"
         )
-    if algo.penalty not in ("k3", "kl"):
+    if algo.penalty_in != "loss":
         raise InputError(
-            "penalty", f"TRL's GRPO penalty is k3 (or its ratio-corrected form, 'kl'), got {algo.penalty!r}"
+            "penalty_in", "TRL's GRPOTrainer puts the penalty in the loss (RLOOTrainer puts it in the reward)"
+        )
+    if algo.penalty not in ("k3", "k2"):
+        hint = (
+            " ('kl' has the same end point as 'k2' only under aggregation 'constant')" if algo.penalty == "kl" else ""
+        )
+        raise InputError(
+            "penalty",
+            f"TRL's GRPO penalty is k3, or k2 (k3 times the ratio: use_bias_correction_kl), got {algo.penalty!r}{hint}",
+        )
+    if algo.aggregation not in _LOSS_TYPE:
+        raise InputError(
+            "aggregation",
+            f"TRL has no loss_type for {algo.aggregation!r} (a token count per group); expected 'sequence_mean' "
+            "(loss_type grpo) or 'constant' (dr_grpo, dapo, bnpo)",
         )
     return {
         "num_generations": int(algo.group_size),
         "beta": algo.beta,
         "scale_rewards": scale,
-        "use_bias_correction_kl": algo.penalty == "kl",
+        "use_bias_correction_kl": algo.penalty == "k2",
+        "loss_type": _LOSS_TYPE[algo.aggregation],
         "temperature": 1.0,
         "top_p": 1.0,
         "top_k": 0,

@@ -16,10 +16,18 @@ Every fact below was read in verl 0.9.1's source (``VERL_VERSION``; file:line in
   ``kl_loss_type``: ``low_var_kl``/``k3`` -> ``k3`` (clamped, see the notes), ``mse``/``k2``
   -> ``k2``, ``kl``/``k1`` -> ``k1``, ``abs`` -> ``abs``; a ``+`` suffix keeps the value but
   takes k2's gradient -> ``k2``.
-* ``algorithm.use_kl_in_reward`` subtracts ``kl_coef * kl_penalty`` per token from the
-  reward before the advantage: the penalty in the reward, refused until the engine
-  models it (``engine.refuse_penalty_in_reward``).
-* ``actor_rollout_ref.actor.loss_agg_mode`` -> the aggregation (``VERL_AGGREGATION``).
+* ``algorithm.use_kl_in_reward`` with ``kl_ctrl.kl_coef`` -> ``beta`` and
+  ``penalty_in="reward"``: ``kl_coef * kl_penalty`` per token is subtracted from the
+  reward before the advantage, computed from the sampling policy's log-probs
+  (ray_trainer.py:78-117), and the advantage sums the tokens (core_algos.py:304).
+  ``kl_penalty``: ``kl``/``k1`` -> ``k1`` (the sequence log-ratio: exact), ``mse``/``k2`` ->
+  ``k2``, ``low_var_kl``/``k3`` -> ``k3`` (a sum of per-token values, which is the engine's
+  k of the sequence log-ratio when every answer passes one branching prefix only; see the notes);
+  ``abs`` and ``full`` are refused. A penalty in both the loss and the reward is refused.
+* ``actor_rollout_ref.actor.loss_agg_mode`` -> ``aggregation`` (``VERL_AGGREGATION``):
+  ``token-mean`` (the default) divides by the global batch's token count, "constant" in
+  the many-groups limit; ``seq-mean-token-mean`` -> ``sequence_mean``; the token-sum
+  modes weight every token alike -> ``constant``.
 
 Neither torch nor verl is imported.
 """
@@ -32,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.engine import engine_fields, refuse_penalty_in_reward
+from grpo_align.mappings.engine import engine_fields
 from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
 from grpo_align.theory.spec import GRPO
 
@@ -275,36 +283,96 @@ def _normalization(r: _Reader) -> tuple[dict[str, Any], str]:
     raise _refuse("algorithm.adv_estimator", est, why)
 
 
-def _penalty(r: _Reader) -> tuple[float, str, str]:
-    """beta, the engine's penalty, and a phrase for explain."""
+#: kl_penalty (use_kl_in_reward) -> the engine's penalty in the reward; verl sums the
+#: per-token values over the response (core_algos.py:304 sums token_level_rewards)
+_REWARD_PENALTY = {"kl": "k1", "k1": "k1", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
+
+
+def _reward_penalty(r: _Reader) -> tuple[float, str] | None:
+    """beta and the penalty of ``use_kl_in_reward``; None when nothing reaches the reward."""
     in_reward = read_flag("algorithm.use_kl_in_reward", r.get("algorithm.use_kl_in_reward"))
-    in_loss = read_flag(_A + "use_kl_loss", r.get(_A + "use_kl_loss"))
-    if in_reward:
-        kind = r.get("algorithm.kl_penalty")
-        coef = read_real("algorithm.kl_ctrl.kl_coef", r.get("algorithm.kl_ctrl.kl_coef"))
-        if coef > 0:
-            refuse_penalty_in_reward(
-                "algorithm.use_kl_in_reward",
-                True,
-                f"subtracts {coef:g} x {kind} per token from the reward before the group normalisation "
-                f"({_RT}:78-117): the penalty in the reward",
-            )
-    r.put("algorithm.use_kl_in_reward", "false: no penalty in the reward" if not in_reward else "penalty_in reward")
-    r.put("algorithm.kl_penalty", "read only with use_kl_in_reward" if not in_reward else "the reward penalty")
-    r.put(
-        "algorithm.kl_ctrl.kl_coef", "read only with use_kl_in_reward" if not in_reward else "the reward penalty weight"
-    )
+    kind = r.get("algorithm.kl_penalty")
+    coef = read_real("algorithm.kl_ctrl.kl_coef", r.get("algorithm.kl_ctrl.kl_coef"))
     ctrl = r.get("algorithm.kl_ctrl.type")
-    if in_reward and ctrl != "fixed":
+    if not in_reward:
+        r.put("algorithm.use_kl_in_reward", "false: no penalty in the reward")
+        r.put("algorithm.kl_penalty", "read only with use_kl_in_reward")
+        r.put("algorithm.kl_ctrl.kl_coef", "read only with use_kl_in_reward")
+        r.put("algorithm.kl_ctrl.type", "read only with use_kl_in_reward")
+        return None
+    if coef < 0:
+        raise _refuse("algorithm.kl_ctrl.kl_coef", coef, "expected a number >= 0")
+    if ctrl != "fixed" and coef > 0:
         raise _refuse("algorithm.kl_ctrl.type", ctrl, "changes beta during training; expected 'fixed'")
-    r.put("algorithm.kl_ctrl.type", "fixed: beta constant" if ctrl == "fixed" else "read only with use_kl_in_reward")
+    r.put("algorithm.kl_ctrl.type", "fixed: beta constant")
+    # a '+' suffix changes only the gradient, and the reward penalty is computed from the
+    # sampling policy's log-probs without one (ray_trainer.py:100-102): the value is the base's
+    base = kind.rstrip("+") if isinstance(kind, str) else kind
+    if coef > 0 and base not in _REWARD_PENALTY:
+        raise _refuse(
+            "algorithm.kl_penalty",
+            kind,
+            "cannot be put in the reward by the engine; expected kl, k1, mse, k2, low_var_kl or k3 "
+            "(or use_kl_in_reward=false)",
+        )
+    if coef == 0:
+        r.put("algorithm.use_kl_in_reward", "true at kl_coef 0: nothing reaches the reward")
+        r.put("algorithm.kl_penalty", "unused at kl_coef 0")
+        r.put("algorithm.kl_ctrl.kl_coef", "0: no penalty in the reward", coef, use_value=True)
+        return None
+    penalty = _REWARD_PENALTY[base]
+    r.put(
+        "algorithm.use_kl_in_reward",
+        f"true: beta x {kind} per token subtracted from the reward before the group normalisation -> penalty_in reward",
+    )
+    r.put(
+        "algorithm.kl_penalty",
+        f"penalty {penalty} in the reward, summed over the response's tokens"
+        + (" (the sequence log-ratio: exact)" if penalty == "k1" else ""),
+    )
+    r.put("algorithm.kl_ctrl.kl_coef", f"beta {coef:g}", coef, use_value=True)
+    return coef, penalty
+
+
+def _penalty(r: _Reader) -> tuple[float, str, str, str, list[str]]:
+    """beta, the engine's penalty, its placement, a phrase for explain, and notes."""
+    in_loss = read_flag(_A + "use_kl_loss", r.get(_A + "use_kl_loss"))
     coef = read_real(_A + "kl_loss_coef", r.get(_A + "kl_loss_coef"))
     kind = r.get(_A + "kl_loss_type")
+    reward = _reward_penalty(r)
+    if reward is not None:
+        if in_loss and coef != 0:
+            raise _refuse(
+                _A + "use_kl_loss",
+                True,
+                "with algorithm.use_kl_in_reward puts a penalty both in the loss and in the reward, which one GRPO "
+                "spec cannot express; expected one of them (or kl_loss_coef 0)",
+            )
+        r.put(_A + "use_kl_loss", "no penalty in the loss" + ("" if not in_loss else " (kl_loss_coef 0)"))
+        r.put(_A + "kl_loss_coef", "unused: the penalty is in the reward")
+        r.put(_A + "kl_loss_type", "unused: the penalty is in the reward")
+        beta, penalty = reward
+        notes = [
+            f"use_kl_in_reward: verl subtracts kl_coef x kl_penalty per token from the reward ({_RT}:78-117) and the "
+            f"advantage sums the tokens ({_CA}:304): GRPO penalty_in='reward' with {penalty} (THEORY.md eq. 10.7)"
+        ]
+        if penalty != "k1":
+            notes.append(
+                f"verl sums {penalty} over the response's tokens; the engine takes {penalty} of the sequence log-ratio "
+                "(their sum): the same when every answer passes one branching prefix only (atomic answers, or "
+                "answers decided by one token: no shared prefixes), not on trees of several branchings"
+            )
+        if penalty == "k3":
+            notes.append(
+                "verl clamps low_var_kl to <= 10 per token (core_algos.py:2239-2245): exact while each token's "
+                "log(pi_ref/pi) stays in [-11.0, 2.61]"
+            )
+        return beta, penalty, "reward", f"{penalty} penalty in the reward at beta {beta:g}", notes
     if not in_loss:
         r.put(_A + "use_kl_loss", "false: no penalty in the loss (beta 0)")
         r.put(_A + "kl_loss_coef", "unused without use_kl_loss")
         r.put(_A + "kl_loss_type", "unused without use_kl_loss")
-        return 0.0, "k3", "no penalty"
+        return 0.0, "k3", "loss", "no penalty", []
     if coef < 0:
         raise _refuse(_A + "kl_loss_coef", coef, "expected a number >= 0")
     if not isinstance(kind, str) or kind.rstrip("+") not in _PENALTY or kind == "full":
@@ -324,7 +392,13 @@ def _penalty(r: _Reader) -> tuple[float, str, str]:
     else:
         text = f"penalty {penalty}"
     r.put(_A + "kl_loss_type", text)
-    return coef, penalty, f"{kind} penalty in the loss at beta {coef:g}"
+    notes = []
+    if penalty == "k3" and coef > 0:
+        notes.append(
+            "verl clamps low_var_kl to <= 10 (core_algos.py:2242-2245): where a token's pi < pi_ref e^-2.61 "
+            "(about pi_ref/13.6) its penalty gradient is 0 and the prediction does not hold"
+        )
+    return coef, penalty, "loss", f"{kind} penalty in the loss at beta {coef:g}", notes
 
 
 def _aggregation(r: _Reader) -> str:
@@ -333,10 +407,15 @@ def _aggregation(r: _Reader) -> str:
         raise InputError(_A + "loss_agg_mode", f"{mode!r}: expected one of {', '.join(VERL_AGGREGATION)}")
     agg = VERL_AGGREGATION[mode]
     detail = {
-        "token-mean": "constant: one token count for the whole batch (group_token_mean only with one group per batch)",
+        "token-mean": "constant: one token count for the whole (global) batch, a constant in the many-groups limit "
+        "(group_token_mean only with one group per batch)",
         "seq-mean-token-mean": "sequence_mean: each sequence's tokens averaged, then sequences",
-    }.get(mode, "constant: one normaliser for the whole batch")
-    r.put(_A + "loss_agg_mode", f"aggregation {detail}; does not move the end point of atomic answers")
+        "seq-mean-token-sum": "constant: each sequence's tokens summed, then divided by the number of sequences",
+        "seq-mean-token-sum-norm": "constant: as seq-mean-token-sum, divided by the horizon too "
+        "(loss_scale_factor, else the padded response length: set it for a constant)",
+        "token-sum": "constant: every token weighted 1",
+    }[mode]
+    r.put(_A + "loss_agg_mode", f"aggregation {detail}")
     return agg
 
 
@@ -429,8 +508,7 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
     ------
     InputError
         Naming the key: an unknown key outside the settings known not to move the end point,
-        a bad value, or a setting that changes what is trained and is not modelled
-        (the penalty in the reward among them, until the engine models it).
+        a bad value, or a setting that changes what is trained and is not modelled.
     """
     if not isinstance(config, Mapping):
         raise InputError("config", f"expected a mapping of verl's config keys, got {type(config).__name__}")
@@ -451,26 +529,20 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
         raise _refuse(_R + "n", g, "leaves no group to normalise (verl's default is 1); expected an integer >= 2")
     r.put(_R + "n", f"group_size {g}", g, use_value=True)
     norm, norm_text = _normalization(r)
-    beta, penalty, penalty_text = _penalty(r)
+    beta, penalty, penalty_in, penalty_text, penalty_notes = _penalty(r)
     aggregation = _aggregation(r)
     _checks(r, beta, norm["normalization"])
     for key in sorted(values):
         if key not in r.rows:
             r.rows[key] = MappingRow(key, values[key], "given", _INERT)
-    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, **engine_fields(aggregation, "loss"))
+    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, **engine_fields(aggregation, penalty_in))
     notes = [
         f"keys not given take verl {VERL_VERSION}'s defaults ({_Y})",
         f"advantage: {norm_text}; {penalty_text}",
         f"loss_agg_mode {r.get(_A + 'loss_agg_mode')!r} -> aggregation {aggregation!r}: it moves the end point "
-        "only for answers of several tokens with shared prefixes or different lengths (THEORY.md section 10)",
-        "use_kl_in_reward=true would put beta k in the reward before normalisation (GRPO penalty_in='reward'): "
-        "refused until the engine models it",
+        "only for answers of several tokens with shared prefixes or different lengths (THEORY.md section 10.7)",
+        *penalty_notes,
     ]
-    if penalty == "k3" and beta > 0:
-        notes.append(
-            "verl clamps low_var_kl to <= 10 (core_algos.py:2242-2245): where a token's pi < pi_ref e^-2.61 "
-            "(about pi_ref/13.6) its penalty gradient is 0 and the prediction does not hold"
-        )
     wd = read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
     if wd:
         notes.append(

@@ -113,7 +113,7 @@ def load_spec(path_or_preset: str | Path, overrides: Mapping[str, Any] | None = 
     Examples
     --------
     >>> load_spec("trl", {"beta": 0.04})
-    GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl')
+    GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='k2', aggregation='constant', penalty_in='loss')
     """
     return load_spec_with_source(path_or_preset, overrides)[0]
 

@@ -25,42 +25,101 @@ AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
 #: before the group normalisation (THEORY.md section 10).
 PENALTY_PLACEMENTS = ("loss", "reward")
 
-#: Named presets: the trainer settings each mirrors. Values are the defaults; any field
-#: can be overridden, e.g. ``GRPO.preset("trl", beta=0.04)``.
+#: Named presets: the trainer settings each mirrors, every GRPO field given. Values are
+#: the defaults; any field can be overridden, e.g. ``GRPO.preset("trl", beta=0.04)``.
 PRESETS: dict[str, dict[str, Any]] = {
     # Vojnovic & Yun (arXiv:2502.18548): population std, no epsilon, k3 penalty in the
     # loss. G and beta as in DeepSeekMath's GRPO (Shao et al. 2024): 64 and 0.04.
-    "paper": dict(group_size=64, beta=0.04, normalization="shift_scale", ddof=0, eps=0.0, penalty="k3"),
+    "paper": dict(
+        group_size=64,
+        beta=0.04,
+        normalization="shift_scale",
+        ddof=0,
+        eps=0.0,
+        penalty="k3",
+        aggregation="sequence_mean",
+        penalty_in="loss",
+    ),
     # Hugging Face TRL GRPOConfig (checked in TRL 1.16.0's source): num_generations=8,
     # beta=0.0 (no penalty, no reference model), scale_rewards="group" =
     # (r - mean) / (torch.std(r) + 1e-4) with the sample std, and the k3 term in the loss
     # multiplied by the importance ratio (use_bias_correction_kl=True, the default since
-    # TRL 1.x): its gradient is the direct KL's, so penalty="kl". With
-    # use_bias_correction_kl=False (the only behaviour of TRL <= 0.2x) use penalty="k3".
-    # loss_type="dapo" (the default) divides the summed token losses by a token count shared
-    # by the whole batch: aggregation "constant" in the many-groups limit (so does "bnpo");
-    # under a constant weight the project's kl (rho x) and TRL's rho k3 have the same
-    # gradient. The preset keeps "sequence_mean" (TRL loss_type "grpo") until the TRL
-    # mapping carries loss_type both ways; for answers of one length they coincide.
-    "trl": dict(group_size=8, beta=0.0, normalization="shift_scale", ddof=1, eps=1e-4, penalty="kl"),
-    # verl (0.3-0.5) algorithm.adv_estimator=grpo, norm_adv_by_std_in_grpo=True:
+    # TRL 1.10): d(rho k3)/d logp = x at rho = 1, k2's psi (THEORY.md section 10.3), so
+    # penalty="k2" (the direct KL's gradient; "kl", psi = x + 1, has the same end point only
+    # under a constant aggregation). With use_bias_correction_kl=False (the only behaviour
+    # of TRL before 0.26) use penalty="k3". loss_type="dapo" (the default,
+    # grpo_config.py:801-802) divides the summed token losses by a token count shared by
+    # the whole batch (grpo_trainer.py:3168-3173): aggregation "constant" in the
+    # many-groups limit.
+    "trl": dict(
+        group_size=8,
+        beta=0.0,
+        normalization="shift_scale",
+        ddof=1,
+        eps=1e-4,
+        penalty="k2",
+        aggregation="constant",
+        penalty_in="loss",
+    ),
+    # verl (0.9.1) algorithm.adv_estimator=grpo, norm_adv_by_std_in_grpo=True:
     # (r - mean) / (torch.std(r) + 1e-6); actor.use_kl_loss=True, kl_loss_type=low_var_kl
-    # (k3), kl_loss_coef=0.001; rollout.n=5 as in verl's GRPO examples.
-    "verl": dict(group_size=5, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-6, penalty="k3"),
-    # OpenRLHF (0.5-0.8) --advantage_estimator group_norm: (r - mean) / (std + 1e-9) with
-    # torch's sample std; GRPO example: --use_kl_loss --kl_estimator k3 --init_kl_coef 1e-3,
-    # --n_samples_per_prompt 8.
-    "openrlhf": dict(group_size=8, beta=0.001, normalization="shift_scale", ddof=1, eps=1e-9, penalty="k3"),
+    # (k3), kl_loss_coef=0.001; rollout.n=5 as in verl's GRPO examples. loss_agg_mode
+    # "token-mean" (the default) divides by the global batch's token count
+    # (core_algos.py:1172-1177): "constant" in the many-groups limit.
+    "verl": dict(
+        group_size=5,
+        beta=0.001,
+        normalization="shift_scale",
+        ddof=1,
+        eps=1e-6,
+        penalty="k3",
+        aggregation="constant",
+        penalty_in="loss",
+    ),
+    # OpenRLHF (0.11.2; same in 0.9.10) --advantage_estimator group_norm:
+    # (r - mean) / (std + 1e-9) with torch's sample std; GRPO example: --use_kl_loss
+    # --kl_estimator k3 --init_kl_coef 1e-3, --n_samples_per_prompt 8. Its default
+    # aggregation is a token mean over the (global) batch: "constant" in the many-groups limit.
+    "openrlhf": dict(
+        group_size=8,
+        beta=0.001,
+        normalization="shift_scale",
+        ddof=1,
+        eps=1e-9,
+        penalty="k3",
+        aggregation="constant",
+        penalty_in="loss",
+    ),
     # Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): no std scaling,
-    # no length normalisation, beta = 0 (TRL: loss_type="dr_grpo", scale_rewards="none").
-    # Its aggregation is "constant" (sum over tokens / max length); the preset keeps the
-    # default until the TRL mapping carries loss_type ("dr_grpo") both ways.
-    "dr_grpo": dict(group_size=8, beta=0.0, normalization="shift", ddof=0, eps=0.0, penalty="k3"),
-    # RLOO (Ahmadian et al. 2024; TRL 1.16 RLOOConfig: num_generations=2, beta=0.05) puts
-    # the sequence k1 KL in the reward before the leave-one-out baseline (THEORY.md section
-    # 10); for atomic outputs that has RLHF's stationary policy, as the k2 penalty in the
-    # loss does, but not on token sequences, so it is modelled as it is run.
-    "rloo": dict(group_size=2, beta=0.05, normalization="rloo", ddof=0, eps=0.0, penalty="k1", penalty_in="reward"),
+    # no length normalisation (sum over tokens / a constant: aggregation "constant"),
+    # beta = 0 (TRL: loss_type="dr_grpo", scale_rewards="none").
+    "dr_grpo": dict(
+        group_size=8,
+        beta=0.0,
+        normalization="shift",
+        ddof=0,
+        eps=0.0,
+        penalty="k3",
+        aggregation="constant",
+        penalty_in="loss",
+    ),
+    # RLOO (Ahmadian et al. 2024; TRL 1.16 RLOOConfig: num_generations=2, beta=0.05,
+    # normalize_advantages=False) subtracts beta times the sequence k1, sum_t (old - ref),
+    # from the reward before the leave-one-out baseline (rloo_trainer.py:1664-1690): the
+    # penalty in the reward, as it is run (THEORY.md section 10.5). For atomic outputs the
+    # k2 penalty in the loss has the same stationary policy, but not on token sequences.
+    # Its loss sums each sequence's token log-probs (one sequence-level ratio) and averages
+    # over sequences (rloo_trainer.py:1822-1833): aggregation "constant".
+    "rloo": dict(
+        group_size=2,
+        beta=0.05,
+        normalization="rloo",
+        ddof=0,
+        eps=0.0,
+        penalty="k1",
+        penalty_in="reward",
+        aggregation="constant",
+    ),
 }
 
 
@@ -173,7 +232,7 @@ class GRPO:
         """The specification a named trainer runs: one of ``GRPO.presets``.
 
         >>> GRPO.preset("trl", beta=0.04)
-        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='kl', aggregation='sequence_mean', penalty_in='loss')
+        GRPO(group_size=8, beta=0.04, normalization='shift_scale', ddof=1, eps=0.0001, penalty='k2', aggregation='constant', penalty_in='loss')
         """
         if name not in PRESETS:
             raise InputError("preset", f"unknown {name!r}; expected one of {', '.join(PRESETS)}")
