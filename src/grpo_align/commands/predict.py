@@ -139,7 +139,8 @@ def _print_summary(console: Console, data: dict[str, Any]) -> None:
     source = data["source"]
     console.print(
         f"spec ({source['kind']} {source['name']}): G={g} beta={spec['beta']:g} {spec['normalization']} "
-        f"ddof={spec['ddof']} eps={spec['eps']:g} penalty={spec['penalty']}"
+        f"ddof={spec['ddof']} eps={spec['eps']:g} penalty={spec['penalty']} in the {spec['penalty_in']} "
+        f"aggregation={spec['aggregation']}"
     )
     q = data["quantity"]
     table = Table(

@@ -172,8 +172,9 @@ class GRPO:
     penalty_in : {"loss", "reward"}
         "loss": a per-token penalty term in the loss. "reward": beta k(o) (k1, k2 or k3 of
         the sequence log-ratio log pi(o)/pi_ref(o)) is subtracted from the reward before the
-        group normalisation and the loss has no penalty (verl use_kl_in_reward, OpenRLHF
-        without --use_kl_loss, RLOO).
+        group normalisation and the loss has no penalty (verl use_kl_in_reward, RLOO).
+        OpenRLHF without --use_kl_loss adds the penalty to the advantage after the
+        normalisation, which is a penalty in the loss (docs/trainers.md).
     """
 
     group_size: float = 8
