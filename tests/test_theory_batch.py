@@ -95,3 +95,43 @@ def test_limit_near_vertex_matches_closed_form() -> None:
     np.testing.assert_allclose(res.policy[:, 1], wrong, rtol=1e-9)
     for q, r in zip(p0[:3], res.policy[:3, 0], strict=True):
         assert r == pytest.approx(binary_limit_policy(float(q), beta), abs=1e-12)
+
+
+def test_class_partition_peeling_matches_the_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classes found by exact row comparison (few per context) against the hash sort."""
+    from grpo_align.theory.stationary import reduction
+
+    rng = np.random.default_rng(11)
+    problems = []
+    for trial in range(60):
+        n_ctx, n_out, n_lev = int(rng.integers(1, 5)), int(rng.integers(1, 9)), int(rng.integers(2, 5))
+        levels = np.sort(rng.choice(10, n_lev, replace=False)).astype(float)
+        ref = rng.dirichlet(np.ones(n_out), n_ctx)
+        if trial % 2:
+            problems.append(ga.Problem.from_rewards(ref=ref, rewards=rng.choice(levels, size=(n_ctx, n_out))))
+        else:
+            rows = rng.dirichlet(np.ones(n_lev), size=(n_ctx, 3))[:, rng.integers(0, 3, n_out)]
+            problems.append(ga.Problem(ref=ref, levels=np.tile(levels, (n_ctx, 1)), dist=rows))
+    peeled = [reduction.class_partition(p) for p in problems]
+    monkeypatch.setattr(reduction, "_PEEL_MAX", 0)  # every problem takes the sort
+    for p, got in zip(problems, peeled, strict=True):
+        for a, b in zip(got, reduction.class_partition(p), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_large_batch_matches_general_on_a_sample() -> None:
+    """A batch above ``LAZY_FROM`` (one root per context, lazily built roots): a sample of
+    its contexts against the general path, and the root counts without building roots."""
+    from grpo_align.theory.stationary.batch import LAZY_FROM
+
+    rng = np.random.default_rng(5)
+    p = np.concatenate([rng.random(LAZY_FROM), 10 ** rng.uniform(-12, -1, 200)])
+    algo = ga.GRPO(group_size=8, beta=0.5)
+    fast = st.stationary_policy(_binary(p), algo)
+    assert np.array_equal(fast.root_counts(), [len(r) for r in fast.roots])
+    pick = np.concatenate([rng.choice(LAZY_FROM, 20, replace=False), LAZY_FROM + np.arange(0, 200, 10)])
+    slow = _general(_binary(p[pick]), algo)
+    assert tuple(fast.status[i] for i in pick) == slow.status
+    np.testing.assert_allclose(fast.policy[pick], slow.policy, rtol=0, atol=1e-12)
+    # the wrong mass next to the vertex to 1e-12 relative as well
+    np.testing.assert_allclose(fast.policy[pick, 0], slow.policy[:, 0], rtol=1e-12, atol=0)

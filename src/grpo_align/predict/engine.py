@@ -97,7 +97,7 @@ def _solve(problem: Problem, algo: GRPO, values: np.ndarray) -> EndPoints:
         predicted=np.sum(policy * values, axis=1),
         kl=_kl(policy, problem.ref),
         rlhf=rlhf,
-        roots=np.array([len(r) for r in res.roots], dtype=np.int64),
+        roots=res.root_counts(),
         status=list(res.status),
         message=list(res.message),
     )

@@ -77,16 +77,45 @@ def _binary_levels(w0: np.ndarray, w1: np.ndarray, coef: np.ndarray) -> np.ndarr
     to the power n: no term overflows and both ends of the simplex keep their digits.
     ``coef`` may carry trailing axes (several columns at once).
     """
-    n = coef.shape[0] - 1
     first = w1 <= w0
-    big = np.where(first, w0, w1)
-    t = np.where(first, w1, w0) / big
+    n_first = int(np.count_nonzero(first))
+    if n_first == first.size:
+        return _horner(w1, w0, coef)
+    if n_first == 0:
+        return _horner(w0, w1, coef[::-1])
+    # mixed: split the entries once (not a choice per Horner step)
+    out = np.empty(w0.shape + coef.shape[1:], dtype=np.result_type(w0, coef))
+    a, b = np.nonzero(first)[0], np.nonzero(~first)[0]
+    out[a] = _horner(w1[a], w0[a], coef)
+    out[b] = _horner(w0[b], w1[b], coef[::-1])
+    return out
+
+
+def _power(x: np.ndarray, n: int) -> np.ndarray:
+    """x**n for a small integer n by repeated squaring (cheaper than ``np.power`` on floats)."""
+    out = np.ones_like(x)
+    base = x.copy()
+    while n:
+        if n & 1:
+            out *= base
+        n >>= 1
+        if n:
+            base *= base
+    return out
+
+
+def _horner(small: np.ndarray, big: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """sum_j coef[n - j] small^j big^(n-j) for small <= big entrywise: Horner in small/big."""
+    n = coef.shape[0] - 1
     extra = (slice(None),) + (None,) * (coef.ndim - 1)
-    first_e, t_e = first[extra], t[extra]
-    acc = np.where(first_e, coef[n], coef[0])
+    t = (small / big)[extra]
+    acc = np.empty(small.shape + coef.shape[1:], dtype=np.result_type(small, coef))
+    acc[...] = coef[n]
     for j in range(n - 1, -1, -1):
-        acc = acc * t_e + np.where(first_e, coef[j], coef[n - j])
-    return np.asarray(acc * (big**n)[extra])
+        acc *= t
+        acc += coef[j]
+    acc *= _power(big, n)[extra]
+    return acc
 
 
 def _binary_coefficients(levels: np.ndarray, algo: Any, dtype: Any = float) -> np.ndarray:
@@ -102,6 +131,7 @@ class _Shape:
 
     def __init__(self, f1: np.ndarray, f2: np.ndarray, levels: np.ndarray, algo: Any) -> None:
         self.f1, self.f2 = f1, f2
+        self.levels, self.algo = levels, algo
         self.dfl = f1 - f2
         self.h = LevelPreference(levels[None, :], algo)
         self.coef: np.ndarray | None = None
@@ -118,6 +148,30 @@ class _Shape:
         h = self.h(w.reshape(1, -1, 2)).reshape(w.shape)
         return np.asarray(h[..., 0] * self.dfl[0] + h[..., 1] * self.dfl[1])
 
+    def slope(self, x: np.ndarray, side: int) -> np.ndarray:
+        """dD/dm1 at the roots x (the smaller mass on ``side``), m2 = 1 - m1.
+
+        With a = F_1(high) - F_2(high), dw1/dm1 = a = -dw0/dm1, and the derivative of
+        sum_k c_k w0^(n-k) w1^k is a sum_k ((k+1) c_{k+1} - (n-k) c_k) w0^(n-1-k) w1^k, a
+        polynomial of the same kind; without the polynomial (G = inf, large G) by central
+        differences with the step relative to the smaller mass.
+        """
+        m1, m2 = (x, 1.0 - x) if side == 0 else (1.0 - x, x)
+        if self.coef is not None and self.coef.size > 1:
+            c, n = self.coef, self.coef.size - 1
+            k = np.arange(n)
+            dcoef = (k + 1) * c[1:] - (n - k) * c[:-1]
+            a = self.f1[1] - self.f2[1]
+            w0 = m1 * self.f1[0] + m2 * self.f2[0]
+            w1 = m1 * self.f1[1] + m2 * self.f2[1]
+            return a * _binary_levels(w0, w1, dcoef)
+        step = _DIFF_STEP * x
+        sgn = 1.0 if side == 0 else -1.0
+        up, down = x + sgn * step, x - sgn * step
+        d_up = self.d(up, 1.0 - up) if side == 0 else self.d(1.0 - up, up)
+        d_down = self.d(down, 1.0 - down) if side == 0 else self.d(1.0 - down, down)
+        return np.asarray((d_up - d_down) / (2 * step))
+
 
 def _side_value(penalty: str, beta: float, side: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The context-free left side on one side of m1 = 1/2 (x the smaller mass)."""
@@ -126,7 +180,8 @@ def _side_value(penalty: str, beta: float, side: int, x: np.ndarray, d: np.ndarr
     if penalty == "k3":
         # side 0: R1 = m1 (1 - m2 D/beta); side 1: R2 = m2 (1 + m1 D/beta)
         return m1 * (1.0 - m2 * d / beta) if side == 0 else m2 * (1.0 + m1 * d / beta)
-    return np.log(m1) - np.log(m2) - d / beta
+    # one logarithm of the ratio (rounded once) rather than two
+    return np.log(m_small / m_big) * (1.0 if side == 0 else -1.0) - d / beta
 
 
 def _eval(shape: _Shape, penalty: str, beta: float, side: int, x: np.ndarray) -> np.ndarray:
@@ -146,25 +201,29 @@ def _zoom_extremum(f: Any, lo: float, hi: float, is_max: bool) -> float:
     return best
 
 
-def _pieces(x: np.ndarray, v: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split (x, v) at the sign changes of dv into monotone pieces (shared end points)."""
+def _pieces(v: np.ndarray) -> list[tuple[int, int]]:
+    """Split v at the sign changes of dv into monotone pieces [a, b] (shared end points)."""
     dv = np.sign(np.diff(v))
     # a flat step continues the current direction
-    for i in range(1, dv.size):
-        if dv[i] == 0:
+    for i in np.nonzero(dv == 0)[0].tolist():
+        if i > 0:
             dv[i] = dv[i - 1]
     turns = np.nonzero(dv[1:] * dv[:-1] < 0)[0] + 1
-    bounds = [0, *turns.tolist(), x.size - 1]
-    return [(x[a : b + 1], v[a : b + 1]) for a, b in itertools.pairwise(bounds)]
+    bounds = [0, *turns.tolist(), v.size - 1]
+    return list(itertools.pairwise(bounds))
 
 
-def _side_roots(
-    shape: _Shape, penalty: str, beta: float, side: int, target: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """All roots x (the smaller mass) on one side for contexts with right sides ``target``.
+#: Relative step of the central differences for the table's slopes and for dD/dm1.
+_DIFF_STEP = 1e-6
 
-    Returns (context index, x, iterations) over every root found.
-    """
+#: A second Newton correction below this (relative to the smaller mass) ends the
+#: refinement: the error after it is this times the slope's relative error.
+_NEWTON_DONE = 1e-11
+
+
+def _side_table(shape: _Shape, penalty: str, beta: float, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The left side v(x) on one side, tabulated on ``_GRID`` with every sampled fold zoomed
+    into and put on the grid, and its slope dv/dx (central differences); finite entries only."""
     x = _GRID
     v = _eval(shape, penalty, beta, side, x)
     # refine every sampled interior extremum (a fold) and put it on the grid
@@ -179,34 +238,111 @@ def _side_roots(
     if extra:
         x = np.unique(np.concatenate([x, extra]))
         v = _eval(shape, penalty, beta, side, x)
+    step = _DIFF_STEP * x
+    slope = (_eval(shape, penalty, beta, side, x + step) - _eval(shape, penalty, beta, side, x - step)) / (2 * step)
     ok = np.isfinite(v)
-    x, v = x[ok], v[ok]
+    return x[ok], v[ok], slope[ok]
+
+
+#: Side tables kept for reuse (a stream of batches with one GRPO: predict's chunks).
+_TABLE_CACHE: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_TABLE_CACHE_SIZE = 32
+
+
+def _cached_table(shape: _Shape, penalty: str, beta: float, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_side_table``, remembered by (shape, GRPO, side): the table is context-free."""
+    key = (shape.f1.tobytes(), shape.f2.tobytes(), shape.levels.tobytes(), shape.algo, penalty, beta, side)
+    table = _TABLE_CACHE.get(key)
+    if table is None:
+        table = _side_table(shape, penalty, beta, side)
+        if len(_TABLE_CACHE) >= _TABLE_CACHE_SIZE:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+        _TABLE_CACHE[key] = table
+    return table
+
+
+def _hermite_inverse(
+    t: np.ndarray, x0: np.ndarray, x1: np.ndarray, v0: np.ndarray, v1: np.ndarray, s0: np.ndarray, s1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """x with v(x) = t on a table interval (x0, v0 slope s0) .. (x1, v1 slope s1), monotone.
+
+    The cubic Hermite interpolant of the inverse x(v): with u = (t - v0) / (v1 - v0) in [0, 1]
+    and the end slopes in units of the secant, m = (v1 - v0) / ((x1 - x0) dv/dx), clipped to
+    [0, 3] so that the cubic stays monotone inside the bracket (Fritsch and Carlson; a fold
+    at an end has dv/dx = 0 there). Returns x and dv/dx of the interpolant at x, for a
+    Newton step.
+    """
+    dv, dx = v1 - v0, x1 - x0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.clip((t - v0) / dv, 0.0, 1.0)
+        sec = dv / dx
+        m0 = np.clip(sec / s0, 0.0, 3.0)
+        m1 = np.clip(sec / s1, 0.0, 3.0)
+    m0 = np.where(np.isfinite(m0), m0, 1.0)
+    m1 = np.where(np.isfinite(m1), m1, 1.0)
+    u2 = u * u
+    u3 = u2 * u
+    h = (3.0 * u2 - 2.0 * u3) + m0 * (u3 - 2.0 * u2 + u) + m1 * (u3 - u2)
+    dh = (6.0 * u - 6.0 * u2) + m0 * (3.0 * u2 - 4.0 * u + 1.0) + m1 * (3.0 * u2 - 2.0 * u)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = sec / dh
+    return x0 + dx * h, slope
+
+
+def _side_roots(
+    shape: _Shape, penalty: str, beta: float, side: int, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """All roots x (the smaller mass) on one side for contexts with right sides ``target``.
+
+    Each root is bracketed on the table by ``searchsorted``, started at the inverse cubic
+    Hermite interpolant of the table (error of order h^4 for the table's relative spacing h)
+    and given one Newton step with the exact left side and the interpolant's slope; a root
+    whose Newton correction is not negligible (next to a fold, where the inverse is not
+    smooth) is refined by Illinois in its bracket. Returns (context index, x, iterations)
+    over every root found.
+    """
+    x, v, slope = _cached_table(shape, penalty, beta, side)
     ctx_all: list[np.ndarray] = []
-    lo_all: list[np.ndarray] = []
-    hi_all: list[np.ndarray] = []
-    flo_all: list[np.ndarray] = []
-    fhi_all: list[np.ndarray] = []
-    for px, pv in _pieces(x, v):
-        if px.size < 2:
+    k_all: list[np.ndarray] = []
+    for a, b in _pieces(v):
+        if b <= a:
             continue
-        inc = pv[-1] >= pv[0]
-        vv = pv if inc else pv[::-1]
-        xx = px if inc else px[::-1]
-        inside = (target >= vv[0]) & (target <= vv[-1])
-        ctx = np.nonzero(inside)[0]
+        inc = v[b] >= v[a]
+        vv = v[a : b + 1] if inc else v[a : b + 1][::-1]
+        lo_v, hi_v = vv[0], vv[-1]
+        ctx = np.nonzero((target >= lo_v) & (target <= hi_v))[0]
         k = np.clip(np.searchsorted(vv, target[ctx], side="right") - 1, 0, vv.size - 2)
+        # back to table indices of the interval's lower-x end
+        k_all.append(a + k if inc else b - 1 - k)
         ctx_all.append(ctx)
-        lo_all.append(xx[k])
-        hi_all.append(xx[k + 1])
-        flo_all.append(vv[k] - target[ctx])
-        fhi_all.append(vv[k + 1] - target[ctx])
     if not ctx_all:
         return np.zeros(0, np.int64), np.zeros(0), 0
-    ctx = np.concatenate(ctx_all)
-    lo, hi = np.concatenate(lo_all), np.concatenate(hi_all)
-    f_lo, f_hi = np.concatenate(flo_all), np.concatenate(fhi_all)
-    roots, nit = _illinois(lambda p, idx: _eval(shape, penalty, beta, side, p) - target[ctx[idx]], lo, hi, f_lo, f_hi)
-    return ctx, roots, nit
+    ctx = np.concatenate(ctx_all) if len(ctx_all) > 1 else ctx_all[0]
+    k = np.concatenate(k_all) if len(k_all) > 1 else k_all[0]
+    t = target[ctx]
+    xa, xb, va, vb = x[k], x[k + 1], v[k], v[k + 1]
+    start, est_slope = _hermite_inverse(t, xa, xb, va, vb, slope[k], slope[k + 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # two Newton steps with the exact left side and the interpolant's slope: each
+        # multiplies the error by the slope's relative error (order h^3)
+        mid = start - (_eval(shape, penalty, beta, side, start) - t) / est_slope
+        root = mid - (_eval(shape, penalty, beta, side, mid) - t) / est_slope
+    lo, hi = np.minimum(xa, xb), np.maximum(xa, xb)
+    good = (np.abs(root - mid) <= _NEWTON_DONE * mid) & (root >= lo) & (root <= hi)
+    nit = 2
+    bad = np.nonzero(~good)[0]
+    if bad.size:
+        sub_t = t[bad]
+        fixed, it = _illinois(
+            lambda p, idx: _eval(shape, penalty, beta, side, p) - sub_t[idx],
+            xa[bad],
+            xb[bad],
+            va[bad] - sub_t,
+            vb[bad] - sub_t,
+        )
+        root[bad] = fixed
+        nit += it
+    return ctx, root, nit
 
 
 def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> tuple[np.ndarray, int]:
@@ -344,35 +480,38 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
     two_idx = np.nonzero(two)[0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for s in range(shapes.shape[0]):
-            members = two_idx[which == s]
+            members = two_idx if shapes.shape[0] == 1 else two_idx[which == s]
+            every = members.size == n_ctx  # no indexing where every context takes part
+            r1_s, r2_s = (r1, r2) if every else (r1[members], r2[members])
             shape = _Shape(shapes[s, 0:2], shapes[s, 2:4], shapes[s, 4:6], algo)
+            log_ratio = None if algo.penalty == "k3" else np.log(r1_s / r2_s)
             for side in (0, 1):
-                if algo.penalty == "k3":
-                    target = (r1 if side == 0 else r2)[members]
-                else:
-                    target = np.log(r1[members]) - np.log(r2[members])
+                target = (r1_s if side == 0 else r2_s) if log_ratio is None else log_ratio
                 c_loc, x, it = _side_roots(shape, algo.penalty, algo.beta, side, target)
                 nit = max(nit, it)
-                ctx_parts.append(members[c_loc])
+                ctx_parts.append(c_loc if every else members[c_loc])
                 m1_parts.append(x if side == 0 else 1.0 - x)
                 m2_parts.append(1.0 - x if side == 0 else x)
-                # dD/dm1 by central differences, the step relative to the smaller mass
-                step = 1e-6 * x
-                sgn = 1.0 if side == 0 else -1.0
-                up, down = x + sgn * step, x - sgn * step
-                d_up = shape.d(up, 1.0 - up) if side == 0 else shape.d(1.0 - up, up)
-                d_down = shape.d(down, 1.0 - down) if side == 0 else shape.d(1.0 - down, down)
-                dd_parts.append((d_up - d_down) / (2 * step))
+                dd_parts.append(shape.slope(x, side))
                 shape_parts.append(np.full(x.size, s))
     one = np.nonzero(~two)[0]
-    ctx_parts.append(one)
-    m1_parts.append(np.where(active[one, j1[one]], 1.0, 0.0))
-    m2_parts.append(np.zeros(one.size))
-    dd_parts.append(np.zeros(one.size))
-    shape_parts.append(np.full(one.size, -1))
+    if one.size:
+        ctx_parts.append(one)
+        m1_parts.append(np.where(active[one, j1[one]], 1.0, 0.0))
+        m2_parts.append(np.zeros(one.size))
+        dd_parts.append(np.zeros(one.size))
+        shape_parts.append(np.full(one.size, -1))
     ctx_r = np.concatenate(ctx_parts)
     m1_r, m2_r = np.concatenate(m1_parts), np.concatenate(m2_parts)
     dd_r, shape_r = np.concatenate(dd_parts), np.concatenate(shape_parts)
+    counts = np.bincount(ctx_r, minlength=n_ctx)
+    if ctx_r.size == n_ctx and not np.any(counts != 1):
+        # one root per context (the usual case): order by context with one scatter
+        order = np.empty(n_ctx, np.int64)
+        order[ctx_r] = np.arange(n_ctx)
+        return _assemble(
+            red, None, m1_r[order], m2_r[order], dd_r[order], shape_r[order], shapes, j1, j2, f1, f2, two, nit
+        )
     # order roots by context, then by the mixture's high-level mass (as the general path)
     u = m1_r * f1[ctx_r, 1] + m2_r * f2[ctx_r, 1]
     order = np.lexsort((u, ctx_r))
@@ -393,7 +532,8 @@ def _extended_preference(
     """P_G(o | pi) (n, K) for the roots, in extended precision from the problem's own levels.
 
     The independent route of the residual check (``residual.preference_2d``), for two
-    levels by the polynomial of ``_binary_levels`` in longdouble, one table per shape;
+    levels by the polynomial of ``_binary_levels`` in longdouble at the mixture of the
+    policy's outputs, one table per shape;
     G = inf, large G and one-class contexts go through ``preference_2d`` itself.
     """
     pref = np.empty(pi.shape)
@@ -403,22 +543,37 @@ def _extended_preference(
         for s in range(shapes.shape[0]):
             rows = np.nonzero(shape_r == s)[0]
             general[rows] = False
+            every = rows.size == pi.shape[0]
             coef = _binary_coefficients(shapes[s, 4:6].astype(float), algo, ld)
-            dist = problem.dist[rows].astype(ld)
-            p = pi[rows].astype(ld)
-            w0 = np.sum(p * dist[..., 0], axis=1)
-            w1 = np.sum(p * dist[..., 1], axis=1)
-            h = _binary_levels(w0, w1, coef)  # (n, 2)
-            pref[rows] = np.asarray(dist[..., 0] * h[:, None, 0] + dist[..., 1] * h[:, None, 1], dtype=float)
+            dist = problem.dist if every else problem.dist[rows]
+            p = pi if every else pi[rows]
+            # the mixture w = sum_o pi(o) F_o from the outputs (sums of non-negative terms,
+            # pairwise: relative error O(eps log K)); the polynomial, where rounding
+            # accumulates, in longdouble
+            w = np.einsum("ck,ckl->cl", p, dist).astype(ld)
+            h = _binary_levels(w[:, 0], w[:, 1], coef).astype(float)  # (n, 2)
+            pref[rows] = np.einsum("ckl,cl->ck", dist, h)
     rest = np.nonzero(general)[0]
     if rest.size:
         pref[rest] = preference_2d(_take(problem, rest), algo, pi[rest])
     return pref
 
 
+def _first_per_context(keys: tuple[np.ndarray, ...], ctx_r: np.ndarray, counts: np.ndarray, n_ctx: int) -> np.ndarray:
+    """Per context, the index of its root that sorts first by ``keys`` (last key primary,
+    as ``np.lexsort``); -1 for a context without roots."""
+    out = np.full(n_ctx, -1)
+    if ctx_r.size:
+        order = np.lexsort((*keys, ctx_r))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        has = counts > 0
+        out[has] = order[starts[has]]
+    return out
+
+
 def _assemble(
     red: Reduced,
-    ctx_r: np.ndarray,
+    ctx_r: np.ndarray | None,
     m1_r: np.ndarray,
     m2_r: np.ndarray,
     dd_r: np.ndarray,
@@ -431,19 +586,35 @@ def _assemble(
     two: np.ndarray,
     nit: int,
 ) -> StationaryResult:
+    """Check every root (residual in extended precision, stability), choose one per context
+    and build the result. ``ctx_r`` None: exactly one root per context, in context order."""
     problem, algo = red.problem, red.algo
     n_ctx = problem.n_contexts
-    counts = np.bincount(ctx_r, minlength=n_ctx)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(ctx_r.size) - start[ctx_r]
+    single = ctx_r is None
+    if ctx_r is None:
+        ctx_r = np.arange(n_ctx)
+        counts = np.ones(n_ctx, np.int64)
+
+        def take(a: np.ndarray) -> np.ndarray:
+            return a
+
+        sub = problem
+    else:
+        counts = np.bincount(ctx_r, minlength=n_ctx)
+        idx = ctx_r
+
+        def take(a: np.ndarray) -> np.ndarray:
+            return a[idx]
+
+        sub = _take(problem, ctx_r)
     n_r = ctx_r.size
+    rows = np.arange(n_r)
     masses = np.zeros((n_r, red.n_classes))
-    masses[np.arange(n_r), j1[ctx_r]] = m1_r
+    masses[rows, take(j1)] = m1_r
     # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
-    masses[np.arange(n_r), j2[ctx_r]] += m2_r
-    pi = np.take_along_axis(masses, red.class_of[ctx_r], axis=1) * red.within[ctx_r]
-    mix = m1_r[:, None] * f1[ctx_r] + m2_r[:, None] * f2[ctx_r]
-    sub = _take(problem, ctx_r)
+    masses[rows, take(j2)] += m2_r
+    pi = np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
+    mix = m1_r[:, None] * take(f1) + m2_r[:, None] * take(f2)
     pref = _extended_preference(sub, algo, pi, shape_r, shapes)
     res, mult = residual_given(sub, algo, pi, pref)
     tol = residual_tolerance(sub, algo, pi, pref, RESIDUAL_TOLERANCE)
@@ -452,9 +623,10 @@ def _assemble(
     # stability (stability.stability's criterion on the scalar eigenvalue of two classes)
     eig = np.zeros(n_r)
     stable = np.ones(n_r, bool)
-    two_r = two[ctx_r]
-    if np.any(two_r):
-        t = np.nonzero(two_r)[0]
+    has_eig = np.ones(n_r, bool)
+    two_r = take(two)
+    t = rows if bool(np.all(two_r)) else np.nonzero(two_r)[0]
+    if t.size:
         c, a1, a2 = ctx_r[t], m1_r[t], m2_r[t]
         dd, small = dd_r[t], np.minimum(a1, a2)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -462,64 +634,34 @@ def _assemble(
             dphi = r2 / a2**2 + r1 / a1**2 if algo.penalty == "k3" else 1.0 / a1 + 1.0 / a2
             lam = 2.0 * (a1 * a2) ** 2 * (dd - algo.beta * dphi)
         scale = np.maximum(1.0, np.abs(lam)) * np.minimum(1.0, small)
-        eig[t] = lam
-        stable[t] = lam < -1e-7 * scale
         finite = np.isfinite(lam)
-        stable[t] &= finite
+        stable[t] = (lam < -1e-7 * scale) & finite
         eig[t] = np.where(finite, lam, np.nan)
-        has_eig = np.ones(n_r, bool)
         has_eig[t] = finite
-    else:
-        has_eig = np.ones(n_r, bool)
-        t = np.zeros(0, np.int64)
-
-    # the chosen root per context: stable, then any; nearest the reference mixture
-    ref_point = problem.reference_mixture()[ctx_r]
-    dist_ref = np.max(np.abs(mix - ref_point), axis=1)
     stable_known = np.where(has_eig, stable, True)  # stable is None counts as "not False"
-    rank = np.where(good & stable_known, 0, np.where(good, 1, 2))
-    order = np.lexsort((dist_ref, rank, ctx_r))
-    first = np.zeros(n_r, bool)
-    first[order[np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]]] = True
-    chosen_idx = np.full(n_ctx, -1)
-    chosen_idx[ctx_r[first]] = np.nonzero(first)[0]
-    n_good = np.bincount(ctx_r, weights=good, minlength=n_ctx).astype(np.int64)
-    n_stable = np.bincount(ctx_r, weights=good & has_eig & stable, minlength=n_ctx).astype(np.int64)
-    success = n_good > 0
 
-    policy = problem.ref.copy()
-    residual = np.full(n_ctx, np.inf)
-    have = chosen_idx >= 0
-    # a failed context reports its smallest residual (the rank puts good roots first)
-    best = np.full(n_ctx, -1)
-    if n_r:
-        by_res = np.lexsort((res, ctx_r))
-        first_res = np.zeros(n_r, bool)
-        first_res[by_res[np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]]] = True
-        best[ctx_r[first_res]] = np.nonzero(first_res)[0]
-    pick = np.where(success, chosen_idx, best)
-    ok_pick = pick >= 0
-    policy[ok_pick] = pi[pick[ok_pick]]
-    residual[ok_pick] = res[pick[ok_pick]]
-    del have
-
-    status = np.where(success, "interior", "failed")
-    messages = np.empty(n_ctx, dtype=object)
-    messages[success & (n_good == 1)] = "converged: unique stationary policy found"
-    multi = np.nonzero(success & (n_good > 1))[0]
-    for n_g, n_s in {(int(n_good[c]), int(n_stable[c])) for c in multi.tolist()}:
-        sel = multi[(n_good[multi] == n_g) & (n_stable[multi] == n_s)]
-        messages[sel] = (
-            f"converged: {n_g} stationary policies found ({n_s} stable); policy is the stable one nearest the reference"
-        )
-    for ci in np.nonzero(~success)[0].tolist():
-        k_best = int(best[ci])
-        messages[ci] = (
-            f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
-            + (f" (best residual {res[k_best]:.2e})" if k_best >= 0 else "")
-            + "; the expected dynamics may cycle or the solver did not converge"
-            + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
-        )
+    if single:
+        success = good
+        n_good = good.astype(np.int64)
+        n_stable = (good & has_eig & stable).astype(np.int64)
+        policy, residual, best = pi, res, rows
+    else:
+        # the chosen root per context: stable, then any; nearest the reference mixture
+        dist_ref = np.max(np.abs(mix - take(problem.reference_mixture())), axis=1)
+        rank = np.where(good & stable_known, 0, np.where(good, 1, 2))
+        chosen_idx = _first_per_context((dist_ref, rank), ctx_r, counts, n_ctx)
+        n_good = np.bincount(ctx_r, weights=good, minlength=n_ctx).astype(np.int64)
+        n_stable = np.bincount(ctx_r, weights=good & has_eig & stable, minlength=n_ctx).astype(np.int64)
+        success = n_good > 0
+        # a failed context reports its smallest residual
+        best = _first_per_context((res,), ctx_r, counts, n_ctx)
+        pick = np.where(success, chosen_idx, best)
+        ok_pick = pick >= 0
+        policy = problem.ref.copy()
+        residual = np.full(n_ctx, np.inf)
+        policy[ok_pick] = pi[pick[ok_pick]]
+        residual[ok_pick] = res[pick[ok_pick]]
+    status, messages = _status_messages(success, n_good, n_stable, best, res, algo.is_limit)
 
     starts = np.concatenate([[0], np.cumsum(counts)])
     on_face = np.any((pi == 0) & (sub.ref > 0), axis=1)
@@ -540,14 +682,13 @@ def _assemble(
             )
         return tuple(out)
 
-    del slot
     return StationaryResult(
         policy=policy,
         success=success,
-        status=tuple(status.tolist()),
+        status=status,
         residual=residual,
         nit=nit,
-        message=tuple(messages.tolist()),
+        message=messages,
         # a tuple as everywhere else for small batches; built on demand for large ones, where
         # making 10^6 root objects would cost more than the solve
         roots=tuple(build(i) for i in range(n_ctx)) if n_ctx <= LAZY_FROM else LazyRoots(build, counts),  # type: ignore[arg-type]
@@ -555,3 +696,40 @@ def _assemble(
         problem=problem,
         method="scan",
     )
+
+
+_UNIQUE = "converged: unique stationary policy found"
+
+
+def _status_messages(
+    success: np.ndarray, n_good: np.ndarray, n_stable: np.ndarray, best: np.ndarray, res: np.ndarray, is_limit: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Status and message per context, as the general path words them.
+
+    Contexts with equal wording share one string object, so 10^6 contexts cost a fill of
+    references, not 10^6 strings; only failed contexts (each with its own best residual)
+    get a string each.
+    """
+    n_ctx = success.size
+    status = np.full(n_ctx, "interior", dtype=object)
+    messages = np.full(n_ctx, _UNIQUE, dtype=object)
+    multi = np.nonzero(success & (n_good > 1))[0]
+    if multi.size:
+        pairs = np.unique(np.stack([n_good[multi], n_stable[multi]], axis=1), axis=0)
+        for n_g, n_s in pairs.tolist():
+            sel = multi[(n_good[multi] == n_g) & (n_stable[multi] == n_s)]
+            messages[sel] = (
+                f"converged: {n_g} stationary policies found ({n_s} stable); policy is the stable one nearest the reference"
+            )
+    failed = np.nonzero(~success)[0]
+    if failed.size:
+        status[failed] = "failed"
+        for ci in failed.tolist():
+            k_best = int(best[ci])
+            messages[ci] = (
+                f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
+                + (f" (best residual {res[k_best]:.2e})" if k_best >= 0 else "")
+                + "; the expected dynamics may cycle or the solver did not converge"
+                + ("; for G = inf they may also run to the boundary, where P_G diverges" if is_limit else "")
+            )
+    return tuple(status.tolist()), tuple(messages.tolist())

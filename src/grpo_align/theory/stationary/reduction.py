@@ -188,6 +188,49 @@ class Reduced:
         return self.mixture(masses) if self.is_reward else masses
 
 
+#: Most classes per context found by peeling (``_peel_classes``); more, or a peel that
+#: removes only a small share of the outputs, takes the sort by a hash.
+_PEEL_MAX = 64
+
+
+def _peel_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Classes by exact row comparison, one class per pass over the outputs.
+
+    Per context, the first output not yet classed gives the next class's distribution and
+    every output with exactly that row joins it: a few passes over (C, K, L) when contexts
+    have few classes (deterministic or shared Bernoulli rewards). Returns (class_of in
+    order of discovery, (C, J, L) class rows, zero rows for absent slots), or None when
+    contexts have many classes (then the sort is cheaper).
+    """
+    n_ctx, n_out, n_levels = dist.shape
+    rows = np.arange(n_ctx)
+    class_of = np.zeros((n_ctx, n_out), np.int64)
+    rest = np.ones((n_ctx, n_out), bool)
+    reps: list[np.ndarray] = []
+    left = n_ctx * n_out
+    for j in range(_PEEL_MAX):
+        first = np.argmax(rest, axis=1)
+        live = rest[rows, first]
+        if not np.any(live):
+            break
+        rep = np.where(live[:, None], dist[rows, first], np.nan)  # NaN matches nothing
+        same = dist[..., 0] == rep[:, None, 0]
+        for level in range(1, n_levels):
+            same &= dist[..., level] == rep[:, None, level]
+        if j:
+            class_of[same] = j
+        rest &= ~same
+        reps.append(np.where(live[:, None], rep, 0.0))
+        now = int(np.count_nonzero(rest))
+        if left - now < max(1, left // 32) and now:
+            return None  # a class that takes only a small share: many classes, sort instead
+        left = now
+    else:
+        if np.any(rest):
+            return None
+    return class_of, np.stack(reps, axis=1)
+
+
 def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group outputs with identical reward distributions, as the solvers use them (section 5).
 
@@ -199,13 +242,35 @@ def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarra
     class_dist : ndarray, (C, J, L)
         Class reward distributions F_j.
 
-    Classes are numbered in the order of a hash of their distribution. Rows are hashed by a fixed random projection, then checked exactly; a hash
-    collision falls back to one class per output (slower, still exact).
+    Classes are numbered in the order of a hash of their distribution (a fixed random
+    projection). Few classes per context are found by exact row comparison
+    (``_peel_classes``); many by sorting the hash, then checked exactly: a hash collision
+    falls back to one class per output (slower, still exact).
     """
     dist = problem.dist
     n_ctx, n_out, n_levels = dist.shape
     rng = np.random.default_rng(20250225)
-    key = dist @ rng.random(n_levels)
+    weights = rng.random(n_levels)
+    peeled = _peel_classes(dist)
+    if peeled is not None:
+        found, reps = peeled
+        # renumber by the hash of each class's row (absent slots last), as the sort does
+        absent = ~np.any(reps != 0, axis=2)
+        absent[:, 0] = False
+        rank_of = np.argsort(np.where(absent, np.inf, reps @ weights), axis=1, kind="stable")
+        new_id = np.empty_like(rank_of)
+        np.put_along_axis(new_id, rank_of, np.arange(rank_of.shape[1])[None, :], axis=1)
+        class_of = (
+            found
+            if np.array_equal(new_id, np.arange(new_id.shape[1])[None, :].repeat(n_ctx, 0))
+            else (np.take_along_axis(new_id, found, axis=1))
+        )
+        class_dist = np.take_along_axis(reps, rank_of[..., None], axis=1)
+        n_classes = class_dist.shape[1]
+        flat = (np.arange(n_ctx)[:, None] * n_classes + class_of).ravel()
+        ref_mass = np.bincount(flat, weights=problem.ref.ravel(), minlength=n_ctx * n_classes)
+        return class_of, ref_mass.reshape(n_ctx, n_classes), class_dist
+    key = dist @ weights
     order = np.argsort(key, axis=1, kind="stable")
     sorted_key = np.take_along_axis(key, order, axis=1)
     new_class = np.concatenate([np.zeros((n_ctx, 1), bool), np.diff(sorted_key, axis=1) != 0], axis=1)

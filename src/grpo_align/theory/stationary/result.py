@@ -230,6 +230,14 @@ class StationaryResult:
     def __len__(self) -> int:
         return int(self.policy.shape[0])
 
+    def root_counts(self) -> np.ndarray:
+        """Number of roots per context, (C,) int, without building root objects that a
+        large batch builds only when read (its ``roots`` then carries ``counts``)."""
+        counts = getattr(self.roots, "counts", None)
+        if counts is not None:
+            return np.asarray(counts, dtype=np.int64)
+        return np.array([len(r) for r in self.roots], dtype=np.int64)
+
     def __getitem__(self, c: int) -> StationaryContext:
         n = len(self)
         if not isinstance(c, (int, np.integer)) or isinstance(c, bool):

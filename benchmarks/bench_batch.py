@@ -1,0 +1,123 @@
+"""Speed of the batch engine: many contexts solved at once, as ratios to one numpy pass.
+
+    python benchmarks/bench_batch.py            # every case below (about a minute on 2 cores)
+    python benchmarks/bench_batch.py --quick    # 10x smaller
+
+One pass is one elementwise numpy operation over the problem's (n, 2) array of reference
+probabilities (``ref * 1.0001``, a fresh output array): the unit of the speed goal "10^6
+binary prompts in at most 400 passes". Pass and solve are timed side by side in one run,
+each the best of N calls (``time.perf_counter``), so machine load cancels in the ratio as
+far as it can. Cases:
+
+- binary, k3 / kl: 10^6 prompts, each two outputs (correct, wrong) with rewards 1/0 and its
+  own reference pass rate, G = 8, beta = 0.5 (``stationary_policy`` on one batched Problem);
+- Bernoulli contexts: 10^5 contexts, two outputs each with its own success probabilities;
+- single problem: one context with 10^6 outputs, 0/1 rewards (two reward classes);
+- predict: ``run_predict`` on a JSONL of 10^5 prompts with counts (n, correct): the
+  Jeffreys interval's ends are solved too, so three solves per prompt; per-prompt time.
+
+A benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import grpo_align as ga
+from grpo_align.predict.config import SpecSource
+from grpo_align.predict.pipeline import run_predict
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best of ``repeats`` wall-clock times (no warm-up beyond the first call's own)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def one_pass(ref: np.ndarray) -> float:
+    """One elementwise pass over the (n, 2) array, best of 20."""
+    return best_time(lambda: ref * 1.0001, 20)
+
+
+def binary(n: int, rng: np.random.Generator) -> ga.Problem:
+    p = rng.random(n)
+    return ga.Problem.from_bernoulli(ref=np.stack([p, 1 - p], 1), success=np.tile([1.0, 0.0], (n, 1)))
+
+
+def bernoulli(n: int, rng: np.random.Generator) -> ga.Problem:
+    return ga.Problem.from_bernoulli(ref=rng.dirichlet(np.ones(2), n), success=rng.random((n, 2)))
+
+
+def single(n_out: int, rng: np.random.Generator) -> ga.Problem:
+    return ga.Problem.from_rewards(rng.dirichlet(np.ones(n_out)), (rng.random(n_out) < 0.3).astype(float))
+
+
+def solve_row(label: str, problem: ga.Problem, algo: ga.GRPO, repeats: int) -> None:
+    t_pass = one_pass(problem.ref.reshape(-1, 2) if problem.ref.shape[-1] != 2 else problem.ref)
+    holder: list[ga.StationaryResult] = []
+    t_solve = best_time(lambda: holder.append(ga.stationary_policy(problem, algo)), repeats)
+    res = holder[-1]
+    ok = bool(np.all(res.success))
+    print(
+        f"{label:<34} {res.policy.shape[0]:>8} x {res.policy.shape[1]:<8} pass {t_pass * 1e3:7.2f} ms"
+        f"   solve {t_solve:7.3f} s   solve/pass {t_solve / t_pass:8.0f}   all success {ok}"
+    )
+
+
+def predict_row(n: int, rng: np.random.Generator, repeats: int) -> None:
+    n_samples = 16
+    correct = rng.binomial(n_samples, rng.random(n))
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.jsonl"
+        stats.write_text(
+            "".join(
+                json.dumps({"prompt_id": f"q{i}", "n": n_samples, "correct": int(c)}) + "\n"
+                for i, c in enumerate(correct)
+            )
+        )
+        algo = ga.GRPO(group_size=8, beta=0.5)
+        t_pass = one_pass(np.stack([correct / n_samples, 1 - correct / n_samples], 1).astype(float))
+        t = best_time(
+            lambda: run_predict(stats, algo, SpecSource("preset", "bench"), Path(tmp) / "out", html=False), repeats
+        )
+    print(
+        f"{'predict (counts, G 8, k3)':<34} {n:>8} prompts          pass {t_pass * 1e3:7.2f} ms"
+        f"   total {t:7.3f} s   per prompt {t / n * 1e6:6.1f} us   total/pass {t / t_pass:8.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10x smaller problems")
+    parser.add_argument("--repeats", type=int, default=3, help="solves per case; the best counts")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    rng = np.random.default_rng(0)
+    print(
+        f"grpo-align {ga.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start"
+    )
+    g8 = dict(group_size=8, beta=0.5)
+    solve_row("binary, G 8, k3", binary(10**6 // scale, rng), ga.GRPO(**g8), args.repeats)
+    solve_row("binary, G 8, kl", binary(10**6 // scale, rng), ga.GRPO(**g8, penalty="kl"), args.repeats)
+    solve_row("Bernoulli contexts, G 8, k3", bernoulli(10**5 // scale, rng), ga.GRPO(**g8), 1)
+    solve_row("single problem, 0/1 rewards, G 8, k3", single(10**6 // scale, rng), ga.GRPO(**g8), args.repeats)
+    predict_row(10**5 // scale, rng, 1)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
