@@ -268,6 +268,9 @@ def test_measure_predict_train_full(tmp_path):
 
 
 @pytest.mark.slow
+# transformers deprecations raised inside TRL's own config, as in test_trl.py
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_measure_predict_train_trl(tmp_path):
     pytest.importorskip("trl")
     config = EndToEndConfig(algo=ga.GRPO.preset("trl", beta=0.5, penalty="k3"), trainer="trl", trl_steps=300, n=16)
