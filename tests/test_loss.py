@@ -84,20 +84,30 @@ def test_penalties_by_hand(penalty, formula):
 
 
 def test_aggregations_by_hand():
-    # two sequences: 3 valid tokens and 1 valid token (of T = 3); beta = 0, rho = 1
-    logp = torch.zeros(2, 3, dtype=T)
-    adv = _t([1.0, -2.0])
-    mask = _t([[1, 1, 1], [1, 0, 0]])
-    algo = ga.GRPO(group_size=2, beta=0.0)
-    seq = grpo_loss(logp, logp, None, adv, mask, algo, aggregation="sequence_mean")
-    tok = grpo_loss(logp, logp, None, adv, mask, algo, aggregation="token_mean")
-    const = grpo_loss(logp, logp, None, adv, mask, algo, aggregation="constant", max_length=5)
-    # per-token losses: -1 (x3) and +2 (x1)
-    assert seq.loss.item() == pytest.approx((-1.0 + 2.0) / 2)
-    assert tok.loss.item() == pytest.approx((-3.0 + 2.0) / 4)
-    assert const.loss.item() == pytest.approx((-3.0 + 2.0) / (2 * 5))
-    default_const = grpo_loss(logp, logp, None, adv, mask, algo, aggregation="constant")
-    assert default_const.loss.item() == pytest.approx((-3.0 + 2.0) / (2 * 3))
+    # two groups of G = 2: valid tokens 3, 1 | 2, 2 (of T = 3); beta = 0, rho = 1
+    logp = torch.zeros(4, 3, dtype=T)
+    adv = _t([1.0, -2.0, 0.5, -0.5])
+    mask = _t([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 0]])
+
+    def loss(aggregation, **kw):
+        algo = ga.GRPO(group_size=2, beta=0.0, aggregation=aggregation)
+        return grpo_loss(logp, logp, None, adv, mask, algo, **kw).loss.item()
+
+    # per-token losses -A_i on each valid token; the loss is the mean over the 2 groups
+    # sequence_mean: (1/G) sum_i mean over o_i's tokens
+    assert loss("sequence_mean") == pytest.approx(((-1.0 + 2.0) / 2 + (-0.5 + 0.5) / 2) / 2)
+    # group_token_mean: group token sums over the group's token count (4 and 4)
+    assert loss("group_token_mean") == pytest.approx(((-3.0 + 2.0) / 4 + (-1.0 + 1.0) / 4) / 2)
+    # constant: token sums over G * max_length
+    assert loss("constant", max_length=5) == pytest.approx(((-3.0 + 2.0) / 10 + 0.0) / 2)
+    assert loss("constant") == pytest.approx(((-3.0 + 2.0) / 6 + 0.0) / 2)
+    # TRL "dapo": one count for the whole batch, its 8 valid tokens
+    assert loss("constant", constant_by="batch_tokens") == pytest.approx((-3.0 + 2.0 - 1.0 + 1.0) / 8)
+    # the group structure matters: a batch-wide token mean would give (-3 + 2 - 1 + 1) / 8
+    mask2 = _t([[1, 1, 1], [1, 1, 1], [1, 0, 0], [1, 0, 0]])
+    algo = ga.GRPO(group_size=2, beta=0.0, aggregation="group_token_mean")
+    got = grpo_loss(logp, logp, None, adv, mask2, algo).loss.item()
+    assert got == pytest.approx(((-3.0 + 6.0) / 6 + (-0.5 + 0.5) / 2) / 2)
 
 
 def test_bad_input():
@@ -109,19 +119,23 @@ def test_bad_input():
         grpo_loss(x, x, x, torch.zeros(2, 1, dtype=T), x, algo)
     with pytest.raises(ga.InputError, match="logp_ref"):
         grpo_loss(x, x, None, torch.zeros(2, dtype=T), x, algo)
-    with pytest.raises(ga.InputError, match="aggregation"):
-        grpo_loss(x, x, x, torch.zeros(2, dtype=T), x, algo, aggregation="sum")
     with pytest.raises(ga.InputError, match="clip_eps_low"):
         grpo_loss(x, x, x, torch.zeros(2, dtype=T), x, algo, clip_eps_low=1.5)
+    with pytest.raises(ga.InputError, match="group_size"):
+        y = torch.zeros(3, 1, dtype=T)
+        grpo_loss(y, y, y, torch.zeros(3, dtype=T), y, algo)
+    # the penalty in the reward needs no reference log-probabilities in the loss
+    rew = ga.GRPO(group_size=2, beta=0.1, penalty="k1", penalty_in="reward")
+    assert grpo_loss(x, x, None, torch.zeros(2, dtype=T), torch.ones_like(x), rew).penalty.item() == 0.0
 
 
 # ------------------------------------------------------------------ exact expected gradient
 def _expected_loss_gradient(problem, algo, pi):
     """Gradient of E[loss] over every group (outputs and reward levels), by enumeration.
 
-    All groups go into one batch (T = 1) whose mask holds each group's probability: the
-    loss is linear in the per-sequence terms, so token_mean with these weights is
-    sum_groups Pr[group] (1/G) sum_i loss_i = E[loss] (the weights sum to G).
+    All groups go into one batch (T = 1) whose mask holds each group's probability: with
+    "constant" aggregation (max_length 1) the loss is sum_rows mask_i loss_i / B, so B / G
+    times it is sum_groups Pr[group] (1/G) sum_i loss_i = E[loss] (the weights sum to G).
     """
     k = problem.n_outputs
     g = algo.group_size
@@ -154,11 +168,11 @@ def _expected_loss_gradient(problem, algo, pi):
         log_ref[idx][:, None],
         adv,
         mask,
-        algo,
-        aggregation="token_mean",
+        algo.replace(aggregation="constant"),
+        max_length=1,
     )
     assert float(mask.sum()) == pytest.approx(g, rel=1e-12)
-    (grad,) = torch.autograd.grad(out.loss, logits)
+    (grad,) = torch.autograd.grad(out.loss * idx.numel() / g, logits)
     return grad.numpy()
 
 

@@ -188,10 +188,10 @@ def test_sequence_level_ratio_without_the_correction_is_the_k3_spec():
 @pytest.mark.parametrize(
     ("loss_type", "aggregation", "batch_level"),
     [
-        ("grpo", "sequence_mean", "sequence_mean"),
-        ("dapo", "constant", "token_mean"),
-        ("bnpo", "constant", "token_mean"),
-        ("dr_grpo", "constant", "constant"),
+        ("grpo", "sequence_mean", ("sequence_mean", "max_length")),
+        ("dapo", "constant", ("constant", "batch_tokens")),
+        ("bnpo", "constant", ("constant", "batch_tokens")),
+        ("dr_grpo", "constant", ("constant", "max_length")),
         ("sapo", "sequence_mean", None),
         ("cispo", "constant", None),
     ],

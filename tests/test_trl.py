@@ -63,7 +63,7 @@ def test_spec_mapping_and_refusals(tmp_path):
     spec = grpo_from_trl(_config(tmp_path, scale_rewards="none", loss_type="dr_grpo"))
     assert (spec.normalization, spec.penalty, spec.beta, spec.group_size) == ("shift", "k3", 0.3, 4)
     assert spec.aggregation == "constant"
-    assert trl_aggregation(_config(tmp_path, loss_type="grpo")) == "sequence_mean"
+    assert trl_aggregation(_config(tmp_path, loss_type="grpo")) == ("sequence_mean", "max_length")
     assert grpo_from_trl(_config(tmp_path, loss_type="grpo")).aggregation == "sequence_mean"
     assert grpo_from_trl(_config(tmp_path, use_bias_correction_kl=True)).penalty == "k2"
     refused = [
@@ -202,7 +202,16 @@ def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type)
     trl_grads = [p.grad.clone() for p in model.parameters()]
 
     model.zero_grad()
-    spec = grpo_from_trl(args)
+    # loss_type -> (aggregation, normaliser of "constant"): dapo/bnpo divide by the batch's
+    # valid tokens (constant in the many-groups limit), dr_grpo by B * max_completion_length
+    agg, constant_by = {
+        "grpo": ("sequence_mean", "max_length"),
+        "dapo": ("constant", "batch_tokens"),
+        "bnpo": ("constant", "batch_tokens"),
+        "dr_grpo": ("constant", "max_length"),
+    }[loss_type]
+    assert trl_aggregation(args) == (agg, constant_by)
+    spec = grpo_from_trl(args).replace(aggregation=agg)
     logp = token_logprobs(model, prompts, completions)
     out = grpo_loss(
         logp,
@@ -213,8 +222,8 @@ def test_one_batch_same_loss_and_gradient_as_trl(trl_setup, tmp_path, loss_type)
         spec,
         clip_eps_low=args.epsilon,
         clip_eps_high=args.epsilon_high,
-        aggregation=trl_aggregation(args),
         max_length=args.max_completion_length,
+        constant_by=constant_by,
     )
     out.loss.backward()
     assert float(out.clip_fraction) > 0  # the clip is active in this batch

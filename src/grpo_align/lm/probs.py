@@ -13,14 +13,17 @@ import torch
 
 from grpo_align.errors import InputError
 from grpo_align.lm.task import ANSWER_TOKENS, Task
+from grpo_align.lm.tokenizer import UNK
 
 __all__ = [
     "AnswerProbabilities",
     "Completions",
+    "answer_ids",
     "answer_probabilities",
     "candidate_tokens",
     "encode_prompts",
     "sample_completions",
+    "through_first_eos",
     "token_logprobs",
 ]
 
@@ -33,19 +36,33 @@ def encode_prompts(tokenizer, task: Task) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def answer_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of an answer: its words, then <eos>; refuses words outside the vocabulary."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids or tokenizer.convert_tokens_to_ids(UNK) in ids:
+        raise InputError("candidates", f"{text!r} is not a sequence of vocabulary words")
+    return [*ids, tokenizer.eos_token_id]
+
+
 def candidate_tokens(tokenizer, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate answers as token ids (C, K, T) (answer word, <eos>) and a (C, K) validity mask."""
+    """Candidate answers as token ids (C, K, T) (words, <eos>, then <eos> padding) and a (C, K)
+    validity mask. T is the longest candidate's length (``ANSWER_TOKENS`` for one-word answers)."""
     n_ctx, n_cand = len(task), task.max_candidates
-    out = torch.full((n_ctx, n_cand, ANSWER_TOKENS), tokenizer.eos_token_id, dtype=torch.long)
+    ids = {(c, k): answer_ids(tokenizer, cand) for c, q in enumerate(task.questions) for k, cand in enumerate(q.candidates)}  # fmt: skip
+    width = max(ANSWER_TOKENS, *(len(v) for v in ids.values()))
+    out = torch.full((n_ctx, n_cand, width), tokenizer.eos_token_id, dtype=torch.long)
     valid = torch.zeros((n_ctx, n_cand), dtype=torch.bool)
-    for c, q in enumerate(task.questions):
-        for k, cand in enumerate(q.candidates):
-            ids = tokenizer(cand, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            if len(ids) != ANSWER_TOKENS:
-                raise InputError("candidates", f"{cand!r} is not a single token followed by <eos>")
-            out[c, k] = torch.tensor(ids)
-            valid[c, k] = True
+    for (c, k), row in ids.items():
+        out[c, k, : len(row)] = torch.tensor(row)
+        valid[c, k] = True
     return out, valid
+
+
+def through_first_eos(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1 up to and including the first <eos> of each row (the tokens of the answer), same shape."""
+    is_eos = (tokens == eos_id).to(torch.long)
+    before = is_eos.cumsum(-1) - is_eos  # <eos> tokens strictly before each position
+    return (before == 0).to(torch.float64)
 
 
 def token_logprobs(model, prompt_ids: torch.Tensor, completion_ids: torch.Tensor) -> torch.Tensor:
@@ -112,8 +129,11 @@ def answer_probabilities(
     n_ctx, n_cand, n_tok = cand.shape
     prompts = prompt_ids[:, None, :].expand(n_ctx, n_cand, -1).reshape(n_ctx * n_cand, -1)
     lp = token_logprobs(model, prompts, cand.reshape(n_ctx * n_cand, n_tok)).reshape(n_ctx, n_cand, n_tok)
-    probs = torch.where(valid, lp.sum(-1).exp(), torch.zeros((), dtype=lp.dtype)).numpy()
-    eos = torch.where(valid, lp[..., -1].exp(), torch.ones((), dtype=lp.dtype)).numpy()
+    mask = through_first_eos(cand, int(tokenizer.eos_token_id))
+    probs = torch.where(valid, (lp * mask).sum(-1).exp(), torch.zeros((), dtype=lp.dtype)).numpy()
+    # pi(<eos> | question, answer words): the last token of each answer
+    last = (mask.sum(-1).to(torch.long) - 1)[..., None]
+    eos = torch.where(valid, lp.gather(-1, last).squeeze(-1).exp(), torch.ones((), dtype=lp.dtype)).numpy()
     other = np.clip(1.0 - probs.sum(axis=1), 0.0, 1.0)
     return AnswerProbabilities(probs=probs, other=other, eos=eos, valid=valid.numpy())
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from grpo_align.errors import InputError
-from grpo_align.lm.probs import encode_prompts, token_logprobs
+from grpo_align.lm.probs import encode_prompts, through_first_eos, token_logprobs
 from grpo_align.lm.task import Task
 
 __all__ = ["SFTConfig", "SFTResult", "supervised_finetune"]
@@ -68,14 +68,17 @@ def supervised_finetune(
             answers.append(tokenizer(word, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
             weights.append(n / total / len(task))
     prompts = prompt_ids[torch.tensor(rows)]
-    targets = torch.tensor(answers, dtype=torch.long)
+    # answers of different token lengths: padded with <eos>, masked after the first
+    width = max(len(a) for a in answers)
+    targets = torch.tensor([a + [tokenizer.eos_token_id] * (width - len(a)) for a in answers], dtype=torch.long)
+    valid = through_first_eos(targets, int(tokenizer.eos_token_id))
     w = torch.tensor(weights, dtype=torch.float64)
     torch.manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
     losses = []
     for _ in range(config.steps):
-        loss = -(token_logprobs(model, prompts, targets).sum(-1) * w).sum()
+        loss = -((token_logprobs(model, prompts, targets) * valid).sum(-1) * w).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -27,8 +27,10 @@ from grpo_align.errors import InputError
 __all__ = [
     "ANSWER_TOKENS",
     "PROMPT_WORDS",
+    "SEQUENCE_CANDIDATES",
     "Question",
     "Task",
+    "build_sequence_task",
     "build_task",
     "noisy_labels",
     "task_words",
@@ -39,6 +41,10 @@ RELATIONS = ("eats", "likes", "fears", "sees")
 OPTIONS = ("red", "green", "blue", "gold", "gray", "pink", "teal", "plum")
 JUNK = ("maybe", "unsure", "pass")  # labels outside every candidate set: the "anything else" class
 FIXED = ("is", "which", "?", ":", "yes", "no")
+#: words of the answers of different lengths with a shared prefix (``build_sequence_task``);
+#: last in the vocabulary, so the ids of every other word are unchanged
+SEQUENCE_WORDS = ("indeed",)
+SEQUENCE_CANDIDATES = ("yes", "yes indeed", "no")
 
 PROMPT_WORDS = 6
 ANSWER_TOKENS = 2  # the answer word and <eos>
@@ -46,7 +52,7 @@ ANSWER_TOKENS = 2  # the answer word and <eos>
 
 def task_words() -> tuple[str, ...]:
     """Every word the task uses, in a fixed order (the tokenizer's vocabulary after specials)."""
-    return FIXED + ENTITIES + RELATIONS + OPTIONS + JUNK
+    return FIXED + ENTITIES + RELATIONS + OPTIONS + JUNK + SEQUENCE_WORDS
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,31 @@ def build_task(n_binary: int = 12, n_choice: int = 12, seed: int = 0) -> Task:
         questions.append(Question(prompt, opts, tuple(rewards), "choice"))
     for q in questions:
         assert len(q.prompt.split()) == PROMPT_WORDS
+    return Task(tuple(questions))
+
+
+def build_sequence_task(n_questions: int = 8, seed: int = 0) -> Task:
+    """Yes/no questions whose answers differ in token length and share a prefix (THEORY.md 10).
+
+    Candidates ``yes`` (2 tokens with <eos>), ``yes indeed`` (3 tokens, sharing ``yes``) and
+    ``no`` (2 tokens). Half the questions (in a random order) are "yes" questions: both yes
+    answers earn 1, ``no`` 0; the others reward ``no`` only. The answers of one reward
+    have different lengths, so the aggregation decides how the mass splits between them.
+    """
+    if n_questions < 1:
+        raise InputError("n_questions", f"expected at least one question, got {n_questions}")
+    rng = np.random.default_rng(seed)
+    kinds = rng.permutation([i % 2 == 0 for i in range(n_questions)])
+    seen: set[str] = set()
+    questions: list[Question] = []
+    while len(questions) < n_questions:
+        a, b = rng.choice(ENTITIES, size=2, replace=False)
+        prompt = f"is {a} {rng.choice(RELATIONS)} {b} ? :"
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        rewards = (1.0, 1.0, 0.0) if kinds[len(questions)] else (0.0, 0.0, 1.0)
+        questions.append(Question(prompt, SEQUENCE_CANDIDATES, rewards, "sequence"))
     return Task(tuple(questions))
 
 

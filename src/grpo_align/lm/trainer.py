@@ -4,11 +4,13 @@ One step, as in GRPO (cleanRL style, the loop is ``train_lm``):
 
 1. sample G completions per question from pi_old at temperature 1 (``sample_completions``);
 2. decode them and score the text with the task's reward;
-3. group advantages with ``ga.group_advantages`` (the one advantage definition);
-4. log-probabilities of the frozen reference model;
+3. log-probabilities of the frozen reference model and of pi_old;
+4. group advantages with ``ga.group_advantages`` (the one advantage definition), of the
+   rewards less beta k(sequence log-ratio) when ``algo.penalty_in == "reward"``
+   (``training.loss.penalised_rewards``, THEORY.md eq. 10.7);
 5. ``inner_iterations`` optimiser steps on ``grpo_loss`` (token-level ratios, clipping,
-   penalty, aggregation); the first inner step runs at theta = theta_old, so its detached
-   log-probabilities are pi_old's and no extra forward pass is needed.
+   penalty, the aggregation ``algo.aggregation``); the first inner step runs at
+   theta = theta_old, so its log-probabilities are pi_old's.
 
 Speed: a group holds few distinct completions (a question has a handful of likely
 answers), so each step scores the distinct (question, completion) rows once and gathers
@@ -47,7 +49,7 @@ from grpo_align.theory.spec import GRPO
 from grpo_align.training import metrics as metric
 from grpo_align.training.checkpoint import load_checkpoint, save_checkpoint
 from grpo_align.training.config import RunConfig, check_float, check_int
-from grpo_align.training.loss import AGGREGATIONS, grpo_loss
+from grpo_align.training.loss import grpo_loss, penalised_rewards
 from grpo_align.training.stats import tail_statistics
 
 __all__ = ["LMTrainConfig", "LMTrainResult", "train_lm"]
@@ -78,8 +80,6 @@ class LMTrainConfig(RunConfig):
     gradient, so it cannot move the points where the expected gradient vanishes"""
     lr_final: float = 0.25
     """the learning rate decays linearly over the tail to lr * lr_final (less noise at the end point)"""
-    aggregation: str = "sequence_mean"
-    """'sequence_mean' (GRPO), 'token_mean' (DAPO) or 'constant' (Dr. GRPO)"""
     max_new_tokens: int = ANSWER_TOKENS
     """completion length limit (answers are ANSWER_TOKENS long)"""
     eval_every: int = 10
@@ -90,8 +90,6 @@ class LMTrainConfig(RunConfig):
         self._set("warmup_steps", check_int("warmup_steps", self.warmup_steps, 0))
         self._set("max_grad_norm", check_float("max_grad_norm", self.max_grad_norm, 0.0))
         self._set("lr_final", check_float("lr_final", self.lr_final, 0.0, 1.0, open_low=True))
-        if self.aggregation not in AGGREGATIONS:
-            raise InputError("aggregation", f"unknown {self.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
         self._set("max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1))
         self._set("eval_every", check_int("eval_every", self.eval_every, 1))
         if self.tail_records < self.n_batches:
@@ -247,20 +245,25 @@ def train_lm(
         # 2. reward on the decoded text
         texts = tokenizer.batch_decode(comp.tokens, skip_special_tokens=True)
         rewards = task.rewards(comp.question.tolist(), texts).reshape(n_ctx, group)
-        # 3. group advantages (THEORY.md section 2)
-        adv = torch.as_tensor(group_advantages(rewards, algo).reshape(-1), dtype=torch.float64)
         # distinct rows, scored once
         rows = torch.cat([comp.question[:, None], comp.tokens], dim=1)
         uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
         u_prompts, u_tokens = prompt_ids[uniq[:, 0]], uniq[:, 1:]
-        # 4. frozen reference
+        # 3. frozen reference
         with torch.no_grad():
             logp_ref = token_logprobs(reference, u_prompts, u_tokens)[inverse]
-        # 5. inner optimiser steps
+        # 4./5. inner optimiser steps; the first at theta_old gives pi_old's log-probabilities
         for it in range(config.inner_iterations):
             logp = token_logprobs(policy, u_prompts, u_tokens)[inverse]
             if it == 0:
                 logp_old = logp.detach()
+                # group advantages (THEORY.md section 2), of the penalised rewards (eq. 10.7)
+                scored = (
+                    penalised_rewards(rewards, logp_old, logp_ref, comp.mask, algo).reshape(n_ctx, group)
+                    if algo.penalty_in == "reward"
+                    else rewards
+                )
+                adv = torch.as_tensor(group_advantages(scored, algo).reshape(-1), dtype=torch.float64)
             out = grpo_loss(
                 logp,
                 logp_old,
@@ -270,7 +273,6 @@ def train_lm(
                 algo,
                 clip_eps_low=config.clip_eps,
                 clip_eps_high=config.clip_eps_high,
-                aggregation=config.aggregation,
                 max_length=config.max_new_tokens,
             )
             opt.zero_grad()

@@ -43,7 +43,7 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from grpo_align.errors import InputError
 from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
@@ -56,6 +56,7 @@ __all__ = [
     "TRL_INERT_KEYS",
     "TRL_KEYS",
     "TRL_VERSION",
+    "LossAggregation",
     "TRLKey",
     "describe_trl_mapping",
     "grpo_from_trl",
@@ -78,13 +79,23 @@ _AGGREGATION = {**TRL_AGGREGATION, "cispo": "constant", "sapo": "sequence_mean"}
 #: the loss_type ``trl_kwargs_from_grpo`` writes for each aggregation (exact for any batch)
 _LOSS_TYPE = {"sequence_mean": "grpo", "constant": "dr_grpo"}
 
-#: TRL loss_type -> the aggregation of the project's ``grpo_loss`` that reproduces it on
-#: one batch (``trl_aggregation``; the batch-level token mean, not a GRPO field)
+
+class LossAggregation(NamedTuple):
+    """The ``grpo_loss`` arguments that reproduce a TRL loss_type on one batch."""
+
+    aggregation: str
+    #: the normaliser of "constant": B x max_completion_length, or the batch's valid tokens
+    constant_by: str
+
+
+#: TRL loss_type -> how the project's ``grpo_loss`` reproduces it on one batch
+#: (``trl_aggregation``): "dapo"/"bnpo" divide by the batch's valid-token count, which is
+#: the engine's "constant" only in the many-groups limit
 TRL_GRPO_LOSS_AGGREGATION = {
-    "grpo": "sequence_mean",
-    "dapo": "token_mean",
-    "bnpo": "token_mean",
-    "dr_grpo": "constant",
+    "grpo": LossAggregation("sequence_mean", "max_length"),
+    "dapo": LossAggregation("constant", "batch_tokens"),
+    "bnpo": LossAggregation("constant", "batch_tokens"),
+    "dr_grpo": LossAggregation("constant", "max_length"),
 }
 
 #: what TRL adds to the group's std before dividing (grpo_trainer.py:2787)
@@ -768,12 +779,12 @@ def grpo_from_trl(config: Any) -> GRPO:
     return describe_trl_mapping(config).algo
 
 
-def trl_aggregation(config: Any) -> str:
+def trl_aggregation(config: Any) -> LossAggregation:
     """The ``grpo_loss`` aggregation that reproduces a config's ``loss_type`` on one batch.
 
-    The training loss's names (``TRL_GRPO_LOSS_AGGREGATION``: "dapo" is the batch's token
-    mean, ``token_mean``); the ``GRPO`` field the config trains is
-    ``grpo_from_trl(config).aggregation`` (``TRL_AGGREGATION``).
+    ``TRL_GRPO_LOSS_AGGREGATION``: "dapo" is "constant" over the batch's valid tokens; the
+    ``GRPO`` field the config trains is ``grpo_from_trl(config).aggregation``
+    (``TRL_AGGREGATION``, the many-groups limit).
     """
     r, _, _ = _reader(config)
     loss_type = r.get("loss_type")

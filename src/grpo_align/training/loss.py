@@ -13,24 +13,48 @@ with the penalty D of THEORY.md section 3 on x = logp_new - logp_ref:
     kl  rho x                (importance-weighted: its expectation over pi_old is the exact
                               direct KL(pi_theta || pi_ref) of the token)
 
-and the per-token losses are aggregated over the valid tokens (``mask``) in one of three
-ways: "sequence_mean" (GRPO: mean over each sequence's tokens, then over sequences),
-"token_mean" (DAPO: sum over all tokens / their number), "constant" (Dr. GRPO: sum over all
-tokens / (B * max_length)).
+The batch holds whole groups: rows g*G .. g*G + G - 1 are group g (G = ``algo.group_size``).
+The per-token losses are aggregated with the weights of THEORY.md eq. 10.2, named by
+``algo.aggregation`` (the engine's names), averaged over the groups of the batch:
+
+    sequence_mean     1 / (G |o_i|)          GRPO; TRL loss_type "grpo"
+    group_token_mean  1 / sum_j |o_j|        the DAPO paper's token mean, over the group
+    constant          1 / (G max_length)     Dr. GRPO, TRL "dr_grpo" (``constant_by="max_length"``)
+                      1 / valid tokens of    TRL "dapo"/"bnpo" (``constant_by="batch_tokens"``):
+                          the batch          a count shared by the whole batch, a constant
+                                             in the many-groups limit
+
+With ``algo.penalty_in == "reward"`` (THEORY.md eq. 10.7) the penalty is not in the loss:
+``penalised_rewards`` subtracts beta k(x(o)) from the rewards before the group
+normalisation, x(o) the sequence log-ratio of the sampling policy.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from grpo_align.errors import InputError
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["AGGREGATIONS", "LossOutput", "aggregation_weights", "grpo_loss", "penalty_per_token"]
+__all__ = [
+    "AGGREGATIONS",
+    "CONSTANT_BY",
+    "LossOutput",
+    "aggregation_weights",
+    "grpo_loss",
+    "penalised_rewards",
+    "penalty_per_token",
+    "sequence_log_ratio",
+]
 
-AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
+AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
+
+#: the normaliser of "constant" aggregation: B * max_length (Dr. GRPO) or the batch's valid
+#: tokens (TRL "dapo"/"bnpo" in one process); either is one number for the whole batch
+CONSTANT_BY = ("max_length", "batch_tokens")
 
 
 class LossOutput(NamedTuple):
@@ -76,19 +100,82 @@ def penalty_per_token(
     raise InputError("penalty", f"unknown {penalty!r}; expected one of k3, k2, k1, abs, kl")
 
 
-def aggregation_weights(mask: torch.Tensor, aggregation: str, max_length: int) -> torch.Tensor:
-    """Per-token weights w with aggregate(l) = sum(w * l), (B, T).
+def aggregation_weights(
+    mask: torch.Tensor, aggregation: str, group_size: int, max_length: int, constant_by: str = "max_length"
+) -> torch.Tensor:
+    """Per-token weights w with aggregate(l) = sum(w * l), (B, T) (THEORY.md eq. 10.2).
 
-    sequence_mean: mask / (B * valid tokens of the sequence) (a sequence without valid
-    tokens contributes 0, not 0/0); token_mean: mask / valid tokens in all;
-    constant: mask / (B * max_length).
+    The B rows are B / G consecutive groups of ``group_size`` = G; each group's weights are
+    those of eq. 10.2, divided by the number of groups (the loss is the mean over groups):
+
+    sequence_mean: mask / (B |o_i|) (a sequence without valid tokens contributes 0, not 0/0);
+    group_token_mean: mask / (B/G * valid tokens of the group);
+    constant: mask / (B * max_length), or with ``constant_by="batch_tokens"`` mask / valid
+    tokens of the batch (TRL's "dapo": the same for every token, so also "constant").
     """
     n_seq = mask.shape[0]
     if aggregation == "sequence_mean":
         return mask / (n_seq * mask.sum(dim=1, keepdim=True).clamp(min=1.0))
-    if aggregation == "token_mean":
-        return mask / mask.sum().clamp(min=1.0)
-    return mask / (n_seq * max_length)
+    if aggregation == "group_token_mean":
+        n_groups = n_seq // group_size
+        per_group = mask.reshape(n_groups, group_size * mask.shape[1]).sum(dim=1).clamp(min=1.0)  # (B/G,)
+        return mask / (n_groups * per_group.repeat_interleave(group_size)[:, None])
+    if aggregation == "constant":
+        if constant_by == "batch_tokens":
+            return mask / mask.sum().clamp(min=1.0)
+        return mask / (n_seq * max_length)
+    raise InputError("aggregation", f"unknown {aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
+
+
+def sequence_log_ratio(logp_old: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x(o) = log pi_old(o) / pi_ref(o): the sum over valid tokens of logp_old - logp_ref, (B,).
+
+    Detached: the penalty in the reward is computed from the sampling policy (eq. 10.7).
+    """
+    diff = (logp_old.detach() - logp_ref.detach()) * mask
+    return diff.sum(dim=1)
+
+
+def penalised_rewards(
+    rewards: torch.Tensor | np.ndarray,
+    logp_old: torch.Tensor,
+    logp_ref: torch.Tensor,
+    mask: torch.Tensor,
+    algo: GRPO,
+) -> np.ndarray:
+    """r' = r - beta k(x(o)) for the penalty in the reward (THEORY.md eq. 10.7), as numpy.
+
+    Parameters
+    ----------
+    rewards : (B,) or any shape with B elements in row order (e.g. (n_groups, G)).
+    logp_old, logp_ref : (B, T) per-token log-probabilities of the sampled tokens under
+        the sampling policy and pi_ref; x(o) is the sum of their difference over ``mask``.
+    mask : (B, T)
+    algo : GRPO with ``penalty_in="reward"`` and penalty k1, k2 or k3; with beta = 0 the
+        rewards are returned unchanged.
+
+    Returns
+    -------
+    ndarray of the shape of ``rewards``: the modified rewards, to be normalised by
+    ``ga.group_advantages``.
+    """
+    r = np.asarray(rewards.detach().cpu().numpy() if isinstance(rewards, torch.Tensor) else rewards, dtype=float)
+    if algo.penalty_in != "reward":
+        raise InputError("algo.penalty_in", "penalised_rewards is for penalty_in='reward'")
+    if algo.beta == 0:
+        return r.copy()
+    x = sequence_log_ratio(logp_old, logp_ref, mask.to(logp_old.dtype)).detach().cpu().double().numpy()
+    if x.size != r.size:
+        raise InputError("rewards", f"expected {x.size} rewards (one per sequence), got {r.size}")
+    if algo.penalty == "k1":
+        k = x
+    elif algo.penalty == "k2":
+        k = 0.5 * x * x
+    elif algo.penalty == "k3":
+        k = np.expm1(-x) + x
+    else:
+        raise InputError("penalty", f"{algo.penalty!r} cannot be put in the reward; expected k1, k2 or k3")
+    return r - algo.beta * k.reshape(r.shape)
 
 
 def _check(name: str, t: object, shape: tuple[int, ...] | None, ndim: int) -> torch.Tensor:
@@ -110,58 +197,66 @@ def grpo_loss(
     *,
     clip_eps_low: float = 0.2,
     clip_eps_high: float | None = None,
-    aggregation: str = "sequence_mean",
     max_length: int | None = None,
+    constant_by: str = "max_length",
 ) -> LossOutput:
     """The clipped GRPO surrogate plus the penalty, aggregated (see the module docstring).
 
     Parameters
     ----------
     logp_new : (B, T) log-probabilities of the sampled tokens under the current parameters.
+        B is a multiple of ``algo.group_size``: consecutive rows form a group.
     logp_old : (B, T) the same under the sampling policy; treated as a constant (detached).
-    logp_ref : (B, T) the same under pi_ref (detached); may be None when ``algo.beta == 0``.
-    advantages : (B,) group advantages of the sequences (``ga.group_advantages``).
+    logp_ref : (B, T) the same under pi_ref (detached); may be None when ``algo.beta == 0``
+        or the penalty is in the reward.
+    advantages : (B,) group advantages of the sequences (``ga.group_advantages``, of
+        ``penalised_rewards`` when ``algo.penalty_in == "reward"``).
     mask : (B, T) 1 for valid tokens, 0 for padding.
-    algo : GRPO; its ``beta`` and ``penalty`` are used (the advantages already carry the
-        normalisation).
+    algo : GRPO; its ``beta``, ``penalty``, ``penalty_in``, ``aggregation`` and
+        ``group_size`` are used (the advantages already carry the normalisation).
     clip_eps_low, clip_eps_high : the clip range [1 - eps_low, 1 + eps_high];
         ``clip_eps_high`` defaults to ``clip_eps_low`` (DAPO's clip-higher sets it larger).
-    aggregation : "sequence_mean", "token_mean" or "constant".
     max_length : the constant of "constant" aggregation (Dr. GRPO's max completion length);
-        defaults to T.
+        defaults to T. Its value rescales the whole gradient only.
+    constant_by : "max_length" (Dr. GRPO) or "batch_tokens" (TRL "dapo"/"bnpo": the batch's
+        valid-token count): the normaliser of "constant" aggregation; ignored otherwise.
     """
     if not isinstance(algo, GRPO):
         raise InputError("algo", "expected a grpo_align.GRPO")
-    if algo.penalty_in != "loss":
-        raise InputError("penalty_in", "the trainers put the penalty in the loss only so far; use penalty_in='loss'")
     logp_new = _check("logp_new", logp_new, None, 2)
     shape = tuple(logp_new.shape)
     logp_old = _check("logp_old", logp_old, shape, 2).detach()
     mask = _check("mask", mask, shape, 2).to(logp_new.dtype)
     advantages = _check("advantages", advantages, shape[:1], 1).detach().to(logp_new.dtype)
+    in_loss = algo.penalty_in == "loss" and algo.beta != 0
     if logp_ref is None:
-        if algo.beta != 0:
-            raise InputError("logp_ref", "required when beta > 0")
+        if in_loss:
+            raise InputError("logp_ref", "required when beta > 0 and the penalty is in the loss")
     else:
         logp_ref = _check("logp_ref", logp_ref, shape, 2).detach()
+    group = int(algo.group_size) if not algo.is_limit else 0
+    if group < 1 or shape[0] % group:
+        raise InputError(
+            "logp_new", f"expected whole groups: {shape[0]} rows is not a multiple of group_size={algo.group_size}"
+        )
     eps_low = float(clip_eps_low)
     eps_high = eps_low if clip_eps_high is None else float(clip_eps_high)
     if not 0 <= eps_low < 1:
         raise InputError("clip_eps_low", f"expected a number in [0, 1), got {clip_eps_low!r}")
     if not eps_high >= 0:
         raise InputError("clip_eps_high", f"expected a number >= 0, got {clip_eps_high!r}")
-    if aggregation not in AGGREGATIONS:
-        raise InputError("aggregation", f"unknown {aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
+    if constant_by not in CONSTANT_BY:
+        raise InputError("constant_by", f"unknown {constant_by!r}; expected one of {', '.join(CONSTANT_BY)}")
     if max_length is None:
         max_length = shape[1]
-    elif not isinstance(max_length, int) or max_length < 1:
+    elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise InputError("max_length", f"expected a positive integer, got {max_length!r}")
 
     adv = advantages[:, None]  # (B, 1): one advantage for every token of a sequence
-    weights = aggregation_weights(mask, aggregation, max_length)  # (B, T)
+    weights = aggregation_weights(mask, algo.aggregation, group, max_length, constant_by)  # (B, T)
     ratio = torch.exp(logp_new - logp_old)  # (B, T)
     surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv)
-    if logp_ref is None or algo.beta == 0:
+    if not in_loss or logp_ref is None:
         per_token = -surrogate
         pen = None
     else:
@@ -173,6 +268,7 @@ def grpo_loss(
     with torch.no_grad():
         policy_loss = -(surrogate * weights).sum()
         if pen is None and logp_ref is not None:
+            # logged only (with the penalty in the reward it is in the advantages instead)
             pen = penalty_per_token(algo.penalty, logp_new, logp_old, logp_ref, ratio)
         penalty = (pen * weights).sum() if pen is not None else torch.zeros((), dtype=logp_new.dtype)
         # the clip removes the gradient where rho left the range on the side A pushes it

@@ -6,6 +6,12 @@ probability is 0 are masked to -inf so they keep probability 0. A step samples
 the problem's reward distributions (for a pairwise-preference problem, the outcome of the
 pair from its win probabilities), forms the group advantages with ``ga.group_advantages``
 and takes ``inner_iterations`` optimiser steps on ``grpo_loss`` (THEORY.md section 1).
+
+A problem with ``sequences`` trains a tree policy (``TreePolicy``, THEORY.md section 10.1):
+one softmax per branching prefix, per-token ratios and penalties, the aggregation of
+``algo.aggregation``. With ``algo.penalty_in == "reward"`` the rewards lose
+beta k(sequence log-ratio of pi_old) before the group normalisation
+(``training.loss.penalised_rewards``, eq. 10.7) and the loss has no penalty term.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import torch
 from grpo_align.errors import InputError
 from grpo_align.theory.preference import group_advantages
 from grpo_align.theory.problem import Problem
+from grpo_align.theory.sequences import Tree
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import stationary_policy
 from grpo_align.training import metrics as metric
 from grpo_align.training.checkpoint import load_checkpoint, save_checkpoint
 from grpo_align.training.config import TrainConfig
-from grpo_align.training.loss import LossOutput, grpo_loss
+from grpo_align.training.loss import LossOutput, grpo_loss, penalised_rewards
 from grpo_align.training.metrics import TABULAR_METRICS
 from grpo_align.training.results import TrainResult
 from grpo_align.training.stats import TailAccumulator
@@ -40,6 +47,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "RewardSampler",
     "TabularPolicy",
+    "TreePolicy",
     "check_run_size",
     "context_sum_loss",
     "make_optimizer",
@@ -77,6 +85,119 @@ class TabularPolicy(torch.nn.Module):
     def log_probs(self) -> torch.Tensor:
         """log pi_theta, (C, K); -inf outside the support."""
         return torch.log_softmax(self.logits.masked_fill(~self.support, -math.inf), dim=-1)
+
+    def probs(self) -> np.ndarray:
+        with torch.no_grad():
+            return self.log_probs().exp().numpy().copy()
+
+    # the per-token view the trainer uses (one token per output)
+    def token_logps(self, outputs: torch.Tensor) -> torch.Tensor:
+        """log pi_theta of sampled outputs (C, M) as one-token sequences, (C M, 1)."""
+        return self.log_probs().gather(1, outputs).reshape(-1, 1)
+
+    def token_ref(self, outputs: torch.Tensor) -> torch.Tensor:
+        """log pi_ref of sampled outputs, (C M, 1)."""
+        return self.log_ref.gather(1, outputs).reshape(-1, 1)
+
+    def token_mask(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Valid tokens of sampled outputs: all ones, (C M, 1)."""
+        return torch.ones(outputs.numel(), 1, dtype=DTYPE)
+
+
+class TreePolicy(torch.nn.Module):
+    """Autoregressive tabular policies of C contexts: one softmax per branching prefix.
+
+    THEORY.md section 10.1: pi(o) = prod_j pi(t_j | t_<j); only prefixes with two or more
+    next tokens (among the outputs with pi_ref > 0) have a softmax, the others have
+    pi(t | u) = 1 (ratio 1, no gradient) and count only in |o|. The logits are padded to
+    (C, prefixes, next tokens), -inf where a prefix has fewer next tokens. Sampling an
+    output from pi(o) is sampling its tokens one by one from the conditionals (the same
+    law, drawn in one call).
+
+    Parameters
+    ----------
+    problem : Problem with ``sequences``.
+    init : starting policy over outputs ((C, K), positive where pi_ref is); pi_ref by
+        default. Its conditionals (eq. 10.1) start the logits.
+    """
+
+    slot_ok: torch.Tensor
+    log_ref_edges: torch.Tensor
+    token_edge: torch.Tensor
+    valid: torch.Tensor
+    active: torch.Tensor
+
+    def __init__(self, problem: Problem, init: np.ndarray | None = None) -> None:
+        super().__init__()
+        if problem.sequences is None:
+            raise InputError("problem", "a tree policy needs Problem(..., sequences=...)")
+        n_ctx, n_out = problem.ref.shape
+        self.trees = [Tree(problem.sequences[c], problem.ref[c]) for c in range(n_ctx)]
+        n_nodes = max(1, max(len(t.prefixes) for t in self.trees))
+        n_slots = max(2, max((len(e) for t in self.trees for e in t.node_edges), default=2))
+        t_max = int(max(t.lengths.max() for t in self.trees))
+        slot_ok = torch.zeros(n_ctx, n_nodes, n_slots, dtype=torch.bool)
+        log_ref = torch.zeros(n_ctx, n_nodes, n_slots, dtype=DTYPE)
+        start = torch.zeros(n_ctx, n_nodes, n_slots, dtype=DTYPE)
+        # flat index node * n_slots + slot of each token's edge; -1 for a token with one continuation
+        token_edge = torch.full((n_ctx, n_out, t_max), -1, dtype=torch.int64)
+        valid = torch.zeros(n_ctx, n_out, t_max, dtype=DTYPE)
+        self.edge_index: list[np.ndarray] = []
+        for c, tree in enumerate(self.trees):
+            cond0 = tree.ref_cond if init is None else tree.conditionals(init[c])
+            flat = np.zeros(tree.n_edges, dtype=np.int64)
+            where: dict[tuple[Any, ...], int] = {}
+            for n, edges in enumerate(tree.node_edges):
+                for slot, e in enumerate(edges.tolist()):
+                    slot_ok[c, n, slot] = True
+                    log_ref[c, n, slot] = math.log(tree.ref_cond[e])
+                    start[c, n, slot] = math.log(cond0[e])
+                    flat[e] = n * n_slots + slot
+                    where[tree.prefixes[n] + (tree.edge_token[e],)] = int(flat[e])
+            self.edge_index.append(flat)
+            for o in np.nonzero(tree.active)[0].tolist():
+                seq = tree.sequences[o]
+                valid[c, o, : len(seq)] = 1.0
+                for j in range(len(seq)):
+                    token_edge[c, o, j] = where.get(seq[: j + 1], -1)
+        self.register_buffer("slot_ok", slot_ok)
+        self.register_buffer("log_ref_edges", log_ref)
+        self.register_buffer("token_edge", token_edge)
+        self.register_buffer("valid", valid)
+        self.register_buffer("active", torch.as_tensor(np.stack([t.active for t in self.trees])))
+        self.logits = torch.nn.Parameter(start.masked_fill(~slot_ok, 0.0))
+
+    def _edge_logps(self, table: torch.Tensor | None = None) -> torch.Tensor:
+        """log pi(t | u) per padded edge, (C, prefixes * slots); 0 on padding."""
+        z = self.logits if table is None else table
+        lp = torch.log_softmax(z.masked_fill(~self.slot_ok, -math.inf), dim=-1)
+        return lp.masked_fill(~self.slot_ok, 0.0).reshape(z.shape[0], -1)
+
+    def _tokens(self, edge_lp: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """Per-token log-probabilities of outputs (C, M) from per-edge ones, (C M, T)."""
+        n_ctx, m = outputs.shape
+        idx = self.token_edge.gather(1, outputs[..., None].expand(-1, -1, self.token_edge.shape[2]))  # (C, M, T)
+        vals = edge_lp.gather(1, idx.clamp(min=0).reshape(n_ctx, -1)).reshape(idx.shape)
+        return torch.where(idx >= 0, vals, torch.zeros_like(vals)).reshape(n_ctx * m, -1)
+
+    def token_logps(self, outputs: torch.Tensor) -> torch.Tensor:
+        """log pi_theta(t_j | t_<j) of sampled outputs (C, M), (C M, T); 0 past the end."""
+        return self._tokens(self._edge_logps(), outputs)
+
+    def token_ref(self, outputs: torch.Tensor) -> torch.Tensor:
+        """log pi_ref(t_j | t_<j), (C M, T)."""
+        return self._tokens(self.log_ref_edges.reshape(self.log_ref_edges.shape[0], -1), outputs)
+
+    def token_mask(self, outputs: torch.Tensor) -> torch.Tensor:
+        """1 for the |o| tokens of each sampled output, (C M, T)."""
+        return self.valid.gather(1, outputs[..., None].expand(-1, -1, self.valid.shape[2])).reshape(outputs.numel(), -1)
+
+    def log_probs(self) -> torch.Tensor:
+        """log pi_theta(o) over whole outputs, (C, K); -inf outside the tree."""
+        n_ctx, n_out = self.active.shape
+        every = torch.arange(n_out).expand(n_ctx, -1)
+        lp = self.token_logps(every).reshape(n_ctx, n_out, -1).sum(dim=2)
+        return lp.masked_fill(~self.active, -math.inf)
 
     def probs(self) -> np.ndarray:
         with torch.no_grad():
@@ -189,7 +310,7 @@ class RewardSampler:
 
 
 def context_sum_loss(
-    policy: TabularPolicy,
+    policy: TabularPolicy | TreePolicy,
     outputs: torch.Tensor,
     logp_old: torch.Tensor,
     logp_ref: torch.Tensor,
@@ -200,12 +321,15 @@ def context_sum_loss(
 ) -> LossOutput:
     """grpo_loss of all sampled outputs (C, N) under the current logits, times C.
 
+    The rows are C contexts x groups x G, so consecutive G rows form a group, as
+    ``grpo_loss`` expects.
+
     Every context has its own logits, so the sum over contexts of their own GRPO losses
     (each the mean over that context's groups) gives each context exactly the gradient
     of its own GRPO run, whatever the number of contexts. ``loss`` is that sum; the
     other fields are means over the whole batch.
     """
-    logp_new = policy.log_probs().gather(1, outputs).reshape(-1, 1)  # (B, 1)
+    logp_new = policy.token_logps(outputs)  # (B, T)
     out = grpo_loss(
         logp_new,
         logp_old,
@@ -215,6 +339,7 @@ def context_sum_loss(
         algo,
         clip_eps_low=config.clip_eps,
         clip_eps_high=config.clip_eps_high,
+        max_length=1,  # "constant" weighs 1/G (THEORY.md eq. 10.2), as the theory does
     )
     return out._replace(loss=out.loss * outputs.shape[0])
 
@@ -226,6 +351,7 @@ def _fingerprint(problem: Problem, algo: GRPO, config: TrainConfig, init: np.nda
         h.update(
             b"none" if arr is None else np.ascontiguousarray(arr, dtype=float).tobytes() + str(np.shape(arr)).encode()
         )
+    h.update(repr(problem.sequences).encode())
     cfg = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
     h.update(json.dumps([repr(algo), cfg], sort_keys=True).encode())
     return h.hexdigest()
@@ -307,11 +433,12 @@ def _train(
     n_ctx, n_out = problem.ref.shape
     n_groups = config.groups_per_step
 
-    policy = TabularPolicy(problem.ref, init_arr)
+    policy: TabularPolicy | TreePolicy = (
+        TreePolicy(problem, init_arr) if problem.has_sequences else TabularPolicy(problem.ref, init_arr)
+    )
     optimizer = make_optimizer(config.optimizer, [policy.logits], config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     rewards_of = RewardSampler(problem)
-    mask = torch.ones(n_ctx * n_groups * g, 1, dtype=DTYPE)  # (B, 1): one token per "sequence"
 
     steps = config.steps
     tail_first = steps - config.tail_steps + 1
@@ -343,10 +470,15 @@ def _train(
             logp_old_all = policy.log_probs()  # (C, K)
             outputs = torch.multinomial(logp_old_all.exp(), n_groups * g, replacement=True, generator=generator)
             rewards = rewards_of(outputs.view(n_ctx, n_groups, g), generator)  # (C, n_groups, G)
-        # 2. group advantages: the one definition, shared with the theory
-        advantages = torch.from_numpy(group_advantages(rewards.numpy(), algo)).reshape(-1)  # (B,)
-        logp_old = logp_old_all.gather(1, outputs).reshape(-1, 1)  # (B, 1), constant
-        logp_ref = policy.log_ref.gather(1, outputs).reshape(-1, 1)  # (B, 1)
+            logp_old = policy.token_logps(outputs)  # (B, T), constant
+            logp_ref = policy.token_ref(outputs)  # (B, T)
+            mask = policy.token_mask(outputs)  # (B, T)
+        # 2. group advantages: the one definition, shared with the theory; with the penalty
+        # in the reward, of r - beta k(x(o)) (THEORY.md eq. 10.7)
+        scored = rewards.numpy()
+        if algo.penalty_in == "reward":
+            scored = penalised_rewards(scored, logp_old, logp_ref, mask, algo)
+        advantages = torch.from_numpy(group_advantages(scored, algo)).reshape(-1)  # (B,)
         # 3. inner optimiser steps on the clipped loss (the clip acts from the second one)
         clip_total = 0.0
         for inner in range(config.inner_iterations):
