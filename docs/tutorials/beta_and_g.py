@@ -19,6 +19,7 @@
 # else 0) over a grid of beta and G, and reads off the beta that reaches a target.
 
 # %%
+# %matplotlib inline
 import math
 
 import matplotlib.pyplot as plt

@@ -20,6 +20,7 @@
 # engine solves exactly (`grpo_align.predict`, the library behind `grpo-align predict`).
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 import matplotlib.pyplot as plt

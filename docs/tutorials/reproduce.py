@@ -20,6 +20,7 @@
 # the quick settings, and shows what they measured.
 
 # %%
+# %matplotlib inline
 import time
 
 from grpo_align.report import binary, pooling, reverse_kl
@@ -56,7 +57,7 @@ from IPython.display import display
 figures = binary.render(measured["binary"])
 print(len(figures), "figure(s):", [f.name for f in figures])
 print(figures[0].caption)
-display(figures[0].figure)
+display(figures[0].figure)  # the inline backend draws it as a PNG
 
 # %% [markdown]
 # The whole report: `grpo-align reproduce --quick --out report` (within two minutes on 2

@@ -10,6 +10,7 @@ name another tarball.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tarfile
 from pathlib import Path
@@ -49,3 +50,12 @@ def on_files(files: Files, config: Any) -> Files:
                 raise PluginError(f"{tarball}: no {member}; expected MathJax 3's npm package")
             files.append(File.generated(config, dest, content=handle.read()))
     return files
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    """Drop the empty MathJax loader nbconvert's template puts in a notebook page.
+
+    ``<script src="">`` would fetch the page itself as a script (a console error); the site's
+    own MathJax (``extra_javascript``) is on every page already.
+    """
+    return re.sub(r'<script src="">\s*</script>', "", output)
