@@ -30,7 +30,7 @@ def _tasks():
 
 
 TASKS = _tasks()
-BLOCKS = TASKS.readme_blocks((ROOT / "README.md").read_text())
+BLOCKS = [b for name in TASKS.RUN_BLOCK_FILES for b in TASKS.readme_blocks((ROOT / name).read_text())]
 
 
 def _split(text: str) -> tuple[list[str], list[float]]:
