@@ -527,8 +527,8 @@ def test_out_must_be_a_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("preset", ["trl --beta 0.04", "paper"])
 def test_readme_shows_the_real_output(tmp_path, capsys, preset):
-    """The README's `grpo-align predict` blocks are what the command prints (no drift)."""
-    readme = (ROOT / "README.md").read_text()
+    """The predict how-to's `grpo-align predict` blocks are what the command prints (no drift)."""
+    readme = (ROOT / "docs" / "howto" / "predict.md").read_text()
     command = f"$ grpo-align predict examples/pass_rates.jsonl --preset {preset} --out "
     start = readme.index(command)
     block = readme[start : readme.index("```", start)]
