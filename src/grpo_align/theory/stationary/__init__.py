@@ -163,11 +163,10 @@ def stationary_policy(problem: Problem, algo: GRPO, method: str | None = None) -
             "method",
             f"{method!r} needs {_NEEDS[method]}; for this problem and algo use {' or '.join(map(repr, methods))}",
         )
-    if not algo.is_limit:
-        return _solve(problem, algo, method)
-    # For G = inf, P_G diverges at a point-mass mixture (a deviant member's advantage grows
-    # like sqrt(G)); iterates can land there and produce inf/NaN on the way. Every candidate
-    # is checked from scratch below (finite, residual), so the warnings carry no news.
+    # Candidates can pass through inf/NaN on the way: for G = inf P_G diverges at a point-mass
+    # mixture (a deviant member's advantage grows like sqrt(G)), and for beta tiny against the
+    # rewards (1e-270) the k3 denominators 1 - (P - c)/beta round to 0. Every candidate is
+    # checked from scratch (finite, residual), so the warnings carry no news.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return _solve(problem, algo, method)
 
