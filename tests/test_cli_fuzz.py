@@ -200,9 +200,8 @@ def document(draw: st.DrawFn) -> str:
     return rendered
 
 
-# derandomized: CI sees the same 200 documents every run (a red CI is then a real change);
-# explore new ones locally with --hypothesis-seed=random
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+# CI runs derandomized (tests/conftest.py); locally every run draws new documents
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document())
 def test_random_documents_never_trace_back(doc):
     with tempfile.TemporaryDirectory() as tmp:
