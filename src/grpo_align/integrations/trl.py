@@ -74,7 +74,12 @@ class PredictionGapCallback(_Base):
     """
 
     def __init__(
-        self, tokenizer, task, predicted_correct: Sequence[float] | np.ndarray, every: int = 10, path: str | Path | None = None
+        self,
+        tokenizer,
+        task,
+        predicted_correct: Sequence[float] | np.ndarray,
+        every: int = 10,
+        path: str | Path | None = None,
     ) -> None:
         if every < 1:
             raise InputError("every", f"expected an integer >= 1, got {every!r}")
