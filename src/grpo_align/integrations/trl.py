@@ -27,7 +27,16 @@ from grpo_align.theory.spec import GRPO
 from grpo_align.training.metrics import PREDICTION_GAP
 from grpo_align.training.stats import tail_statistics
 
-__all__ = ["TRL_AGGREGATION", "PredictionGapCallback", "TRLRunResult", "run_trl_experiment", "trl_aggregation"]
+__all__ = [
+    "TRL_AGGREGATION",
+    "PredictionGapCallback",
+    "TRLRunResult",
+    "TRLSequenceResult",
+    "dapo_finite_batch_shift",
+    "run_trl_experiment",
+    "run_trl_sequence_experiment",
+    "trl_aggregation",
+]
 
 
 try:  # the callback needs transformers; importing this module for the names alone does not
@@ -42,29 +51,46 @@ except ImportError:  # pragma: no cover - exercised only without transformers
 class GapRecord:
     step: int
     gap: float
-    """mean over probe questions of |P(correct) - predicted|"""
+    """mean over probe questions of |P(correct) - predicted| (or, with a predicted
+    distribution per question, over questions and candidates of |measured - predicted|,
+    measured renormalised over the candidates)"""
     correct: list[float] = field(repr=False)
+    probs: list[list[float]] = field(default_factory=list, repr=False)
+    """pi(candidate | question), (C, K), not renormalised"""
 
 
 class PredictionGapCallback(_Base):
-    """Every ``every`` steps, measure the probe questions' exact answer probabilities and
-    log the mean gap of the correct answer's probability to the predicted stationary policy.
+    """Every ``every`` steps, measure the probe questions' exact answer probabilities (by
+    teacher forcing, answers of any token length) and log the mean gap to the predicted
+    stationary policy.
 
-    ``predicted_correct`` (C,) is the prediction for the probe questions (from
-    ``grpo_align.lm.experiment.predict`` with ``grpo_from_trl(args)``). Records are kept
-    in ``history`` and, with ``path``, appended as JSON lines; the gap is also added to the
-    trainer's logs as ``charts/prediction_gap``.
+    ``predicted_correct`` is either (C,), the correct answer's predicted probability (from
+    ``grpo_align.lm.experiment.predict`` with ``grpo_from_trl(args)``), or (C, K), the
+    predicted distribution over each question's K candidates (``lm.sequences``: answers
+    sharing a reward, so no single "correct" one); the gap is then over every candidate,
+    the measurement renormalised over the candidates. Records are kept in ``history`` and,
+    with ``path``, appended as JSON lines; the gap is also added to the trainer's logs as
+    ``charts/prediction_gap``.
     """
 
     def __init__(
-        self, tokenizer, task, predicted_correct: Sequence[float], every: int = 10, path: str | Path | None = None
+        self,
+        tokenizer,
+        task,
+        predicted_correct: Sequence[float] | np.ndarray,
+        every: int = 10,
+        path: str | Path | None = None,
     ) -> None:
         if every < 1:
             raise InputError("every", f"expected an integer >= 1, got {every!r}")
         self.tokenizer, self.task, self.every = tokenizer, task, every
         self.predicted = np.asarray(predicted_correct, dtype=float)
-        if self.predicted.shape != (len(task),):
-            raise InputError("predicted_correct", f"expected {len(task)} values (one per probe question)")
+        if self.predicted.shape not in ((len(task),), (len(task), task.max_candidates)):
+            raise InputError(
+                "predicted_correct",
+                f"expected {len(task)} values (one per probe question) or a ({len(task)}, "
+                f"{task.max_candidates}) distribution over the candidates",
+            )
         self.path = Path(path) if path is not None else None
         self.history: list[GapRecord] = []
 
@@ -73,7 +99,11 @@ class PredictionGapCallback(_Base):
 
         probs = answer_probabilities(model, self.tokenizer, self.task)
         correct = probs.correct(self.task)
-        rec = GapRecord(step=step, gap=float(np.abs(correct - self.predicted).mean()), correct=correct.tolist())
+        if self.predicted.ndim == 1:
+            gap = float(np.abs(correct - self.predicted).mean())
+        else:
+            gap = float(np.abs(_renormalised(probs.probs) - self.predicted).mean())
+        rec = GapRecord(step=step, gap=gap, correct=correct.tolist(), probs=probs.probs.tolist())
         self.history.append(rec)
         if self.path is not None and self.write:
             with open(self.path, "a") as fh:
@@ -104,10 +134,25 @@ class PredictionGapCallback(_Base):
 
         At least two records; with fewer records than ``n_batches`` every record is a batch.
         """
-        recs = np.array([r.correct for r in self.history])
-        tail = recs[-max(2, math.ceil(len(recs) * fraction)) :]
-        stats = tail_statistics(tail, max(2, min(n_batches, len(tail))))
-        return stats.mean, stats.stderr
+        return _tail(np.array([r.correct for r in self.history]), fraction, n_batches)
+
+    def tail_distribution(self, fraction: float = 0.3, n_batches: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tail mean of pi(candidate | question) renormalised over the candidates (C, K),
+        the batch-means stderr of the raw tail mean (C, K), and the mean "anything else"
+        mass (C,): the convention of ``lm.sequences.SequenceRun``."""
+        mean, se = _tail(np.array([r.probs for r in self.history]), fraction, n_batches)
+        return _renormalised(mean), se, 1.0 - mean.sum(axis=1)
+
+
+def _renormalised(probs: np.ndarray) -> np.ndarray:
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def _tail(recs: np.ndarray, fraction: float, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the last ``fraction`` of the records (at least two) and its batch-means stderr."""
+    tail = recs[-max(2, math.ceil(len(recs) * fraction)) :]
+    stats = tail_statistics(tail, max(2, min(n_batches, len(tail))))
+    return stats.mean, stats.stderr
 
 
 #: the specification ``run_trl_experiment`` trains by default: TRL's scaling with beta = 0.5
@@ -128,6 +173,57 @@ class TRLRunResult:
     steps: int
     seconds: float
     history: list[GapRecord] = field(repr=False)
+
+
+def _grpo_config(
+    out: Path,
+    spec_kwargs: dict[str, Any],
+    *,
+    n_ctx: int,
+    max_completion_length: int,
+    steps: int,
+    learning_rate: float,
+    seed: int,
+):
+    """The CPU ``GRPOConfig`` of a run: the spec's keys plus one group per question per step."""
+    import dataclasses
+    import os
+
+    from trl import GRPOConfig
+
+    num_generations = spec_kwargs["num_generations"]
+    # one group per question per step, whatever the number of processes (torchrun / accelerate)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if (n_ctx * num_generations) % world:
+        raise InputError(
+            "processes", f"{n_ctx} questions x {num_generations} generations must divide among {world} processes"
+        )
+    # older TRL has no use_bias_correction_kl: only the plain k3 term exists there
+    has_correction = any(f.name == "use_bias_correction_kl" for f in dataclasses.fields(GRPOConfig))
+    spec_kwargs = dict(spec_kwargs)
+    if not has_correction and spec_kwargs.pop("use_bias_correction_kl"):
+        raise InputError("penalty", "this TRL has no use_bias_correction_kl: expected penalty='k3'")
+    return GRPOConfig(
+        output_dir=str(out / "trl"),
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        seed=seed,
+        **spec_kwargs,
+        max_completion_length=max_completion_length,
+        per_device_train_batch_size=n_ctx * num_generations // world,
+        gradient_accumulation_steps=1,
+        learning_rate=learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=20,
+        max_grad_norm=1.0,
+        max_steps=steps,
+        logging_steps=max(1, steps // 10),
+        save_strategy="no",
+        disable_dropout=True,
+        dataloader_num_workers=0,
+    )
 
 
 def run_trl_experiment(
@@ -152,13 +248,12 @@ def run_trl_experiment(
     ``save_pretrained`` and passed as a path, because with beta > 0 TRL rebuilds the
     reference model from ``config._name_or_path``.
     """
-    import dataclasses
     import os
     import time
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from grpo_align.lm.experiment import LMExperimentConfig, build_reference, predict
     from grpo_align.lm.probs import answer_probabilities
@@ -176,37 +271,8 @@ def run_trl_experiment(
     out.mkdir(parents=True, exist_ok=True)
     config = experiment if experiment is not None else LMExperimentConfig()
     n_ctx = config.n_binary + config.n_choice
-    num_generations = spec_kwargs["num_generations"]
-    # one group per question per step, whatever the number of processes (torchrun / accelerate)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if (n_ctx * num_generations) % world:
-        raise InputError(
-            "processes", f"{n_ctx} questions x {num_generations} generations must divide among {world} processes"
-        )
-    # older TRL has no use_bias_correction_kl: only the plain k3 term exists there
-    has_correction = any(f.name == "use_bias_correction_kl" for f in dataclasses.fields(GRPOConfig))
-    if not has_correction and spec_kwargs.pop("use_bias_correction_kl"):
-        raise InputError("penalty", "this TRL has no use_bias_correction_kl: expected penalty='k3'")
-    args = GRPOConfig(
-        output_dir=str(out / "trl"),
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        report_to="none",
-        seed=seed,
-        **spec_kwargs,
-        max_completion_length=2,
-        per_device_train_batch_size=n_ctx * num_generations // world,
-        gradient_accumulation_steps=1,
-        learning_rate=learning_rate,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=20,
-        max_grad_norm=1.0,
-        max_steps=steps,
-        logging_steps=max(1, steps // 10),
-        save_strategy="no",
-        disable_dropout=True,
-        dataloader_num_workers=0,
+    args = _grpo_config(
+        out, spec_kwargs, n_ctx=n_ctx, max_completion_length=2, steps=steps, learning_rate=learning_rate, seed=seed
     )
     trained = grpo_from_trl(args)
     if trained != algo:  # the mapping must be exact both ways, or the prediction is for another spec
@@ -245,6 +311,217 @@ def run_trl_experiment(
         mae_rlhf=float(np.abs(measured - pred.rlhf[idx, ci]).mean()),
         mae_reference=float(np.abs(measured - pred.reference[idx, ci]).mean()),
         stderr=float(se.mean()),
+        steps=steps,
+        seconds=seconds,
+        history=callback.history,
+    )
+
+
+#: the specification ``run_trl_sequence_experiment`` trains: TRL's default loss_type "dapo"
+#: (aggregation ``constant``), beta and G of ``lm.sequences.SEQUENCE_RUNS``, and the plain k3
+#: penalty (``use_bias_correction_kl=False``): with TRL's default k2 the three aggregations'
+#: predictions on this task differ by 0.0024 at most on average (beta 0.3; 0 at beta 0.1),
+#: below a run's standard error, while with k3 ``sequence_mean`` and ``constant`` differ by 0.014
+DEFAULT_TRL_SEQUENCE_ALGO = GRPO.preset("trl", beta=0.3, group_size=4, penalty="k3")
+
+#: the aggregations whose predictions a sequence run is compared with
+AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
+
+
+@dataclass(frozen=True)
+class TRLSequenceResult:
+    """TRL's end point on the sequence task against each aggregation's prediction.
+
+    ``predicted[a]`` (C, K) is the stationary policy of ``algo.replace(aggregation=a)``
+    over the candidates; ``measured`` the tail mean renormalised over the candidates,
+    ``stderr`` the batch-means standard error of the raw tail mean, ``other`` the mean
+    "anything else" mass (outside the prediction). ``trl_settings`` are the config's
+    values of the keys that fix the specification (``loss_type`` included), read back
+    from the ``GRPOConfig`` that trained. ``finite_batch_shift`` is the first-order size of
+    the batch-token normaliser's effect (``dapo_finite_batch_shift``).
+    """
+
+    algo: GRPO
+    trl_settings: dict[str, Any]
+    reference: np.ndarray
+    predicted: dict[str, np.ndarray]
+    measured: np.ndarray
+    stderr: np.ndarray
+    other: np.ndarray
+    groups_per_batch: int
+    finite_batch_shift: float
+    steps: int
+    seconds: float
+    history: list[GapRecord] = field(repr=False)
+
+    def mae(self, aggregation: str | None = None) -> float:
+        """Mean over questions and candidates of |measured - predicted[aggregation]|
+        (default: the aggregation trained)."""
+        return float(np.mean(np.abs(self.measured - self.predicted[aggregation or self.algo.aggregation])))
+
+    @property
+    def mean_stderr(self) -> float:
+        return float(np.mean(self.stderr))
+
+    @property
+    def nearest(self) -> str:
+        """The aggregation whose prediction the measurement is nearest."""
+        return min(self.predicted, key=self.mae)
+
+
+def dapo_finite_batch_shift(predicted: dict[str, np.ndarray], groups_per_batch: int) -> float:
+    """First-order size of the end-point shift of TRL's "dapo" from ``constant`` (mean over
+    questions and candidates).
+
+    "dapo" weights every token of group c by 1 / (N_c + N_rest): N_c the group's own
+    token count, N_rest the other groups'. Linearised around N_c = n (its mean), the
+    weight's dependence on N_c is -(N_c - n) / N^2 with N = n + N_rest: a share n / N ~ 1 / K
+    (K groups per batch) of the dependence of ``group_token_mean``'s 1 / N_c, the rest being
+    ``constant``'s. To first order the expected gradient is the mixture (1 - 1/K) constant +
+    (1/K) group_token_mean, whose root lies 1/K of the way from ``constant``'s end point to
+    ``group_token_mean``'s (THEORY.md eq. 10.2: the aggregation weights). With one group
+    per batch "dapo" is ``group_token_mean``; K -> infinity gives ``constant``.
+    """
+    if groups_per_batch < 1:
+        raise InputError("groups_per_batch", f"expected an integer >= 1, got {groups_per_batch!r}")
+    gap = np.abs(predicted["group_token_mean"] - predicted["constant"])
+    return float(gap.mean() / groups_per_batch)
+
+
+def _sequence_reference(config: Any, out: Path):
+    """(task, tokenizer, reference) of ``lm.sequences``, fitted once and saved to
+    ``out/reference`` (reloaded when the stamp of the fit's settings matches)."""
+    import dataclasses
+
+    from grpo_align.files import atomic_write_text, json_dumps
+    from grpo_align.lm.model import save_pretrained
+    from grpo_align.lm.sequences import build_sequence_reference
+    from grpo_align.lm.task import build_sequence_task, task_words
+    from grpo_align.lm.tokenizer import build_tokenizer
+
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k in ("n_questions", "n_labels", "seed", "model", "sft")}  # fmt: skip
+    stamp = json_dumps(fields, sort_keys=True)
+    ref_dir = out / "reference"
+    marker = ref_dir / "grpo_align.json"
+    if marker.exists() and marker.read_text() == stamp:
+        from transformers import AutoModelForCausalLM
+
+        task = build_sequence_task(config.n_questions, seed=config.seed)
+        return task, build_tokenizer(task_words()), AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+    task, tokenizer, reference = build_sequence_reference(config)
+    save_pretrained(reference, tokenizer, ref_dir)
+    atomic_write_text(marker, stamp)
+    return task, tokenizer, reference
+
+
+def run_trl_sequence_experiment(
+    out_dir: str | Path,
+    algo: GRPO = DEFAULT_TRL_SEQUENCE_ALGO,
+    *,
+    steps: int = 1200,
+    learning_rate: float = 2e-3,
+    every: int = 10,
+    seed: int = 0,
+    tail_fraction: float = 0.4,
+    experiment: Any = None,
+) -> TRLSequenceResult:
+    """Train TRL's ``GRPOTrainer`` with its default ``loss_type`` on the sequence task
+    (``lm.sequences``: ``yes`` / ``yes indeed`` / ``no``) and compare its end point with
+    every aggregation's prediction.
+
+    ``algo`` must have aggregation ``constant``: the config is built from
+    ``trl_kwargs_from_grpo(algo)`` without its ``loss_type``, so TRL's default ("dapo")
+    trains, and must read back as "dapo" and as ``algo`` (``grpo_from_trl``) before
+    anything is trained. ``max_completion_length`` is the longest answer's token count
+    (its <eos> included). The end points are predicted, before training, by
+    ``stationary_policy`` on ``lm.sequences.sequence_problem`` of the reference, for
+    ``algo`` under each aggregation; "dapo" is ``constant`` in the many-groups limit, and
+    ``finite_batch_shift`` states its finite-batch effect with one group per question per
+    step. The measurement is the tail mean of the exact candidate probabilities (teacher
+    forcing, every ``every`` steps).
+    """
+    import os
+    import time
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from grpo_align.lm.probs import answer_ids, answer_probabilities
+    from grpo_align.lm.sequences import SequenceExperimentConfig, sequence_problem
+    from grpo_align.lm.task import build_sequence_task, task_words
+    from grpo_align.lm.tokenizer import build_tokenizer
+    from grpo_align.theory.stationary import stationary_policy
+
+    if not isinstance(algo, GRPO) or algo.aggregation != "constant":
+        raise InputError(
+            "aggregation",
+            "TRL's default loss_type 'dapo' trains 'constant' (many-groups limit); expected a GRPO with "
+            f"aggregation='constant', got {getattr(algo, 'aggregation', algo)!r}",
+        )
+    spec_kwargs = trl_kwargs_from_grpo(algo)
+    del spec_kwargs["loss_type"]  # TRL's default
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = experiment if experiment is not None else SequenceExperimentConfig()
+    probe, probe_tok = build_sequence_task(config.n_questions, seed=config.seed), build_tokenizer(task_words())
+    longest = max(len(answer_ids(probe_tok, c)) for q in probe.questions for c in q.candidates)
+    args = _grpo_config(
+        out,
+        spec_kwargs,
+        n_ctx=config.n_questions,
+        max_completion_length=longest,
+        steps=steps,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    if args.loss_type != "dapo":
+        raise AssertionError(f"expected TRL's default loss_type 'dapo', the config has {args.loss_type!r}")
+    trained = grpo_from_trl(args)
+    if trained != algo:  # the mapping must be exact both ways, or the prediction is for another spec
+        raise AssertionError(f"GRPOConfig trains {trained}, not {algo}")
+    settings = {k: getattr(args, k) for k in (*trl_kwargs_from_grpo(algo), "max_completion_length")}
+    with args.main_process_first(desc="reference model"):
+        task, tokenizer, reference = _sequence_reference(config, out)
+    problem = sequence_problem(tokenizer, task, answer_probabilities(reference, tokenizer, task))
+    predicted = {}
+    for agg in AGGREGATIONS:  # before training
+        res = stationary_policy(problem, algo.replace(aggregation=agg))
+        if not np.all(res.success):
+            raise AssertionError(f"no stationary policy for aggregation {agg!r}: {res.message}")
+        predicted[agg] = np.asarray(res.policy)
+    gap_path = out / "trl_sequence_gap.jsonl"
+    if args.process_index == 0:
+        gap_path.unlink(missing_ok=True)
+    callback = PredictionGapCallback(tokenizer, task, predicted[algo.aggregation], every=every, path=gap_path)
+    dataset = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
+
+    def reward(prompts, completions, question, **kwargs):
+        return [task.questions[int(q)].reward(text) for q, text in zip(question, completions, strict=False)]
+
+    trainer = GRPOTrainer(
+        model=str(out / "reference"),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    trainer.accelerator.wait_for_everyone()
+    measured, se, other = callback.tail_distribution(tail_fraction, n_batches=6)
+    return TRLSequenceResult(
+        algo=algo,
+        trl_settings=settings,
+        reference=problem.ref.copy(),
+        predicted=predicted,
+        measured=measured,
+        stderr=se,
+        other=other,
+        groups_per_batch=config.n_questions,
+        finite_batch_shift=dapo_finite_batch_shift(predicted, config.n_questions),
         steps=steps,
         seconds=seconds,
         history=callback.history,

@@ -35,6 +35,7 @@ __all__ = [
     "SEQUENCE_RUNS",
     "SequenceExperimentConfig",
     "SequenceRun",
+    "build_sequence_reference",
     "run_sequence_experiment",
     "sequence_problem",
 ]
@@ -103,15 +104,22 @@ class SequenceRun:
         return float(np.mean(self.stderr))
 
 
-def run_sequence_experiment(config: SequenceExperimentConfig = SequenceExperimentConfig()) -> list[SequenceRun]:
-    """Fit the reference, predict every run's end point, train each run, measure it."""
-    import copy
-
+def build_sequence_reference(config: SequenceExperimentConfig = SequenceExperimentConfig()):
+    """(task, tokenizer, reference model) of the sequence experiment: the model fitted to
+    labels spread over [0.2, 0.8] without junk, so "anything else" stays small."""
     task = build_sequence_task(config.n_questions, seed=config.seed)
     tokenizer = build_tokenizer(task_words())
     reference = build_model(tokenizer, config.model, seed=config.seed)
     labels = noisy_labels(task, config.n_labels, low=0.2, high=0.8, junk_rate=0.0, seed=config.seed)
     supervised_finetune(reference, tokenizer, task, labels, config.sft)
+    return task, tokenizer, reference
+
+
+def run_sequence_experiment(config: SequenceExperimentConfig = SequenceExperimentConfig()) -> list[SequenceRun]:
+    """Fit the reference, predict every run's end point, train each run, measure it."""
+    import copy
+
+    task, tokenizer, reference = build_sequence_reference(config)
     probs = answer_probabilities(reference, tokenizer, task)
     problem = sequence_problem(tokenizer, task, probs)
     out = []
