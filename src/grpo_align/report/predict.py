@@ -260,9 +260,9 @@ def verdict(data: PredictData) -> Verdict:
     if data.end_point.size == 0:
         return Verdict(False, "No question was measured.")
     text = (
-        f"From the exact pass rate the prediction is off by {data.mae_exact:.4f} on average against a mean standard "
-        f"error of {data.mean_stderr:.4f} (at most {WITHIN_STDERR:g} × allowed); training moved P(correct) by "
-        f"{data.mae_reference:.3f}. From {data.n} samples per question the predicted interval held the measured end "
+        f"From the exact pass rate the prediction is off by {data.mae_exact:.4f} on average, against a mean standard "
+        f"error of {data.mean_stderr:.4f} (the rule allows {WITHIN_STDERR:g} standard errors); training moved "
+        f"P(correct) by {data.mae_reference:.3f}. From {data.n} samples per question the predicted interval held the measured end "
         f"point for {int(data.covered.sum())} of {data.end_point.size} questions, {data.expected_coverage.sum():.1f} "
         f"expected (two-sided p-value {data.pvalue:.2f}); the point prediction is off by {data.mae_sampled:.3f} on "
         f"average. The predict engine and the full answer-distribution solve agree to {data.routes_gap:.1e}."
