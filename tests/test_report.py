@@ -666,7 +666,9 @@ def test_sequences_verdict_fails_on_bad_data():
     )
 
     def data(cases=good_cases, control=0.02, sw=sweep):
-        return S.SequencesData(cases, control, sw, np.zeros(2), sw, np.zeros((2, 2)), ())
+        return S.SequencesData(
+            cases, control, sw, np.zeros(2), sw, np.zeros((2, 2)), "failed", (0.2, 0.3, 0.5), 0.0, ()
+        )
 
     assert S.verdict(data()).passed
     bad_cases = {
@@ -692,7 +694,7 @@ def test_sequences_verdict_fails_on_bad_data():
 
 def test_sequences_filippov_check_can_fail():
     """The hull residual is 0 at the sliding corner and not at RLHF's policy or a random point."""
-    from grpo_align.report.sequences import BERN_REF, BERN_SUCCESS, filippov_residual
+    from grpo_align.report.sequences import BERN_REF, BERN_SUCCESS, filippov_residual, tie_corner
     from grpo_align.theory import Problem, rlhf_policy, stationary_policy
 
     prob = Problem.from_bernoulli(list(BERN_REF), list(BERN_SUCCESS))
@@ -700,6 +702,8 @@ def test_sequences_filippov_check_can_fail():
     rewards = [[(1.0, s), (0.0, 1 - s)] for s in BERN_SUCCESS]
     corner = stationary_policy(prob, algo).policy[0]
     assert filippov_residual(list(BERN_REF), rewards, corner, algo) < 1e-9
+    # the tie structure alone fixes the corner (x0 = x1, x2 = x0 - 1/beta)
+    np.testing.assert_allclose(tie_corner(BERN_REF, 0.5), corner, atol=1e-12)
     assert filippov_residual(list(BERN_REF), rewards, rlhf_policy(prob, 0.5).reshape(-1), algo) > 1e-3
     assert filippov_residual(list(BERN_REF), rewards, np.array([0.3, 0.3, 0.4]), algo) > 1e-3
 

@@ -57,6 +57,8 @@ FILIPPOV_TOL = 1e-9
 FILIPPOV_DIRECTIONS = 16
 #: a point that is not a Filippov equilibrium leaves a hull residual above this
 FILIPPOV_CONTROL = 1e-6
+#: beyond the penalty-placement figure's grid: where the engine's sliding solve fails (std, k1 in the reward, G = 2)
+BEYOND_BETA = 2.0
 
 CLAIM = (
     "Which training choices move GRPO's stationary policy once answers are token sequences (THEORY.md section 10). "
@@ -76,7 +78,9 @@ CLAIM = (
 
 NOTES = (
     "With std scaling, k1 in the reward and the Bernoulli rewards of the figure at G = 2, the engine reports a failed "
-    "solve (no stationary policy found) from β = 1.7 on; the penalty-placement figure stops at β = 1.6.",
+    "solve (no stationary policy found) from β = 1.7 on, so the penalty-placement figure stops at β = 1.6; the "
+    "verdict text says whether the tie corner of β = 0.5 (x₀ = x₁, x₂ = x₀ − 1/β, which fixes the policy) still "
+    "passes the hull test at β = 2, where the engine fails.",
 )
 
 
@@ -206,6 +210,12 @@ def filippov_residual(
     return float(lp.x[-1]) if lp.status == 0 else math.inf
 
 
+def tie_corner(ref: Sequence[float], beta: float) -> np.ndarray:
+    """The policy with x_0 = x_1 and x_2 = x_0 - 1/beta (x = log pi/pi_ref): the ties fix it (THEORY.md 10.7)."""
+    w = np.array([ref[0], ref[1], ref[2] * math.exp(-1 / beta)])
+    return w / w.sum()
+
+
 def _rewards_of(problem: Problem) -> list[list[tuple[float, float]]]:
     """(value, probability) per output of a one-context problem, for the brute force."""
     levels, dist = problem.levels[0], problem.dist[0]
@@ -328,6 +338,10 @@ class SequencesData:
     tree_atomic: np.ndarray
     placement_sweep: Sweep
     placement_rlhf: np.ndarray
+    #: at BEYOND_BETA: the engine's status, the tie corner and its hull residual (informational)
+    beyond_status: str
+    beyond_corner: tuple[float, ...]
+    beyond_hull: float
     tables: tuple[Table, ...]
 
     def measured(self) -> dict[str, JSON]:
@@ -344,6 +358,12 @@ class SequencesData:
                 for c in self.cases
             },
             control_hull_residual_at_rlhf=self.control,
+            beyond=dict(
+                beta=BEYOND_BETA,
+                engine_status=self.beyond_status,
+                tie_corner=list(self.beyond_corner),
+                hull=self.beyond_hull,
+            ),
             sweep_failures=list[JSON](self.tree_sweep.failures + self.placement_sweep.failures),
         )
 
@@ -382,6 +402,12 @@ class SequencesData:
             tree_atomic=self.tree_atomic,
             placement_sweep=sweep(self.placement_sweep),
             placement_rlhf=self.placement_rlhf,
+            beyond=dict(
+                beta=BEYOND_BETA,
+                engine_status=self.beyond_status,
+                tie_corner=list(self.beyond_corner),
+                hull=self.beyond_hull,
+            ),
         )
 
 
@@ -592,6 +618,10 @@ def compute(cfg: ReportConfig) -> SequencesData:
     ]
     placement_sweep = _sweep(place_betas, placement, cfg)
     placement_rlhf = np.array([np.asarray(rlhf_policy(bern, float(b))).reshape(-1) for b in place_betas])
+    far = g2.replace(beta=BEYOND_BETA)
+    beyond = stationary_policy(bern, far)
+    corner = tie_corner(BERN_REF, BEYOND_BETA)
+    beyond_hull = filippov_residual(list(BERN_REF), _rewards_of(bern), corner, far)
 
     rows: list[list[Cell]] = []
     for c in cases:
@@ -636,6 +666,9 @@ def compute(cfg: ReportConfig) -> SequencesData:
         tree_atomic=tree_atomic,
         placement_sweep=placement_sweep,
         placement_rlhf=placement_rlhf,
+        beyond_status=beyond.status[0] if beyond.success[0] else "failed",
+        beyond_corner=tuple(float(x) for x in corner),
+        beyond_hull=beyond_hull,
         tables=(table,),
     )
 
@@ -661,6 +694,18 @@ def verdict(data: SequencesData) -> Verdict:
         f"scaling the hull residual is {data.control:.1e}, so that policy is not an equilibrium. "
         f"Over the β grids {len(sweep_bad)} of "
         f"{data.tree_sweep.check.size + data.placement_sweep.check.size} end points fail their check."
+    )
+    corner = "/".join(f"{x:.4f}" for x in data.beyond_corner)
+    hull_ok = data.beyond_hull < FILIPPOV_TOL
+    text += (
+        f" Beyond the figure (not part of the rule): at β = {BEYOND_BETA:g} with std scaling and G = 2 the engine "
+        + ("finds no stationary policy" if data.beyond_status == "failed" else f"finds a {data.beyond_status} one")
+        + f", and the tie corner {corner} has hull residual {data.beyond_hull:.1e}"
+        + (
+            ", so an equilibrium exists there that the solver misses."
+            if hull_ok and data.beyond_status == "failed"
+            else "."
+        )
     )
     if broken:
         text += " Broken: " + " | ".join(broken) + "."
