@@ -147,7 +147,12 @@ def test_failed_or_broken_section_gives_exit_1(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("key", "blocked", "extra"),
-    [("training", "torch", "train"), ("lm", "transformers", "lm"), ("lm", "tokenizers", "lm")],
+    [
+        ("training", "torch", "train"),
+        ("lm", "transformers", "lm"),
+        ("lm", "tokenizers", "lm"),
+        ("predict", "transformers", "lm"),
+    ],
 )
 def test_section_without_its_extra_is_skipped_with_the_install_command(
     tmp_path, monkeypatch, capsys, key, blocked, extra
@@ -298,6 +303,7 @@ NO_TRAINING = [
     "direct-kl",
     "practice",
     "limits",
+    "sequences",
 ]
 
 _BLOCK_MATPLOTLIB = """
@@ -566,7 +572,7 @@ def test_texts_carry_no_markup(tmp_path):
 
     with style_context():
         for spec in SECTIONS:
-            if spec.key not in ("binary", "pooling", "practice", "paper-figures", "direct-kl", "limits"):
+            if spec.key not in ("binary", "pooling", "practice", "paper-figures", "direct-kl", "limits", "sequences"):
                 continue
             result = runner.build_section(spec, ReportConfig(quick=True))
             texts = [result.claim, result.verdict.text]
@@ -597,3 +603,199 @@ def test_section_of_picks_the_longest_key():
     assert runner.section_of("lm-runs.csv", ["lm", "limits"]) == "lm"
     assert runner.section_of("limits.json", ["lm", "limits"]) == "limits"
     assert runner.section_of("other.json", ["lm"]) is None
+
+
+# ---------------------------------------------------------------------------- sequences and predict
+def test_sequences_brute_gradient_against_hand_values():
+    """Two one-token outputs, rewards 1/0, G = 2, beta = 0: the groups (a, b) and (b, a) by hand.
+
+    shift: advantages +-1/2, each member weighted 1/2: d/dz_a = 2 p(1-p) (1/2)(1/2)((1-p) + p) = p(1-p)/2;
+    std scaling: advantages +-1, twice that. A tie group (a, a) or (b, b) adds nothing.
+    """
+    from grpo_align.report.sequences import brute_gradient
+
+    p = 0.3
+    rewards = [[(1.0, 1.0)], [(0.0, 1.0)]]
+    for norm, expected in (("shift", p * (1 - p) / 2), ("shift_scale", p * (1 - p))):
+        g = brute_gradient([(0,), (1,)], [0.5, 0.5], rewards, [p, 1 - p], 2, 0.0, normalization=norm)[()]
+        assert abs(g[0] - expected) < 1e-15 and abs(g[1] + expected) < 1e-15
+    # k1 in the reward at RLHF's policy (pi prop. to ref exp(r/beta)): every modified reward ties, no gradient
+    beta, ref = 0.5, np.array([0.4, 0.6])
+    rl = ref * np.exp(np.array([1.0, 0.0]) / beta)
+    rl /= rl.sum()
+    g = brute_gradient(
+        [(0,), (1,)], list(ref), rewards, list(rl), 2, beta, normalization="shift", penalty="k1", penalty_in="reward"
+    )[()]
+    assert abs(g[0]) < 1e-15
+    # a token with one continuation carries no logit; the branching prefix (1,) does
+    tree = [(1, 2), (1, 3), (4,)]
+    g = brute_gradient(tree, [0.2, 0.3, 0.5], [[(1.0, 1.0)], [(0.0, 1.0)], [(0.0, 1.0)]], [0.2, 0.3, 0.5], 2, 0.1)
+    assert set(g) == {(), (1,)} and abs(sum(g[(1,)].values())) < 1e-15
+
+
+def _sequence_case(**kw):
+    from grpo_align.report.sequences import Case
+
+    base = dict(
+        group="g",
+        setting="s",
+        status="interior",
+        success=True,
+        policy=(0.2, 0.8),
+        documented=(0.2,),
+        shown=(0,),
+        decimals=4,
+        versus="paper",
+        versus_policy=(0.2, 0.8),
+        expect="equal",
+        check=1e-16,
+        versus_check=1e-16,
+    )
+    return Case(**(base | kw))
+
+
+def test_sequences_verdict_fails_on_bad_data():
+    from grpo_align.report import sequences as S
+
+    beta = np.array([0.1, 1.0])
+    sweep = S.Sweep(beta, ("a",), np.zeros((1, 2, 2)), (("interior", "sliding"),), np.array([[1e-16, 0.0]]))
+    good_cases = (
+        _sequence_case(),
+        _sequence_case(policy=(0.25, 0.75), documented=(0.25,), expect="moves"),
+        _sequence_case(status="sliding", check=0.0, versus="RLHF", versus_check=0.0),
+    )
+
+    def data(cases=good_cases, control=0.02, sw=sweep):
+        return S.SequencesData(
+            cases, control, sw, np.zeros(2), sw, np.zeros((2, 2)), "failed", (0.2, 0.3, 0.5), 0.0, ()
+        )
+
+    assert S.verdict(data()).passed
+    bad_cases = {
+        "interior gradient": _sequence_case(check=1e-8),
+        "sliding hull": _sequence_case(status="sliding", check=1e-6),
+        "failed status": _sequence_case(status="failed", check=0.0),
+        "not equal": _sequence_case(policy=(0.2 + 1e-6, 0.8 - 1e-6)),
+        "does not move": _sequence_case(policy=(0.201, 0.799), documented=(0.201,), expect="moves"),
+        "THEORY.md number": _sequence_case(documented=(0.2002,)),
+        "atomic policy not stationary": _sequence_case(versus_check=1e-6),
+        "solve failed": _sequence_case(success=False),
+    }
+    for name, case in bad_cases.items():
+        v = S.verdict(data(cases=(*good_cases, case)))
+        assert v.failed and "Broken" in v.text, name
+    # the control must fail the hull test, or the test cannot tell
+    assert S.verdict(data(control=1e-12)).failed
+    bad_sweep = S.Sweep(beta, ("a",), np.zeros((1, 2, 2)), (("interior", "failed"),), np.array([[1e-16, np.inf]]))
+    v = S.verdict(data(sw=bad_sweep))
+    assert v.failed and "a at β = 1" in v.text
+    assert S.verdict(data(cases=())).failed
+
+
+def test_sequences_filippov_check_can_fail():
+    """The hull residual is 0 at the sliding corner and not at RLHF's policy or a random point."""
+    from grpo_align.report.sequences import BERN_REF, BERN_SUCCESS, filippov_residual, tie_corner
+    from grpo_align.theory import Problem, rlhf_policy, stationary_policy
+
+    prob = Problem.from_bernoulli(list(BERN_REF), list(BERN_SUCCESS))
+    algo = GRPO(group_size=2, beta=0.5, penalty="k1", penalty_in="reward")
+    rewards = [[(1.0, s), (0.0, 1 - s)] for s in BERN_SUCCESS]
+    corner = stationary_policy(prob, algo).policy[0]
+    assert filippov_residual(list(BERN_REF), rewards, corner, algo) < 1e-9
+    # the tie structure alone fixes the corner (x0 = x1, x2 = x0 - 1/beta)
+    np.testing.assert_allclose(tie_corner(BERN_REF, 0.5), corner, atol=1e-12)
+    assert filippov_residual(list(BERN_REF), rewards, rlhf_policy(prob, 0.5).reshape(-1), algo) > 1e-3
+    assert filippov_residual(list(BERN_REF), rewards, np.array([0.3, 0.3, 0.4]), algo) > 1e-3
+
+
+def _predict_data(**kw):
+    from grpo_align.report import predict as P
+
+    c = 12
+    p0 = np.linspace(0.2, 0.8, c)
+    pred = 0.5 + p0 / 2
+    base = dict(
+        p0_exact=p0,
+        correct=np.round(16 * p0),
+        p0_low=p0 - 0.2,
+        p0_high=p0 + 0.2,
+        predicted_exact=pred,
+        predicted_full=pred + 1e-16,
+        predicted=pred + 0.01,
+        predicted_low=pred - 0.05,
+        predicted_high=pred + 0.05,
+        end_point=pred + 0.004,
+        stderr=np.full(c, 0.004),
+        expected_coverage=np.full(c, 0.95),
+        pvalue=0.5,
+        n=16,
+        steps=600,
+        config={},
+        tables=(),
+    )
+    return P.PredictData(**(base | kw))
+
+
+def test_predict_verdict_fails_on_bad_data():
+    from grpo_align.report import predict as P
+
+    good = _predict_data()
+    assert P.verdict(good).passed and "12 of 12 questions" in P.verdict(good).text
+    pred = good.predicted_exact
+    for name, bad in {
+        "prediction off by 4 standard errors": dict(end_point=pred + 0.016),
+        "training did not move": dict(p0_exact=pred),
+        "coverage rejected": dict(pvalue=1e-4),
+        "routes disagree": dict(predicted_full=pred + 1e-6),
+        "point outside its interval": dict(predicted=pred + 0.06),
+    }.items():
+        v = P.verdict(_predict_data(**bad))
+        assert v.failed and "Broken" in v.text, name
+    empty = np.zeros(0)
+    assert P.verdict(
+        _predict_data(**{k: empty for k in ("p0_exact", "correct", "p0_low", "p0_high", "predicted_exact",
+                                            "predicted_full", "predicted", "predicted_low", "predicted_high",
+                                            "end_point", "stderr", "expected_coverage")})
+    ).failed  # fmt: skip
+
+
+def test_predict_section_writes_its_files(tmp_path, monkeypatch):
+    # a tiny run (4 questions, few SFT and GRPO steps): plumbing only, not the claim
+    pytest.importorskip("transformers")
+    from dataclasses import replace
+
+    from grpo_align.lm.endtoend import EndToEndConfig
+    from grpo_align.lm.experiment import LMExperimentConfig
+    from grpo_align.lm.sft import SFTConfig
+    from grpo_align.lm.trainer import LMTrainConfig
+    from grpo_align.report import predict
+
+    def tiny(cfg):
+        train = LMTrainConfig(steps=40, eval_every=2, seed=cfg.seed, checkpoint_every=0)
+        exp = LMExperimentConfig(n_binary=2, n_choice=2, n_labels=10, seed=cfg.seed, sft=SFTConfig(steps=20))
+        return EndToEndConfig(experiment=replace(exp, train=train), algo=predict.ALGO, n=4, sample_seed=cfg.seed)
+
+    monkeypatch.setattr(predict, "endtoend_config", tiny)
+    code = _reproduce(tmp_path / "r", "--only", "predict")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    (section,) = summary["sections"]
+    assert code == (0 if section["verdict"] == "pass" else 1)
+    assert section["number"] == [m.KEY for m in runner.MODULES].index("predict") + 1
+    assert section["measured"]["questions"] == 4 and section["measured"]["n"] == 4
+    data = json.loads((tmp_path / "r" / "data" / "predict.json").read_text())["data"]
+    assert len(data["end_point"]) == len(data["predicted_low"]) == 4
+    assert (tmp_path / "r" / "figures" / "predict-intervals.png").is_file()
+    assert (tmp_path / "r" / "data" / "predict-questions.csv").read_text().startswith("question,correct of 4")
+
+
+def test_predict_quick_setting_is_the_tests_small_one():
+    """--quick: 12 questions and 600 steps (fast); the full report: the built-in 24 questions, 1500 steps."""
+    pytest.importorskip("transformers")
+    from grpo_align.report import predict
+
+    quick = predict.endtoend_config(ReportConfig(quick=True, seed=5))
+    full = predict.endtoend_config(ReportConfig(quick=False, seed=5))
+    assert quick.experiment.n_binary + quick.experiment.n_choice == 12 and quick.experiment.train.steps == 600
+    assert full.experiment.n_binary + full.experiment.n_choice == 24 and full.experiment.train.steps == 1500
+    for c in (quick, full):
+        assert c.experiment.seed == c.experiment.train.seed == c.sample_seed == 5 and c.n == 16

@@ -15,7 +15,7 @@ from rich.markup import escape
 #: the report (matplotlib, scipy.stats); tests/test_report.py checks it against SECTIONS
 SECTION_KEYS = (
     "1=binary, 2=paper-figures, 3=pooling, 4=reverse-kl, 5=pairwise, 6=large-groups, 7=variants, 8=direct-kl, "
-    "9=basins, 10=training, 11=practice, 12=lm, 13=limits"
+    "9=basins, 10=training, 11=practice, 12=lm, 13=predict, 14=limits, 15=sequences"
 )
 
 

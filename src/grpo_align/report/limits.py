@@ -8,7 +8,7 @@
 2. App. B.2 calls the two interior roots of the direct-KL limit "two values that maximise the
    objective": one is stable, the other unstable (a watershed, never reached by the dynamics).
 3. The paper's outputs are atomic: one draw, one reward. Answers generated token by token are
-   the subject of the section with key "sequences" (to come).
+   the subject of the section with key "sequences".
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CLAIM = (
     "answers that pass a noisy verifier 80% and 50% of the time, p₀ = 0.3 and β = 0.5, Eq. 15 still gives 0.9 "
     "but the stationary probability is 0.6073. (2) App. B.2's two interior values are not both maxima: one "
     "stationary policy is stable, the other unstable. (3) The results are for atomic outputs; answers generated "
-    f'token by token are treated in the section "{SEQUENCES_KEY}" (to come).'
+    f'token by token are treated in the section "{SEQUENCES_KEY}".'
 )
 
 

@@ -36,7 +36,9 @@ from grpo_align.report import (
     paper_figures,
     pooling,
     practice,
+    predict,
     reverse_kl,
+    sequences,
     training,
     variants,
 )
@@ -72,7 +74,9 @@ MODULES: tuple[ModuleType, ...] = (
     training,
     practice,
     lm,
+    predict,
     limits,
+    sequences,
 )
 
 

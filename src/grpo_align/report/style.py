@@ -45,6 +45,10 @@ COLORS: dict[str, str] = {
     "shift": "#009e73",
     "rloo": "#6a3d9a",
     "raw": "#661100",
+    # aggregations of the per-token loss (THEORY.md section 10)
+    "sequence_mean": "#0072b2",
+    "group_token_mean": "#e69f00",
+    "constant": "#cc79a7",
     # pairwise-preference problems (G = 2)
     "pairwise": "#44aa99",
     # NLHF's regularised Nash policy
