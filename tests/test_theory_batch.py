@@ -216,3 +216,38 @@ def test_shared_check_flags_a_perturbed_policy(penalty: str) -> None:
     moved /= moved.sum(axis=1, keepdims=True)
     bad = bt._shared_check(problem, algo, moved, problem.levels[0])
     assert bad is not None and bool(np.all(bad[0] > bad[2]))
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
+def test_one_context_check_agrees_and_flags(penalty: str) -> None:
+    """The one-context two-class residual (batch._one_context_check) against the generic
+    residual and tolerance on random and solved policies, and a solved policy moved by 1e-6
+    on one output (renormalised) fails it."""
+    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary.reduction import Reduced
+    from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
+
+    rng = np.random.default_rng(13)
+    n_out = 5000
+    problem = ga.Problem.from_rewards(rng.dirichlet(np.ones(n_out)), (rng.random(n_out) < 0.3).astype(float))
+    algo = ga.GRPO(group_size=8, beta=0.5, penalty=penalty)
+    red = Reduced(problem, algo)
+    solved = st.stationary_policy(problem, algo)
+    assert bool(np.all(solved.success))
+    for pi in (rng.dirichlet(np.ones(n_out))[None, :], solved.policy):
+        got = bt._one_context_check(problem, algo, pi, red.class_of, red.dist[0], problem.levels[0])
+        assert got is not None
+        pref = preference_2d(problem, algo, pi)
+        res_g, mult_g = residual_given(problem, algo, pi, pref)
+        tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+        # differ only by the rounding of K-term sums of O(term scale) numbers
+        np.testing.assert_allclose(got[0], res_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
+        np.testing.assert_allclose(got[1], mult_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
+        np.testing.assert_allclose(got[2], tol_g, rtol=1e-12, atol=0)
+    ok = bt._one_context_check(problem, algo, solved.policy, red.class_of, red.dist[0], problem.levels[0])
+    assert ok is not None and ok[0][0] <= ok[2][0]
+    moved = solved.policy.copy()
+    moved[0, int(np.argmax(moved[0]))] *= 1 + 1e-6
+    moved /= moved.sum()
+    bad = bt._one_context_check(problem, algo, moved, red.class_of, red.dist[0], problem.levels[0])
+    assert bad is not None and bad[0][0] > bad[2][0]

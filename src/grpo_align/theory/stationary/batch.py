@@ -668,7 +668,10 @@ def _assemble(
         # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
         masses[rows, take(j2)] += m2_r
         pi = np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
-    mix = m1_r[:, None] * take(f1) + m2_r[:, None] * take(f2)
+        if single and n_ctx == 1 and red.n_classes == 2 and bool(two[0]) and problem.n_outputs > 8:
+            checked = _one_context_check(problem, algo, pi, red.class_of, red.dist[0], shapes[0, 4:6])
+    # the roots' mixtures: built here when choosing among several roots, else per root on demand
+    mix = None if single else m1_r[:, None] * take(f1) + m2_r[:, None] * take(f2)
     if checked is not None:
         res, mult, tol = checked
     else:
@@ -682,20 +685,30 @@ def _assemble(
     stable = np.ones(n_r, bool)
     has_eig = np.ones(n_r, bool)
     two_r = take(two)
-    t = rows if bool(np.all(two_r)) else np.nonzero(two_r)[0]
+    every = bool(np.all(two_r))
+    t = rows if every else np.nonzero(two_r)[0]
     if t.size:
-        c, a1, a2 = ctx_r[t], m1_r[t], m2_r[t]
-        dd, small = dd_r[t], np.minimum(a1, a2)
+        if every:  # no copies through an index of every root
+            c, a1, a2, dd = ctx_r, m1_r, m2_r, dd_r
+        else:
+            c, a1, a2, dd = ctx_r[t], m1_r[t], m2_r[t], dd_r[t]
+        small = np.minimum(a1, a2)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            r1, r2 = red.ref_mass[c, j1[c]], red.ref_mass[c, j2[c]]
+            if single and f1.strides[0] == 0:  # the shared path: class columns
+                r1, r2 = red.ref_mass[:, int(j1[0])], red.ref_mass[:, int(j2[0])]
+            else:
+                r1, r2 = red.ref_mass[c, j1[c]], red.ref_mass[c, j2[c]]
             dphi = r2 / a2**2 + r1 / a1**2 if algo.penalty == "k3" else 1.0 / a1 + 1.0 / a2
             lam = 2.0 * (a1 * a2) ** 2 * (dd - algo.beta * dphi)
         scale = np.maximum(1.0, np.abs(lam)) * np.minimum(1.0, small)
         finite = np.isfinite(lam)
-        stable[t] = (lam < -1e-7 * scale) & finite
-        eig[t] = np.where(finite, lam, np.nan)
-        has_eig[t] = finite
-    stable_known = np.where(has_eig, stable, True)  # stable is None counts as "not False"
+        if every:
+            stable, has_eig = (lam < -1e-7 * scale) & finite, finite
+            eig = np.where(finite, lam, np.nan)
+        else:
+            stable[t] = (lam < -1e-7 * scale) & finite
+            eig[t] = np.where(finite, lam, np.nan)
+            has_eig[t] = finite
 
     if single:
         success = good
@@ -704,6 +717,8 @@ def _assemble(
         policy, residual, best = pi, res, rows
     else:
         # the chosen root per context: stable, then any; nearest the reference mixture
+        assert mix is not None
+        stable_known = np.where(has_eig, stable, True)  # stable is None counts as "not False"
         dist_ref = np.max(np.abs(mix - take(problem.reference_mixture())), axis=1)
         rank = np.where(good & stable_known, 0, np.where(good, 1, 2))
         chosen_idx = _first_per_context((dist_ref, rank), ctx_r, counts, n_ctx)
@@ -721,7 +736,8 @@ def _assemble(
     status, messages = _status_messages(success, n_good, n_stable, best, res, algo.is_limit)
 
     starts = np.concatenate([[0], np.cumsum(counts)])
-    on_face = np.any((pi == 0) & (sub.ref > 0), axis=1)
+    # (the shared check ran only on policies with every output in the support)
+    on_face = np.zeros(n_r, bool) if checked is not None else np.any((pi == 0) & (sub.ref > 0), axis=1)
 
     def build(c: int) -> tuple[StationaryRoot, ...]:
         out = []
@@ -734,7 +750,14 @@ def _assemble(
                 eigs_opt = eigs
             out.append(
                 StationaryRoot(
-                    pi[i], mix[i], float(mult[i]), float(res[i]), st, eigs_opt, float(tol[i]), boundary=bool(on_face[i])
+                    pi[i],
+                    mix[i] if mix is not None else m1_r[i] * f1[i] + m2_r[i] * f2[i],
+                    float(mult[i]),
+                    float(res[i]),
+                    st,
+                    eigs_opt,
+                    float(tol[i]),
+                    boundary=bool(on_face[i]),
                 )
             )
         return tuple(out)
@@ -895,3 +918,49 @@ def _shared_preference(
     in_range = spread < 280
     p1 = _horner_t(td, coef[:, 1].astype(float), _power(w0, n_deg)) if in_range else _horner_t(t, coef[:, 1], scale)
     return [p1 + diff, p1]
+
+
+def _one_context_check(
+    problem: Problem, algo: Any, pi: np.ndarray, class_of: np.ndarray, class_dist: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``_shared_check`` for one context with many outputs in two classes, (1, K) arrays.
+
+    The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``,
+    from the policy alone: the mixture w = sum_o pi(o) F_o summed over the outputs, the two
+    class values P_j = F_j . h(w) in longdouble (scalars: outputs of one class share them,
+    THEORY.md section 5), then the stationarity terms per output; the term scale takes
+    max |P_j| over the classes and max beta |phi| over the outputs. None where this route
+    does not apply.
+    """
+    n_deg = algo.group_size - 1
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty not in ("k3", "k2", "kl"):
+        return None
+    p, ref, cls = pi[0], problem.ref[0], class_of[0]
+    if not bool(np.all(p > 0)):
+        return None  # a drained output: the generic route
+    # (elementwise products and pairwise sums: einsum and BLAS dot were 10-40x slower here)
+    dist = problem.dist[0]
+    w = np.array([np.sum(p * dist[:, level]) for level in range(dist.shape[1])])
+    if not (w[0] >= 1e-290 and w[1] >= 0):
+        return None
+    ld = np.longdouble
+    coef = _binary_coefficients(levels.astype(float), algo, ld) @ class_dist.T.astype(ld)  # (G, J)
+    t = np.array([w[1]], ld) / ld(w[0])
+    scale = _power(np.array([w[0]], ld), n_deg)
+    p_class = np.array([_horner_t(t, coef[:, j], scale)[0] for j in range(coef.shape[1])])
+    pref = p_class[cls]
+    beta = algo.beta
+    if algo.penalty == "k3":
+        ratio = ref / p
+        bphi = beta * (1.0 - ratio)
+    else:
+        ratio = None
+        bphi = beta * (np.log(p / ref) + (1.0 if algo.penalty == "kl" else 0.0))
+    g = pref - bphi
+    c = np.sum(p * g)
+    res = np.max(np.abs(g - c))
+    size = max(1.0, float(np.max(np.abs(p_class))), float(np.max(np.abs(bphi))))
+    floor = 64 * np.finfo(float).eps * beta * (max(1.0, float(np.max(ratio))) if ratio is not None else 1.0)
+    if not np.isfinite(res):
+        return None
+    return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])
