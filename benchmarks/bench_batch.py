@@ -47,6 +47,17 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def best_cpu(fn: Callable[[], object], repeats: int) -> float:
+    """Best of ``repeats`` CPU times of this process (``time.process_time``): less sensitive
+    than wall-clock time to other processes on a loaded machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
 def one_pass(ref: np.ndarray) -> float:
     """One elementwise pass over the (n, 2) array, best of 20."""
     return best_time(lambda: ref * 1.0001, 20)
@@ -71,9 +82,14 @@ def solve_row(label: str, problem: ga.Problem, algo: ga.GRPO, repeats: int) -> N
     t_solve = best_time(lambda: holder.append(ga.stationary_policy(problem, algo)), repeats)
     res = holder[-1]
     ok = bool(np.all(res.success))
+    # the same ratio in CPU time, side by side (the pass best of 50)
+    flat = problem.ref.reshape(-1, 2) if problem.ref.shape[-1] != 2 else problem.ref
+    c_pass = best_cpu(lambda: flat * 1.0001, 50)
+    c_solve = best_cpu(lambda: ga.stationary_policy(problem, algo), repeats)
     print(
         f"{label:<34} {res.policy.shape[0]:>8} x {res.policy.shape[1]:<8} pass {t_pass * 1e3:7.2f} ms"
         f"   solve {t_solve:7.3f} s   solve/pass {t_solve / t_pass:8.0f}   all success {ok}"
+        f"   CPU: solve {c_solve:7.3f} s / pass {c_pass * 1e3:5.2f} ms = {c_solve / c_pass:6.0f} passes"
     )
 
 

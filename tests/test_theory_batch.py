@@ -135,3 +135,119 @@ def test_large_batch_matches_general_on_a_sample() -> None:
     np.testing.assert_allclose(fast.policy[pick], slow.policy, rtol=0, atol=1e-12)
     # the wrong mass next to the vertex to 1e-12 relative as well
     np.testing.assert_allclose(fast.policy[pick, 0], slow.policy[:, 0], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("rewards", [[1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.5, 0.0, 1.0]])
+def test_shared_partition_matches_per_context(rewards: list[float]) -> None:
+    """Contexts with identical reward rows share one partition (stride 0); it must equal
+    the partition of each context found on its own, and the reduction built on it."""
+    from grpo_align.theory.stationary.reduction import Reduced, class_partition
+
+    rng = np.random.default_rng(5)
+    n_ctx, k = 7, len(rewards)
+    ref = rng.dirichlet(np.ones(k), n_ctx)
+    ref[2, 0] = 0.0  # an output outside the support keeps its class
+    ref[2] /= ref[2].sum()
+    batch = ga.Problem.from_rewards(ref=ref, rewards=np.tile(rewards, (n_ctx, 1)))
+    class_of, ref_mass, class_dist = class_partition(batch)
+    assert class_of.strides[0] == 0  # the shared path was taken
+    for c in range(n_ctx):
+        one = ga.Problem.from_rewards(ref=ref[c], rewards=rewards)
+        c_of, r_m, c_d = class_partition(one)
+        np.testing.assert_array_equal(class_of[c], c_of[0])
+        np.testing.assert_allclose(ref_mass[c], r_m[0], rtol=1e-15, atol=0)
+        np.testing.assert_array_equal(class_dist[c], c_d[0])
+    algo = ga.GRPO(group_size=4, beta=0.5)
+    red = Reduced(batch, algo)
+    masses = rng.dirichlet(np.ones(ref_mass.shape[1]), n_ctx)
+    expected = np.take_along_axis(masses, np.ascontiguousarray(class_of), axis=1) * red.within
+    np.testing.assert_array_equal(red.policy(masses), expected)
+    if ref_mass.shape[1] <= 2:
+        _assert_same(batch, algo)
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
+@pytest.mark.parametrize("group_size", [2, 8, 16])
+def test_shared_check_agrees_with_generic_residual(penalty: str, group_size: int) -> None:
+    """The two-class residual of the shared path (batch._shared_check) against the generic
+    residual and tolerance (residual.py: extended-precision P_G through the level table), on
+    random policies (not only solved ones) of batches with shared reward rows."""
+    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary.residual import (
+        preference_2d,
+        residual_given,
+        residual_tolerance,
+    )
+
+    rng = np.random.default_rng(11)
+    algo = ga.GRPO(group_size=group_size, beta=0.3, penalty=penalty)
+    for problem in (
+        _binary(rng.random(200)),
+        ga.Problem.from_bernoulli(ref=rng.dirichlet(np.ones(2), 200), success=np.tile([0.8, 0.3], (200, 1))),
+    ):
+        for pi in (rng.dirichlet(np.ones(2), 200), st.stationary_policy(problem, algo).policy):
+            got = bt._shared_check(problem, algo, pi, problem.levels[0])
+            assert got is not None
+            res, mult, tol = got
+            pref = preference_2d(problem, algo, pi)
+            res_g, mult_g = residual_given(problem, algo, pi, pref)
+            tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+            # both evaluate P_G in extended precision: they differ by double rounding of the
+            # terms (a few ulps of the term scale), far below the tolerance
+            np.testing.assert_allclose(res, res_g, rtol=0, atol=1e-14 * tol_g.max() / 1e-9)
+            np.testing.assert_allclose(mult, mult_g, rtol=0, atol=1e-14 * tol_g.max() / 1e-9)
+            np.testing.assert_allclose(tol, tol_g, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl"])
+def test_shared_check_flags_a_perturbed_policy(penalty: str) -> None:
+    """A solved policy passes the shared check; the same policy moved by 1e-6 (relative,
+    renormalised) fails it in every context: the check is not the solve's bookkeeping."""
+    from grpo_align.theory.stationary import batch as bt
+
+    rng = np.random.default_rng(12)
+    problem = _binary(rng.uniform(0.01, 0.99, 500))
+    algo = ga.GRPO(group_size=8, beta=0.5, penalty=penalty)
+    res = st.stationary_policy(problem, algo)
+    assert bool(np.all(res.success))
+    ok = bt._shared_check(problem, algo, res.policy, problem.levels[0])
+    assert ok is not None and bool(np.all(ok[0] <= ok[2]))
+    moved = res.policy * np.array([1 + 1e-6, 1.0])
+    moved /= moved.sum(axis=1, keepdims=True)
+    bad = bt._shared_check(problem, algo, moved, problem.levels[0])
+    assert bad is not None and bool(np.all(bad[0] > bad[2]))
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
+def test_one_context_check_agrees_and_flags(penalty: str) -> None:
+    """The one-context two-class residual (batch._one_context_check) against the generic
+    residual and tolerance on random and solved policies, and a solved policy moved by 1e-6
+    on one output (renormalised) fails it."""
+    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary.reduction import Reduced
+    from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
+
+    rng = np.random.default_rng(13)
+    n_out = 5000
+    problem = ga.Problem.from_rewards(rng.dirichlet(np.ones(n_out)), (rng.random(n_out) < 0.3).astype(float))
+    algo = ga.GRPO(group_size=8, beta=0.5, penalty=penalty)
+    red = Reduced(problem, algo)
+    solved = st.stationary_policy(problem, algo)
+    assert bool(np.all(solved.success))
+    for pi in (rng.dirichlet(np.ones(n_out))[None, :], solved.policy):
+        got = bt._one_context_check(problem, algo, pi, red.class_of, red.dist[0], problem.levels[0])
+        assert got is not None
+        pref = preference_2d(problem, algo, pi)
+        res_g, mult_g = residual_given(problem, algo, pi, pref)
+        tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+        # differ only by the rounding of K-term sums of O(term scale) numbers
+        np.testing.assert_allclose(got[0], res_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
+        np.testing.assert_allclose(got[1], mult_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
+        np.testing.assert_allclose(got[2], tol_g, rtol=1e-12, atol=0)
+    ok = bt._one_context_check(problem, algo, solved.policy, red.class_of, red.dist[0], problem.levels[0])
+    assert ok is not None and ok[0][0] <= ok[2][0]
+    moved = solved.policy.copy()
+    moved[0, int(np.argmax(moved[0]))] *= 1 + 1e-6
+    moved /= moved.sum()
+    bad = bt._one_context_check(problem, algo, moved, red.class_of, red.dist[0], problem.levels[0])
+    assert bad is not None and bad[0][0] > bad[2][0]

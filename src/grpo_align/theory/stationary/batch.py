@@ -443,6 +443,9 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
         return None
     n_ctx = problem.n_contexts
     active = red.ref_mass > 0
+    shared = _shared_classes(red, active)
+    if shared is not None:
+        return _solve_roots(red, *shared)
     n_act = active.sum(axis=1)
     if np.any(n_act > 2):
         return None
@@ -469,6 +472,48 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
     else:
         shapes, which = key_two[:0], np.zeros(0, np.int64)
     r1, r2 = red.ref_mass[rows, j1], red.ref_mass[rows, j2]
+    return _solve_roots(red, j1, j2, f1, f2, two, shapes, which, r1, r2)
+
+
+def _shared_classes(red: Reduced, active: np.ndarray) -> tuple[Any, ...] | None:
+    """The arguments of ``_solve_roots`` without per-context indexing, when every context
+    has the same two classes (a partition shared by reference, ``class_partition``), both
+    active, and the same levels: one shape, class columns as views. None otherwise."""
+    problem = red.problem
+    n_ctx = problem.n_contexts
+    if red.dist.strides[0] != 0 or red.n_classes != 2 or n_ctx < 2 or not bool(np.all(active)):
+        return None
+    levels = problem.levels
+    if levels.strides[0] != 0 and not bool(np.all(levels == levels[:1])):
+        return None
+    row = red.dist[0]
+    a, b = (0, 1) if row[0, 1] >= row[1, 1] else (1, 0)
+    if row[a, 1] <= row[b, 1]:
+        return None  # equal high-level probabilities: not two classes of this kind
+    j1, j2 = np.full(n_ctx, a), np.full(n_ctx, b)
+    f1, f2 = np.broadcast_to(row[a], (n_ctx, 2)), np.broadcast_to(row[b], (n_ctx, 2))
+    shapes = np.concatenate([row[a], row[b], levels[0]])[None, :]
+    two = np.ones(n_ctx, bool)
+    which = np.zeros(n_ctx, np.int64)
+    return j1, j2, f1, f2, two, shapes, which, red.ref_mass[:, a], red.ref_mass[:, b]
+
+
+def _solve_roots(
+    red: Reduced,
+    j1: np.ndarray,
+    j2: np.ndarray,
+    f1: np.ndarray,
+    f2: np.ndarray,
+    two: np.ndarray,
+    shapes: np.ndarray,
+    which: np.ndarray,
+    r1: np.ndarray,
+    r2: np.ndarray,
+) -> StationaryResult:
+    """The roots of every context (class 1 the better, ``j1``/``j2`` its class slots), checked
+    and assembled (``_assemble``)."""
+    problem, algo = red.problem, red.algo
+    n_ctx = problem.n_contexts
 
     # roots: (context, m1, m2)
     ctx_parts: list[np.ndarray] = []
@@ -497,7 +542,7 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
     one = np.nonzero(~two)[0]
     if one.size:
         ctx_parts.append(one)
-        m1_parts.append(np.where(active[one, j1[one]], 1.0, 0.0))
+        m1_parts.append(np.where(red.ref_mass[one, j1[one]] > 0, 1.0, 0.0))
         m2_parts.append(np.zeros(one.size))
         dd_parts.append(np.zeros(one.size))
         shape_parts.append(np.full(one.size, -1))
@@ -609,15 +654,30 @@ def _assemble(
         sub = _take(problem, ctx_r)
     n_r = ctx_r.size
     rows = np.arange(n_r)
-    masses = np.zeros((n_r, red.n_classes))
-    masses[rows, take(j1)] = m1_r
-    # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
-    masses[rows, take(j2)] += m2_r
-    pi = np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
-    mix = m1_r[:, None] * take(f1) + m2_r[:, None] * take(f2)
-    pref = _extended_preference(sub, algo, pi, shape_r, shapes)
-    res, mult = residual_given(sub, algo, pi, pref)
-    tol = residual_tolerance(sub, algo, pi, pref, RESIDUAL_TOLERANCE)
+    checked = None
+    if single and f1.strides[0] == 0:
+        # one shared partition of two active classes (``_shared_classes``): columns, no scatter
+        masses = np.empty((n_r, 2))
+        masses[:, int(j1[0])] = m1_r
+        masses[:, int(j2[0])] = m2_r
+        pi = red.policy(masses)
+        checked = _shared_check(problem, algo, pi, shapes[0, 4:6])
+    else:
+        masses = np.zeros((n_r, red.n_classes))
+        masses[rows, take(j1)] = m1_r
+        # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
+        masses[rows, take(j2)] += m2_r
+        pi = np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
+        if single and n_ctx == 1 and red.n_classes == 2 and bool(two[0]) and problem.n_outputs > 8:
+            checked = _one_context_check(problem, algo, pi, red.class_of, red.dist[0], shapes[0, 4:6])
+    # the roots' mixtures: built here when choosing among several roots, else per root on demand
+    mix = None if single else m1_r[:, None] * take(f1) + m2_r[:, None] * take(f2)
+    if checked is not None:
+        res, mult, tol = checked
+    else:
+        pref = _extended_preference(sub, algo, pi, shape_r, shapes)
+        res, mult = residual_given(sub, algo, pi, pref)
+        tol = residual_tolerance(sub, algo, pi, pref, RESIDUAL_TOLERANCE)
     good = res <= tol
 
     # stability (stability.stability's criterion on the scalar eigenvalue of two classes)
@@ -625,20 +685,30 @@ def _assemble(
     stable = np.ones(n_r, bool)
     has_eig = np.ones(n_r, bool)
     two_r = take(two)
-    t = rows if bool(np.all(two_r)) else np.nonzero(two_r)[0]
+    every = bool(np.all(two_r))
+    t = rows if every else np.nonzero(two_r)[0]
     if t.size:
-        c, a1, a2 = ctx_r[t], m1_r[t], m2_r[t]
-        dd, small = dd_r[t], np.minimum(a1, a2)
+        if every:  # no copies through an index of every root
+            c, a1, a2, dd = ctx_r, m1_r, m2_r, dd_r
+        else:
+            c, a1, a2, dd = ctx_r[t], m1_r[t], m2_r[t], dd_r[t]
+        small = np.minimum(a1, a2)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            r1, r2 = red.ref_mass[c, j1[c]], red.ref_mass[c, j2[c]]
+            if single and f1.strides[0] == 0:  # the shared path: class columns
+                r1, r2 = red.ref_mass[:, int(j1[0])], red.ref_mass[:, int(j2[0])]
+            else:
+                r1, r2 = red.ref_mass[c, j1[c]], red.ref_mass[c, j2[c]]
             dphi = r2 / a2**2 + r1 / a1**2 if algo.penalty == "k3" else 1.0 / a1 + 1.0 / a2
             lam = 2.0 * (a1 * a2) ** 2 * (dd - algo.beta * dphi)
         scale = np.maximum(1.0, np.abs(lam)) * np.minimum(1.0, small)
         finite = np.isfinite(lam)
-        stable[t] = (lam < -1e-7 * scale) & finite
-        eig[t] = np.where(finite, lam, np.nan)
-        has_eig[t] = finite
-    stable_known = np.where(has_eig, stable, True)  # stable is None counts as "not False"
+        if every:
+            stable, has_eig = (lam < -1e-7 * scale) & finite, finite
+            eig = np.where(finite, lam, np.nan)
+        else:
+            stable[t] = (lam < -1e-7 * scale) & finite
+            eig[t] = np.where(finite, lam, np.nan)
+            has_eig[t] = finite
 
     if single:
         success = good
@@ -647,6 +717,8 @@ def _assemble(
         policy, residual, best = pi, res, rows
     else:
         # the chosen root per context: stable, then any; nearest the reference mixture
+        assert mix is not None
+        stable_known = np.where(has_eig, stable, True)  # stable is None counts as "not False"
         dist_ref = np.max(np.abs(mix - take(problem.reference_mixture())), axis=1)
         rank = np.where(good & stable_known, 0, np.where(good, 1, 2))
         chosen_idx = _first_per_context((dist_ref, rank), ctx_r, counts, n_ctx)
@@ -664,7 +736,8 @@ def _assemble(
     status, messages = _status_messages(success, n_good, n_stable, best, res, algo.is_limit)
 
     starts = np.concatenate([[0], np.cumsum(counts)])
-    on_face = np.any((pi == 0) & (sub.ref > 0), axis=1)
+    # (the shared check ran only on policies with every output in the support)
+    on_face = np.zeros(n_r, bool) if checked is not None else np.any((pi == 0) & (sub.ref > 0), axis=1)
 
     def build(c: int) -> tuple[StationaryRoot, ...]:
         out = []
@@ -677,7 +750,14 @@ def _assemble(
                 eigs_opt = eigs
             out.append(
                 StationaryRoot(
-                    pi[i], mix[i], float(mult[i]), float(res[i]), st, eigs_opt, float(tol[i]), boundary=bool(on_face[i])
+                    pi[i],
+                    mix[i] if mix is not None else m1_r[i] * f1[i] + m2_r[i] * f2[i],
+                    float(mult[i]),
+                    float(res[i]),
+                    st,
+                    eigs_opt,
+                    float(tol[i]),
+                    boundary=bool(on_face[i]),
                 )
             )
         return tuple(out)
@@ -711,9 +791,12 @@ def _status_messages(
     get a string each.
     """
     n_ctx = success.size
+    multi = np.nonzero(success & (n_good > 1))[0]
+    if multi.size == 0 and bool(np.all(success)):
+        # the usual case: one shared string each, by tuple repetition (no object array)
+        return ("interior",) * n_ctx, (_UNIQUE,) * n_ctx
     status = np.full(n_ctx, "interior", dtype=object)
     messages = np.full(n_ctx, _UNIQUE, dtype=object)
-    multi = np.nonzero(success & (n_good > 1))[0]
     if multi.size:
         pairs = np.unique(np.stack([n_good[multi], n_stable[multi]], axis=1), axis=0)
         for n_g, n_s in pairs.tolist():
@@ -733,3 +816,151 @@ def _status_messages(
                 + ("; for G = inf they may also run to the boundary, where P_G diverges" if is_limit else "")
             )
     return tuple(status.tolist()), tuple(messages.tolist())
+
+
+#: Largest G - 1 for which ``_shared_check`` runs Horner in w1 / w0 without splitting the
+#: entries: t^(G-1) stays inside the longdouble range (about 1e4932) for t up to 1e300.
+_SHARED_MAX_DEGREE = 15
+
+
+def _shared_check(
+    problem: Problem, algo: Any, pi: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Residual, multiplier and tolerance of every context when all contexts share one
+    reward row per output (``problem.dist[c] == problem.dist[0]``) and ``levels``;
+    None where this route does not apply (the caller takes the generic one).
+
+    The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``
+    (THEORY.md section 5), recomputed from the policy alone and independent of the solve's
+    rounding: the mixture w = sum_o pi(o) F_o from the outputs, and P_G(o) = F_o . h(w)
+    (section 4) as one polynomial per output, sum_k C(G-1, k) (table F_o)[k] w0^(G-1-k) w1^k,
+    in longdouble by Horner in t = w1 / w0 (the solve evaluates the class difference D in
+    doubles, by Horner in the smaller-to-larger ratio from the class masses). Outputs are
+    handled column by column (K is small), so no (C, K) temporaries are built beyond pi's.
+    """
+    n_deg = algo.group_size - 1
+    dist0 = problem.dist[0]
+    n_out = dist0.shape[0]
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or n_out > 8 or algo.penalty not in ("k3", "k2", "kl"):
+        return None
+    cols = [pi[:, k] for k in range(n_out)]
+    w0 = np.zeros(pi.shape[0])
+    w1 = np.zeros(pi.shape[0])
+    for k in range(n_out):
+        if dist0[k, 0]:
+            w0 += cols[k] * dist0[k, 0]
+        if dist0[k, 1]:
+            w1 += cols[k] * dist0[k, 1]
+    if not (bool(np.all(w0 >= 1e-290)) and all(bool(np.all(col > 0)) for col in cols)):
+        return None  # a point near a vertex or an output off the support: the generic route
+    ld = np.longdouble
+    coef = _binary_coefficients(levels.astype(float), algo, ld) @ dist0.T.astype(ld)  # (G, K)
+    t = w1.astype(ld) / w0.astype(ld)
+    scale = _power(w0.astype(ld), n_deg)
+    beta = algo.beta
+    ref = problem.ref
+    prefs = _shared_preference(w0, w1, t, scale, coef, n_deg)
+    g_cols, size, ratio_max = [], np.ones(pi.shape[0]), np.ones(pi.shape[0])
+    for k in range(n_out):
+        pref = prefs[k]
+        if algo.penalty == "k3":
+            ratio = ref[:, k] / cols[k]
+            phi = 1.0 - ratio
+            np.maximum(ratio_max, ratio, out=ratio_max)
+        else:
+            phi = np.log(cols[k] / ref[:, k]) + (1.0 if algo.penalty == "kl" else 0.0)
+        bphi = beta * phi
+        np.maximum(size, np.abs(pref), out=size)
+        np.maximum(size, np.abs(bphi), out=size)
+        g_cols.append(pref - bphi)
+    c = cols[0] * g_cols[0]
+    for k in range(1, n_out):
+        c += cols[k] * g_cols[k]
+    res = np.abs(g_cols[0] - c)
+    for k in range(1, n_out):
+        np.maximum(res, np.abs(g_cols[k] - c), out=res)
+    eps = np.finfo(float).eps
+    tol = RESIDUAL_TOLERANCE * size + 64 * eps * beta * (ratio_max if algo.penalty == "k3" else 1.0)
+    if not bool(np.all(np.isfinite(res))):
+        return None
+    return res, c, tol
+
+
+def _horner_t(t: np.ndarray, coef: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """scale * sum_j coef[j] t^j by Horner, in the dtype of t, as doubles."""
+    n = coef.shape[0] - 1
+    acc = np.full(t.shape, coef[n], dtype=t.dtype)
+    for j in range(n - 1, -1, -1):
+        acc *= t
+        acc += coef[j]
+    acc *= scale
+    return np.asarray(acc, dtype=float)
+
+
+def _shared_preference(
+    w0: np.ndarray, w1: np.ndarray, t: np.ndarray, scale: np.ndarray, coef: np.ndarray, n_deg: int
+) -> list[np.ndarray]:
+    """P_G(o) per output o (columns of ``coef``, the polynomials in t = w1 / w0 times w0^n).
+
+    Every output in longdouble, except with two outputs: there the residual depends on
+    P_G only through the difference P_0 - P_1 (g_0 - c = pi_1 (g_0 - g_1) when pi_0 + pi_1 = 1),
+    so the difference's polynomial is evaluated in longdouble and P_1 (which sets the
+    multiplier and the term scale, not the residual) in doubles where t^n and w0^n stay in
+    range, an error common to both outputs that cancels in the residual.
+    """
+    if coef.shape[1] != 2:
+        return [_horner_t(t, coef[:, k], scale) for k in range(coef.shape[1])]
+    diff = _horner_t(t, coef[:, 0] - coef[:, 1], scale)
+    td = w1 / w0
+    with np.errstate(divide="ignore"):
+        spread = n_deg * max(float(np.log10(np.max(td))), -float(np.log10(np.min(w0))), 0.0)
+    # (in longdouble where the doubles would overflow or underflow)
+    in_range = spread < 280
+    p1 = _horner_t(td, coef[:, 1].astype(float), _power(w0, n_deg)) if in_range else _horner_t(t, coef[:, 1], scale)
+    return [p1 + diff, p1]
+
+
+def _one_context_check(
+    problem: Problem, algo: Any, pi: np.ndarray, class_of: np.ndarray, class_dist: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``_shared_check`` for one context with many outputs in two classes, (1, K) arrays.
+
+    The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``,
+    from the policy alone: the mixture w = sum_o pi(o) F_o summed over the outputs, the two
+    class values P_j = F_j . h(w) in longdouble (scalars: outputs of one class share them,
+    THEORY.md section 5), then the stationarity terms per output; the term scale takes
+    max |P_j| over the classes and max beta |phi| over the outputs. None where this route
+    does not apply.
+    """
+    n_deg = algo.group_size - 1
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty not in ("k3", "k2", "kl"):
+        return None
+    p, ref, cls = pi[0], problem.ref[0], class_of[0]
+    if not bool(np.all(p > 0)):
+        return None  # a drained output: the generic route
+    # (elementwise products and pairwise sums: einsum and BLAS dot were 10-40x slower here)
+    dist = problem.dist[0]
+    w = np.array([np.sum(p * dist[:, level]) for level in range(dist.shape[1])])
+    if not (w[0] >= 1e-290 and w[1] >= 0):
+        return None
+    ld = np.longdouble
+    coef = _binary_coefficients(levels.astype(float), algo, ld) @ class_dist.T.astype(ld)  # (G, J)
+    t = np.array([w[1]], ld) / ld(w[0])
+    scale = _power(np.array([w[0]], ld), n_deg)
+    p_class = np.array([_horner_t(t, coef[:, j], scale)[0] for j in range(coef.shape[1])])
+    pref = p_class[cls]
+    beta = algo.beta
+    if algo.penalty == "k3":
+        ratio = ref / p
+        bphi = beta * (1.0 - ratio)
+    else:
+        ratio = None
+        bphi = beta * (np.log(p / ref) + (1.0 if algo.penalty == "kl" else 0.0))
+    g = pref - bphi
+    c = np.sum(p * g)
+    res = np.max(np.abs(g - c))
+    size = max(1.0, float(np.max(np.abs(p_class))), float(np.max(np.abs(bphi))))
+    floor = 64 * np.finfo(float).eps * beta * (max(1.0, float(np.max(ratio))) if ratio is not None else 1.0)
+    if not np.isfinite(res):
+        return None
+    return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])

@@ -106,7 +106,10 @@ class Reduced:
             self.margin = None
             self.level_pref = LevelPreference(problem.levels, algo)
         # ratio of each output's reference probability to its class's
-        cls_ref = np.take_along_axis(self.ref_mass, self.class_of, axis=1)
+        if self.class_of.strides[0] == 0:  # one partition shared by every context
+            cls_ref = self.ref_mass[:, self.class_of[0]]
+        else:
+            cls_ref = np.take_along_axis(self.ref_mass, self.class_of, axis=1)
         self.within = np.where(cls_ref > 0, problem.ref / np.where(cls_ref > 0, cls_ref, 1.0), 0.0)
 
     @property
@@ -177,6 +180,8 @@ class Reduced:
 
     def policy(self, masses: np.ndarray) -> np.ndarray:
         """Spread class masses over outputs in reference ratios, (C, K) from (C, J)."""
+        if self.class_of.strides[0] == 0 and masses.shape[0] == self.class_of.shape[0]:
+            return masses[:, self.class_of[0]] * self.within
         return np.take_along_axis(masses, self.class_of, axis=1) * self.within
 
     def reference_point(self) -> np.ndarray:
@@ -247,8 +252,23 @@ def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarra
     (``_peel_classes``); many by sorting the hash, then checked exactly: a hash collision
     falls back to one class per output (slower, still exact).
     """
-    dist = problem.dist
+    return _partition(problem.dist, problem.ref)
+
+
+def _partition(dist: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``class_partition`` of reward rows ``dist`` (C, K, L) and reference ``ref`` (C, K)."""
     n_ctx, n_out, n_levels = dist.shape
+    if n_ctx > 1 and dist.strides[0] != 0 and bool(np.all(dist == dist[:1])):
+        # every context has the same reward rows (0/1 rewards of a batch of prompts): the
+        # partition of the first, shared by reference (stride 0) rather than repeated
+        class_of0, _, class_dist0 = _partition(dist[:1], ref[:1])
+        n_classes = class_dist0.shape[1]
+        onehot = (class_of0[0][:, None] == np.arange(n_classes)[None, :]).astype(float)
+        return (
+            np.broadcast_to(class_of0, (n_ctx, n_out)),
+            np.einsum("ck,kj->cj", ref, onehot),  # (c_einsum: no BLAS threads)
+            np.broadcast_to(class_dist0, (n_ctx, n_classes, n_levels)),
+        )
     rng = np.random.default_rng(20250225)
     weights = rng.random(n_levels)
     peeled = _peel_classes(dist)
@@ -268,7 +288,7 @@ def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarra
         class_dist = np.take_along_axis(reps, rank_of[..., None], axis=1)
         n_classes = class_dist.shape[1]
         flat = (np.arange(n_ctx)[:, None] * n_classes + class_of).ravel()
-        ref_mass = np.bincount(flat, weights=problem.ref.ravel(), minlength=n_ctx * n_classes)
+        ref_mass = np.bincount(flat, weights=ref.ravel(), minlength=n_ctx * n_classes)
         return class_of, ref_mass.reshape(n_ctx, n_classes), class_dist
     key = dist @ weights
     order = np.argsort(key, axis=1, kind="stable")
@@ -279,12 +299,12 @@ def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarra
     np.put_along_axis(class_of, order, class_sorted, axis=1)
     n_classes = int(class_sorted[:, -1].max()) + 1
     flat = (np.arange(n_ctx)[:, None] * n_classes + class_of).ravel()
-    ref_mass = np.bincount(flat, weights=problem.ref.ravel(), minlength=n_ctx * n_classes).reshape(n_ctx, n_classes)
+    ref_mass = np.bincount(flat, weights=ref.ravel(), minlength=n_ctx * n_classes).reshape(n_ctx, n_classes)
     class_dist = np.zeros((n_ctx, n_classes, n_levels))
     class_dist[np.arange(n_ctx)[:, None], class_of] = dist
     exact = np.array_equal(np.take_along_axis(class_dist, class_of[..., None], axis=1), dist)
     if not exact:
-        return np.broadcast_to(np.arange(n_out), (n_ctx, n_out)).copy(), problem.ref.copy(), dist.copy()
+        return np.broadcast_to(np.arange(n_out), (n_ctx, n_out)).copy(), ref.copy(), dist.copy()
     # a padded class slot (a context with fewer classes) has no members: give it mass 0
     return class_of, ref_mass, class_dist
 
