@@ -5,7 +5,10 @@
     python3 tasks.py test [ARGS]     the test suite: pytest ARGS
     python3 tasks.py lint            ruff format --check, ruff check, mypy
     python3 tasks.py docs            the documentation site: mkdocs build --strict -> site/
-    python3 tasks.py readme          rewrite the README's marked blocks from real runs
+    python3 tasks.py readme [--skip-data]
+                                     rewrite the marked blocks of README.md and docs/ from real
+                                     runs (--skip-data: keep the stored run data, docs/data/*.json,
+                                     and only render the tables again)
     python3 tasks.py setup           only create / update .venv
 
 Each command first makes sure ``.venv`` holds the project with every extra: it creates the
@@ -124,7 +127,15 @@ def ensure_docs(python: Path) -> None:
 #: ``<!-- run: COMMAND -->`` then a console block holding ``$ COMMAND`` and its output
 README_BLOCK = re.compile(r"<!-- run: (?P<cmd>[^\n]+?) -->\n```console\n(?P<body>.*?)```\n", re.S)
 #: the files whose marked blocks ``tasks.py readme`` rewrites and tests/test_readme.py checks
-RUN_BLOCK_FILES = ("README.md", "docs/howto/predict.md")
+RUN_BLOCK_FILES = ("README.md", "docs/howto/predict.md", "docs/lm.md")
+#: a long run's data stored beside the docs: ``<!-- data: PATH from {out}/FILE after: COMMAND -->``;
+#: ``tasks.py readme`` runs COMMAND with ``{out}`` a fresh temporary folder and copies FILE to PATH
+#: (tests/test_readme.py reruns it only under ``-m slow``)
+DATA_MARK = re.compile(r"<!-- data: (?P<path>\S+) from \{out\}/(?P<file>\S+) after: (?P<cmd>[^\n]+?) -->")
+#: a Markdown table that a command prints (from stored data, in seconds), verbatim:
+#: ``<!-- table: COMMAND -->``, a blank line, the output, a blank line, ``<!-- /table -->`` (the blank
+#: lines end the HTML comment's block, so that every Markdown renderer sees a table)
+TABLE_BLOCK = re.compile(r"<!-- table: (?P<cmd>[^\n]+?) -->\n\n(?P<body>.*?)\n<!-- /table -->\n", re.S)
 #: the terminal the README's output is rendered for (rich reads COLUMNS)
 README_ENV = {"COLUMNS": "110", "NO_COLOR": "1", "TERM": "dumb"}
 
@@ -151,8 +162,38 @@ def run_readme_command(command: str, python: str, env: dict[str, str]) -> str:
     return proc.stdout
 
 
-def rewrite_readme(python: str, env: dict[str, str]) -> int:
-    """Run every marked block's command and write its output into ``RUN_BLOCK_FILES``."""
+def data_marks(text: str) -> list[tuple[str, str, str]]:
+    """``(path, file, command)`` of every stored-data mark of a file, in order."""
+    marks = []
+    for m in DATA_MARK.finditer(text):
+        if "{out}" not in m.group("cmd"):
+            raise ValueError(f"data mark for {m.group('path')}: its command must write into {{out}}")
+        marks.append((m.group("path"), m.group("file"), m.group("cmd")))
+    return marks
+
+
+def table_blocks(text: str) -> list[tuple[str, str]]:
+    """``(command, table)`` of every table block of a file, in order."""
+    return [(m.group("cmd"), m.group("body")) for m in TABLE_BLOCK.finditer(text)]
+
+
+def run_data_command(command: str, file: str, python: str, env: dict[str, str], out: Path) -> bytes:
+    """Run a data mark's command with ``{out}`` = ``out`` (a fresh folder); the bytes of ``out/file``."""
+    run_readme_command(command.replace("{out}", shlex.quote(str(out))), python, env)
+    return (out / file).read_bytes()
+
+
+def rewrite_readme(python: str, env: dict[str, str], *, data: bool = True) -> int:
+    """Regenerate the stored data (unless ``data`` is false), then every marked block of ``RUN_BLOCK_FILES``."""
+    import tempfile
+
+    for name in RUN_BLOCK_FILES:
+        for path, file, cmd in data_marks((ROOT / name).read_text()) if data else []:
+            say(f"running {cmd} (a long run) for {path}")
+            with tempfile.TemporaryDirectory(prefix="grpo-align-docs-") as tmp:
+                fresh = run_data_command(cmd, file, python, env, Path(tmp) / "out")
+            (ROOT / path).parent.mkdir(parents=True, exist_ok=True)
+            (ROOT / path).write_bytes(fresh)
     for name in RUN_BLOCK_FILES:
         rewrite_blocks(ROOT / name, python, env)
     return 0
@@ -167,10 +208,16 @@ def rewrite_blocks(path: Path, python: str, env: dict[str, str]) -> None:
         say(f"running {cmd}")
         return f"<!-- run: {cmd} -->\n```console\n$ {cmd}\n{run_readme_command(cmd, python, env)}```\n"
 
-    new = README_BLOCK.sub(fresh, text)
+    def table(m: re.Match[str]) -> str:
+        cmd = m.group("cmd")
+        say(f"running {cmd}")
+        return f"<!-- table: {cmd} -->\n\n{run_readme_command(cmd, python, env)}\n<!-- /table -->\n"
+
+    new = TABLE_BLOCK.sub(table, README_BLOCK.sub(fresh, text))
     if new != text:
         path.write_text(new)
-    say(f"{path.name}: {len(readme_blocks(new))} block(s) {'rewritten' if new != text else 'unchanged'}")
+    count = len(readme_blocks(new)) + len(table_blocks(new))
+    say(f"{path.name}: {count} block(s) {'rewritten' if new != text else 'unchanged'}")
 
 
 def job_env() -> dict[str, str]:
@@ -192,7 +239,8 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     command, args = argv[0], argv[1:]
-    if command in {"lint", "docs", "readme", "setup"} and args:
+    skip_data = command == "readme" and args == ["--skip-data"]
+    if command in {"lint", "docs", "readme", "setup"} and args and not skip_data:
         say(f"{command} takes no arguments, got {' '.join(args)}")
         return 2
     python = str(ensure_venv())
@@ -208,7 +256,7 @@ def main(argv: list[str]) -> int:
         env.update({"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"})  # plugins' banners, not our build
         return run([python, "-m", "mkdocs", "build", "--strict", "--site-dir", "site"], env)
     if command == "readme":
-        return rewrite_readme(python, env)
+        return rewrite_readme(python, env, data=not skip_data)
     # lint: every check runs, so one run reports all three
     checks = [
         ["ruff", "format", "--check", "."],

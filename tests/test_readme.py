@@ -4,11 +4,17 @@
 fails when the README has drifted. Numbers are compared to 1e-6 relative (and 1e-12
 absolute, for residuals at the level of rounding, which vary with the platform's
 arithmetic); all other text exactly, trailing spaces aside.
+
+Long runs (docs/lm.md) store their data beside the docs (``<!-- data: PATH ... -->``) and
+show a table printed from it (``<!-- table: COMMAND -->``): the default suite reprints each
+table from the stored data and compares exactly, so a hand edit fails; ``-m slow`` reruns
+the long run and compares its numbers with the stored ones within 3 standard errors.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -31,6 +37,11 @@ def _tasks():
 
 TASKS = _tasks()
 BLOCKS = [b for name in TASKS.RUN_BLOCK_FILES for b in TASKS.readme_blocks((ROOT / name).read_text())]
+TABLES = [b for name in TASKS.RUN_BLOCK_FILES for b in TASKS.table_blocks((ROOT / name).read_text())]
+DATA = [m for name in TASKS.RUN_BLOCK_FILES for m in TASKS.data_marks((ROOT / name).read_text())]
+#: the stored `grpo-align lm --quick` run and the command that prints its table in docs/lm.md
+LM_QUICK = "docs/data/lm-quick.json"
+LM_QUICK_TABLE = f"grpo-align lm --from-summary {LM_QUICK} --markdown"
 
 
 def _split(text: str) -> tuple[list[str], list[float]]:
@@ -60,3 +71,97 @@ def test_split_catches_a_changed_number():
     text, numbers = _split("G=8 | 0.853564 |  \nresidual 3.9e-17")
     assert text == ["G=# | # |", "residual #"] and numbers == [8.0, 0.853564, 3.9e-17]
     assert not math.isclose(0.853564, 0.853565, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def test_docs_lm_tables_are_generated_from_stored_runs():
+    text = (ROOT / "docs/lm.md").read_text()
+    marks = {path: (file, cmd) for path, file, cmd in TASKS.data_marks(text)}
+    assert marks[LM_QUICK] == ("summary.json", "grpo-align lm --quick --seed 0 --no-plots --out {out}")
+    assert LM_QUICK_TABLE in [cmd for cmd, _ in TASKS.table_blocks(text)]
+    for cmd, _ in TABLES:  # every table is printed from data some mark regenerates
+        assert any(path in cmd for path, _, _ in DATA), cmd
+
+
+@pytest.mark.parametrize(("command", "shown"), TABLES, ids=[b[0] for b in TABLES])
+def test_table_block_is_what_its_command_prints(command, shown):
+    fresh = TASKS.run_readme_command(command, sys.executable, dict(os.environ))
+    assert fresh.rstrip("\n") == shown.rstrip("\n"), f"table for {command!r} drifted: run python3 tasks.py readme"
+
+
+def _markdown_rows(table: str) -> list[dict[str, str]]:
+    """The cells of a Markdown table by header, the alignment row skipped."""
+    head, _, *rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
+    return [dict(zip(head, row, strict=True)) for row in rows]
+
+
+def test_lm_quick_table_shows_the_stored_numbers():
+    # read against the JSON directly (not through the command's formatting): 4 decimals shown
+    shown = _markdown_rows(dict(TABLES)[LM_QUICK_TABLE])
+    stored = json.loads((ROOT / LM_QUICK).read_text())
+    assert len(shown) == len(stored) == 3
+    columns = {"GRPO prediction": "mae", "RLHF pooling": "mae_rlhf", "reference": "mae_reference", "stderr": "stderr"}
+    for row, run in zip(shown, stored, strict=True):
+        assert (float(row["beta"]), int(row["G"]), int(row["steps"])) == (run["beta"], run["group_size"], run["steps"])
+        assert run["algo"]["beta"] == run["beta"] and run["algo"]["group_size"] == run["group_size"]
+        for head, key in columns.items():
+            assert abs(float(row[head]) - run[key]) <= 5e-5, (head, row[head], run[key])
+
+
+def _runs_disagree(stored: list[dict], fresh: list[dict]) -> list[str]:
+    """Where a fresh run's summary differs from the stored one beyond its noise.
+
+    The settings must be equal; each mean error within 3 times the larger of the two
+    runs' mean standard errors (a seeded run on the same platform reproduces bit for bit;
+    on other arithmetic the sampled trajectory departs and the tail means differ by noise).
+    """
+    if len(stored) != len(fresh):
+        return [f"{len(fresh)} runs, stored {len(stored)}"]
+    problems = []
+    for a, b in zip(stored, fresh, strict=True):
+        settings = ("beta", "group_size", "steps", "questions")
+        if [a[k] for k in settings] != [b[k] for k in settings]:
+            problems.append(f"settings {[b[k] for k in settings]}, stored {[a[k] for k in settings]}")
+            continue
+        tol = 3 * max(a["stderr"], b["stderr"])
+        for key in ("mae", "mae_rlhf", "mae_reference"):
+            if abs(a[key] - b[key]) > tol:
+                problems.append(f"beta {a['beta']} G {a['group_size']}: {key} {b[key]:.4f}, stored {a[key]:.4f}")
+    return problems
+
+
+def test_runs_disagree_flags_a_number_beyond_three_standard_errors():
+    run = {"beta": 0.5, "group_size": 8, "steps": 1500, "questions": 24, "stderr": 0.002}
+    stored = [{**run, "mae": 0.002, "mae_rlhf": 0.08, "mae_reference": 0.4}]
+    assert _runs_disagree(stored, [dict(stored[0], mae=0.007)]) == []
+    assert _runs_disagree(stored, [dict(stored[0], mae=0.0081)]) != []
+    assert _runs_disagree(stored, [dict(stored[0], steps=500)]) != []
+    assert _runs_disagree(stored, []) != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("path", "file", "command"), DATA, ids=[m[0] for m in DATA])
+def test_stored_data_matches_a_fresh_run(tmp_path, path, file, command):
+    fresh = json.loads(TASKS.run_data_command(command, file, sys.executable, dict(os.environ), tmp_path / "out"))
+    stored = json.loads((ROOT / path).read_text())
+    assert _runs_disagree(stored, fresh) == [], f"{path} drifted: run python3 tasks.py readme"
+
+
+def test_lm_from_summary_prints_plain_columns_and_refuses_bad_files(tmp_path, capsys):
+    from grpo_align.cli import main
+
+    assert main(["lm", "--from-summary", LM_QUICK]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["beta", "G", "steps"] and len(lines) == 1 + 3
+    bad = {
+        "missing.json": None,
+        "text.json": "not json",
+        "dict.json": json.dumps({"beta": 0.5}),
+        "short.json": json.dumps([{"beta": 0.5, "group_size": 8}]),
+        "word.json": json.dumps([dict(json.loads((ROOT / LM_QUICK).read_text())[0], mae="low")]),
+    }
+    for name, content in bad.items():
+        if content is not None:
+            (tmp_path / name).write_text(content)
+        assert main(["lm", "--from-summary", str(tmp_path / name), "--markdown"]) == 2, name
+        err = capsys.readouterr().err
+        assert "--from-summary" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

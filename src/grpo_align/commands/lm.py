@@ -6,6 +6,10 @@ distribution for a few GRPO specifications (or the one given by --preset / --bet
 measured (mean absolute error of the correct answer's probability, beside RLHF's
 logarithmic pooling and the reference). Writes DIR/summary.json, DIR/experiment.json,
 DIR/runs/*/questions.json and the figures. An interrupted run resumes from its checkpoints.
+
+``--markdown`` prints the table as a Markdown table instead (the docs' tables are this
+output); ``--from-summary FILE`` trains nothing and prints the table of a ``summary.json``
+an earlier run wrote (no torch needed).
 """
 
 from __future__ import annotations
@@ -16,6 +20,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+#: the table's columns: header, summary.json key, format (one row per run)
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("beta", "beta", "g"),
+    ("G", "group_size", "d"),
+    ("steps", "steps", "d"),
+    ("GRPO prediction", "mae", ".4f"),
+    ("RLHF pooling", "mae_rlhf", ".4f"),
+    ("reference", "mae_reference", ".4f"),
+    ("stderr", "stderr", ".4f"),
+    ("max error", "max_abs_error", ".4f"),
+)
 
 #: most torch threads (as ``TrainConfig.threads``; kept here so that --help loads no torch)
 MAX_THREADS = 256
@@ -41,11 +57,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--beta", type=float, default=None, help="train one run with this penalty weight")
     parser.add_argument("--group-size", type=int, default=None, help="train one run with this group size G")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the result table as Markdown (what the docs' tables are)"
+    )
+    parser.add_argument(
+        "--from-summary",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="train nothing: print the table of a summary.json that an earlier run wrote",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from grpo_align.errors import InputError
     from grpo_align.extras import require
+
+    if args.from_summary is not None:
+        rows = read_summary(args.from_summary)
+        print(markdown_table(rows) if args.markdown else _plain_table(rows), end="")
+        return 0
 
     if not 1 <= args.threads <= MAX_THREADS:
         # torch allocates per thread: 100000 would exhaust memory before anything runs
@@ -97,31 +128,99 @@ def run(args: argparse.Namespace) -> int:
             bar.update(tasks[name], completed=step)
 
         result = run_experiment(config, args.out, progress=progress, plots=not args.no_plots)
+    if args.markdown:
+        print(markdown_table([summary_row(s) for s in result.summaries]), end="")
+        Console(stderr=True, highlight=False).print(_wrote(args, result, start))
+        return 0
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     table = Table(
         title=f"GRPO on a {result.parameters:,}-parameter causal LM, {len(result.reference.other)} questions: "
         "mean |measured - predicted| of P(correct answer)"
     )
-    for col in ("beta", "G", "steps", "GRPO prediction", "RLHF pooling", "reference", "stderr", "max error"):
+    for col, _, _ in TABLE_COLUMNS:
         table.add_column(col, justify="right")
     for s in result.summaries:
-        table.add_row(
-            f"{s.beta:g}",
-            str(s.group_size),
-            str(s.steps),
-            f"{s.mae:.4f}",
-            f"{s.mae_rlhf:.4f}",
-            f"{s.mae_reference:.4f}",
-            f"{s.stderr:.4f}",
-            f"{s.max_abs_error:.4f}",
-        )
+        table.add_row(*table_cells(summary_row(s)))
     out.print(table)
-    out.print(
+    out.print(_wrote(args, result, start))
+    return 0
+
+
+def _wrote(args: argparse.Namespace, result: Any, start: float) -> str:
+    return (
         f"wrote {args.out / 'summary.json'}"
         + "".join(f", {f}" for f in result.figures)
         + f" ({time.perf_counter() - start:.0f} s)"
     )
-    return 0
+
+
+def summary_row(summary: Any) -> dict[str, Any]:
+    """The table's fields of one ``RunSummary`` (as summary.json stores them)."""
+    return {key: getattr(summary, key) for _, key, _ in TABLE_COLUMNS}
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """One run's cells, formatted as ``TABLE_COLUMNS`` says."""
+    return [format(int(row[key]) if fmt == "d" else float(row[key]), fmt) for _, key, fmt in TABLE_COLUMNS]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The runs as a Markdown table: a header, then one line per run, numbers right-aligned.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One entry per run with the keys of ``TABLE_COLUMNS`` (summary.json's entries).
+    """
+    lines = [
+        "| " + " | ".join(head for head, _, _ in TABLE_COLUMNS) + " |",
+        "|" + "---:|" * len(TABLE_COLUMNS),
+    ]
+    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plain_table(rows: list[dict[str, Any]]) -> str:
+    """The runs as aligned plain-text columns (``--from-summary`` without ``--markdown``)."""
+    cells = [[head for head, _, _ in TABLE_COLUMNS], *(table_cells(row) for row in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(TABLE_COLUMNS))]
+    return "".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + "\n" for r in cells)
+
+
+def read_summary(path: Path) -> list[dict[str, Any]]:
+    """The runs of a ``summary.json`` written by ``grpo-align lm --out DIR`` (a list of run entries).
+
+    Raises
+    ------
+    InputError
+        Naming ``--from-summary`` when the file is unreadable, not JSON, or an entry lacks
+        one of the table's keys.
+    """
+    import json
+
+    from grpo_align.errors import InputError
+    from grpo_align.files import read_regular_file
+
+    expected = "a summary.json written by grpo-align lm --out DIR"
+    try:
+        raw = read_regular_file(path)  # a FIFO or folder: its own InputError
+    except OSError as exc:
+        raise InputError("--from-summary", f"{expected}; cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InputError("--from-summary", f"{expected}; {path} is not JSON: {exc}") from None
+    if not isinstance(data, list) or not data:
+        raise InputError("--from-summary", f"{expected} (a non-empty list of runs); {path} holds something else")
+    for i, row in enumerate(data):
+        missing = [key for _, key, _ in TABLE_COLUMNS if not isinstance(row, dict) or key not in row]
+        if missing:
+            raise InputError("--from-summary", f"{expected}; entry {i} of {path} lacks {', '.join(missing)}")
+        try:
+            table_cells(row)
+        except (TypeError, ValueError):
+            raise InputError("--from-summary", f"{expected}; entry {i} of {path} has a non-numeric field") from None
+    return data
 
 
 def _single_run(args: argparse.Namespace) -> Any:
