@@ -666,9 +666,7 @@ def test_sequences_verdict_fails_on_bad_data():
     )
 
     def data(cases=good_cases, control=0.02, sw=sweep):
-        return S.SequencesData(
-            cases, control, sw, np.zeros(2), sw, np.zeros((2, 2)), "failed", (0.2, 0.3, 0.5), 0.0, ()
-        )
+        return S.SequencesData(cases, control, sw, np.zeros(2), sw, np.zeros((2, 2)), ())
 
     assert S.verdict(data()).passed
     bad_cases = {

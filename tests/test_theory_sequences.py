@@ -236,3 +236,65 @@ def test_random_rewards_std_k1_in_reward_is_a_filippov_equilibrium_not_rlhf():
     rl = ga.rlhf_policy(prob, 0.5)
     g = _brute_grad(prob, algo, rl, [(0,), (1,), (2,)])[()]
     assert max(abs(g[0]), abs(g[1])) > 1e-3
+
+
+# ---------------------------------------------------------------------------- sliding corners
+BERN_REF, BERN_SUCCESS = [0.2, 0.3, 0.5], [0.8, 0.5, 0.1]
+
+
+def _hull_residual(pi, beta, radius=1e-7, n_dir=24):
+    """Distance of 0 from the hull of the brute-force fields at pi + radius (cos a, 0, sin a)
+    in the logits (a Filippov equilibrium has 0 in it). The directions avoid the angles that
+    lie on the tie surfaces through a corner (multiples of 45 degrees), where the rewards tie
+    only up to rounding."""
+    from scipy.optimize import linprog
+
+    dist = [[1 - s, s] for s in BERN_SUCCESS]
+    fields = []
+    for a in (np.arange(n_dir) + 0.5) * 2 * np.pi / n_dir:
+        z = np.log(pi) + radius * np.array([np.cos(a), 0.0, np.sin(a)])
+        p = np.exp(z - z.max())
+        g = brute.gradient(
+            [(0,), (1,), (2,)], BERN_REF, [0.0, 1.0], dist, list(p / p.sum()), 2, beta,
+            penalty="k1", penalty_in="reward",
+        )[()]  # fmt: skip
+        fields.append([g[0], g[1]])  # the three entries sum to 0
+    f = np.array(fields).T
+    m = f.shape[1]
+    lp = linprog(
+        np.r_[np.zeros(m), 1.0],
+        A_ub=np.block([[f, -np.ones((2, 1))], [-f, -np.ones((2, 1))]]),
+        b_ub=np.zeros(4),
+        A_eq=np.r_[np.ones(m), 0.0][None],
+        b_eq=[1.0],
+        bounds=[(0, None)] * (m + 1),
+    )
+    return lp.x[-1] if lp.status == 0 else np.inf
+
+
+def _corner(beta, tied_with_2):
+    """x_2 = x_0 - 1/beta, and x_1 = x_0 (below beta* ~ 4.49) or x_1 = x_2 (above): the ties
+    fix the policy (eq. 10.7)."""
+    w = np.array(BERN_REF) * np.exp(-np.array([0.0, tied_with_2, 1.0]) / beta)
+    return w / w.sum()
+
+
+@pytest.mark.parametrize("beta", [*np.linspace(1.0, 5.0, 17).tolist(), 1.7, 4.47, 4.48, 4.49])
+def test_std_k1_in_reward_g2_sliding_corner_over_beta(beta):
+    # the solve must find the tie corner wherever one is a Filippov equilibrium: the
+    # regularised path's tie gaps grow like beta |eta| eps, and near the switch of corners
+    # (beta* ~ 4.49) |eta| -> inf
+    prob = ga.Problem.from_bernoulli(BERN_REF, BERN_SUCCESS)
+    res = ga.stationary_policy(prob, ga.GRPO(group_size=2, beta=beta, penalty="k1", penalty_in="reward"))
+    assert res.status == ("sliding",)
+    pi = res.policy[0]
+    # fields within radius 1e-7 of a Filippov point are within ~1e-7 of its sector limits
+    assert _hull_residual(pi, beta) < 1e-6
+    gaps = [np.max(np.abs(pi - _corner(beta, t))) for t in (0.0, 1.0)]
+    assert min(gaps) < 1e-9
+
+
+@pytest.mark.parametrize(("beta", "tied_with_2"), [(1.0, 1.0), (2.0, 1.0), (5.0, 0.0)])
+def test_hull_residual_rejects_the_wrong_corner(beta, tied_with_2):
+    # the control: the other corner is not an equilibrium there, and the test says so
+    assert _hull_residual(_corner(beta, tied_with_2), beta) > 1e-5

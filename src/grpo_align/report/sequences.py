@@ -57,8 +57,6 @@ FILIPPOV_TOL = 1e-9
 FILIPPOV_DIRECTIONS = 16
 #: a point that is not a Filippov equilibrium leaves a hull residual above this
 FILIPPOV_CONTROL = 1e-6
-#: beyond the penalty-placement figure's grid: where the engine's sliding solve fails (std, k1 in the reward, G = 2)
-BEYOND_BETA = 2.0
 
 CLAIM = (
     "Which training choices move GRPO's stationary policy once answers are token sequences (THEORY.md section 10). "
@@ -74,13 +72,6 @@ CLAIM = (
     f"{EQUAL_TOL:g} of the independent route (RLHF's closed form, or the atomic policy checked by the same "
     f"brute force), 'moves' means more than {MOVES:g} away; the numbers printed in THEORY.md 10.7 are reproduced to "
     "their last digit; every solve over the β grids of the figures passes the same checks."
-)
-
-NOTES = (
-    "With std scaling, k1 in the reward and the Bernoulli rewards of the figure at G = 2, the engine reports a failed "
-    "solve (no stationary policy found) from β = 1.7 on, so the penalty-placement figure stops at β = 1.6; the "
-    "verdict text says whether the tie corner of β = 0.5 (x₀ = x₁, x₂ = x₀ − 1/β, which fixes the policy) still "
-    "passes the hull test at β = 2, where the engine fails.",
 )
 
 
@@ -338,10 +329,6 @@ class SequencesData:
     tree_atomic: np.ndarray
     placement_sweep: Sweep
     placement_rlhf: np.ndarray
-    #: at BEYOND_BETA: the engine's status, the tie corner and its hull residual (informational)
-    beyond_status: str
-    beyond_corner: tuple[float, ...]
-    beyond_hull: float
     tables: tuple[Table, ...]
 
     def measured(self) -> dict[str, JSON]:
@@ -358,12 +345,6 @@ class SequencesData:
                 for c in self.cases
             },
             control_hull_residual_at_rlhf=self.control,
-            beyond=dict(
-                beta=BEYOND_BETA,
-                engine_status=self.beyond_status,
-                tie_corner=list(self.beyond_corner),
-                hull=self.beyond_hull,
-            ),
             sweep_failures=list[JSON](self.tree_sweep.failures + self.placement_sweep.failures),
         )
 
@@ -402,12 +383,6 @@ class SequencesData:
             tree_atomic=self.tree_atomic,
             placement_sweep=sweep(self.placement_sweep),
             placement_rlhf=self.placement_rlhf,
-            beyond=dict(
-                beta=BEYOND_BETA,
-                engine_status=self.beyond_status,
-                tie_corner=list(self.beyond_corner),
-                hull=self.beyond_hull,
-            ),
         )
 
 
@@ -604,7 +579,7 @@ def compute(cfg: ReportConfig) -> SequencesData:
         [stationary_policy(atomic, GRPO(group_size=3, beta=float(b))).policy[0, 3] for b in tree_betas]
     )
 
-    place_betas = np.geomspace(0.1, 1.6, n)
+    place_betas = np.geomspace(0.1, 5.0, n)
     placement = [
         (
             "k1 in the reward, shift, G = 2",
@@ -618,10 +593,6 @@ def compute(cfg: ReportConfig) -> SequencesData:
     ]
     placement_sweep = _sweep(place_betas, placement, cfg)
     placement_rlhf = np.array([np.asarray(rlhf_policy(bern, float(b))).reshape(-1) for b in place_betas])
-    far = g2.replace(beta=BEYOND_BETA)
-    beyond = stationary_policy(bern, far)
-    corner = tie_corner(BERN_REF, BEYOND_BETA)
-    beyond_hull = filippov_residual(list(BERN_REF), _rewards_of(bern), corner, far)
 
     rows: list[list[Cell]] = []
     for c in cases:
@@ -666,9 +637,6 @@ def compute(cfg: ReportConfig) -> SequencesData:
         tree_atomic=tree_atomic,
         placement_sweep=placement_sweep,
         placement_rlhf=placement_rlhf,
-        beyond_status=beyond.status[0] if beyond.success[0] else "failed",
-        beyond_corner=tuple(float(x) for x in corner),
-        beyond_hull=beyond_hull,
         tables=(table,),
     )
 
@@ -694,18 +662,6 @@ def verdict(data: SequencesData) -> Verdict:
         f"scaling the hull residual is {data.control:.1e}, so that policy is not an equilibrium. "
         f"Over the β grids {len(sweep_bad)} of "
         f"{data.tree_sweep.check.size + data.placement_sweep.check.size} end points fail their check."
-    )
-    corner = "/".join(f"{x:.4f}" for x in data.beyond_corner)
-    hull_ok = data.beyond_hull < FILIPPOV_TOL
-    text += (
-        f" Beyond the figure (not part of the rule): at β = {BEYOND_BETA:g} with std scaling and G = 2 the engine "
-        + ("finds no stationary policy" if data.beyond_status == "failed" else f"finds a {data.beyond_status} one")
-        + f", and the tie corner {corner} has hull residual {data.beyond_hull:.1e}"
-        + (
-            ", so an equilibrium exists there that the solver misses."
-            if hull_ok and data.beyond_status == "failed"
-            else "."
-        )
     )
     if broken:
         text += " Broken: " + " | ".join(broken) + "."
@@ -761,7 +717,8 @@ def render(data: SequencesData) -> list[FigureOut]:
         "penalty-placement",
         fig,
         "k1 in the reward with a shift baseline sits on RLHF's pooling at every β; with std scaling it does not "
-        "(G = 2: a sliding corner where modified rewards tie; G = 4: a smooth root); the paper's k3 in the loss is "
+        "(G = 2: a sliding corner where modified rewards tie, x₁ = x₀ up to β ≈ 4.49 and x₁ = x₂ above; "
+        "G = 4: a smooth root); the paper's k3 in the loss is "
         "a third objective.",
     )
     return [tree_fig, place_fig]

@@ -16,13 +16,15 @@ and its blow-up coordinates (eq. 10.9).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from grpo_align.errors import InputError
 
-__all__ = ["TieStructure", "find_ties", "sequence_penalty"]
+__all__ = ["SHRINK", "TieStructure", "candidate_ties", "find_ties", "sequence_penalty"]
 
 
 def sequence_penalty(name: str, x: np.ndarray) -> np.ndarray:
@@ -77,10 +79,22 @@ class TieStructure:
         return np.array([o for o in np.nonzero(self.component >= 0)[0].tolist() if o not in roots], dtype=np.int64)
 
 
+#: A gap between modified rewards that shrinks below this fraction of its size at the previous
+#: (ten times larger) eps of the regularisation path is closing like eps: a tie (eq. 10.9).
+SHRINK = 0.3
+
+
 def find_ties(
-    values: np.ndarray, cell_output: np.ndarray, cell_level: np.ndarray, levels: np.ndarray, beta: float, tol: float
+    values: np.ndarray,
+    cell_output: np.ndarray,
+    cell_level: np.ndarray,
+    levels: np.ndarray,
+    beta: float,
+    tol: float,
+    previous: np.ndarray | None = None,
 ) -> TieStructure | None:
-    """The tie structure of cells whose modified rewards lie within ``tol`` of each other.
+    """The tie structure of cells whose modified rewards lie within ``tol`` of each other,
+    or whose gap is closing along the regularisation path.
 
     Parameters
     ----------
@@ -90,6 +104,12 @@ def find_ties(
     levels : ndarray, (L,)
     beta : float
     tol : float
+    previous : ndarray, (M,), optional
+        The same cells' modified rewards at the previous eps of the path (ten times
+        larger). A gap that shrank below ``SHRINK`` times its previous size also counts
+        as a tie: on the path a tied gap is beta |eta| eps (eq. 10.9), with |eta| growing
+        with beta, so no fixed multiple of eps separates it from a true gap, while the
+        ratio of successive gaps tends to 1/10 for a tie and to 1 for a true gap.
 
     Returns
     -------
@@ -108,7 +128,10 @@ def find_ties(
         return i
 
     linked = np.zeros(n_out, bool)
-    close = np.abs(values[:, None] - values[None, :]) <= tol
+    gap = np.abs(values[:, None] - values[None, :])
+    close = gap <= tol
+    if previous is not None:
+        close |= gap <= SHRINK * np.abs(previous[:, None] - previous[None, :])
     for a, b in zip(*np.nonzero(np.triu(close, 1)), strict=True):
         oa, ob = int(cell_output[a]), int(cell_output[b])
         if oa != ob:
@@ -135,11 +158,23 @@ def find_ties(
         for o in members[1:]:
             raw = k_out[o] - k_out[root]
             offset[o] = diffs[np.argmin(np.abs(diffs - raw))]
+    return _structure(component, offset, cell_output, cell_level, levels, beta)
+
+
+def _structure(
+    component: np.ndarray,
+    offset: np.ndarray,
+    cell_output: np.ndarray,
+    cell_level: np.ndarray,
+    levels: np.ndarray,
+    beta: float,
+) -> TieStructure:
+    """The tie classes of the cells given the components and penalty offsets."""
     # cells tie when v_l - beta (k_root + offset) agree: compare v_l - beta offset
     key = levels[cell_level] - beta * offset[cell_output]
-    cell_class = np.full(values.shape, -1, dtype=np.int64)
+    cell_class = np.full(cell_output.shape, -1, dtype=np.int64)
     n_class = 0
-    for k in range(len(labels)):
+    for k in range(int(component.max(initial=-1)) + 1):
         in_comp = component[cell_output] == k
         idx = np.nonzero(in_comp)[0]
         seen: list[tuple[float, list[int]]] = []
@@ -155,3 +190,53 @@ def find_ties(
                 cell_class[group] = n_class
                 n_class += 1
     return TieStructure(component=component, offset=offset, cell_class=cell_class)
+
+
+#: Largest number of live outputs whose tie structures ``candidate_ties`` enumerates.
+MAX_TIE_OUTPUTS = 4
+
+
+def _partitions(items: list[int]) -> Iterator[list[list[int]]]:
+    """Every set partition of ``items``."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in _partitions(rest):
+        yield [[first], *part]
+        for i in range(len(part)):
+            yield [*part[:i], [first, *part[i]], *part[i + 1 :]]
+
+
+def candidate_ties(
+    cell_output: np.ndarray, cell_level: np.ndarray, levels: np.ndarray, beta: float, cells: np.ndarray, n_out: int
+) -> Iterator[TieStructure]:
+    """Every tie structure (eq. 10.9) among the outputs of ``cells`` (indices into the cell
+    arrays), over all cells and ``n_out`` outputs; none when more than ``MAX_TIE_OUTPUTS`` outputs are live.
+
+    Each partition of the live outputs into components (blocks of one are untied) and,
+    for each non-root member o of a component, an offset k(o) - k(root) = (v_l - v_l')
+    / beta that ties a cell (o, l) with a cell (root, l') (eq. 10.7).
+    """
+    outs = sorted({int(o) for o in cell_output[cells].tolist()})
+    if not outs or len(outs) > MAX_TIE_OUTPUTS:
+        return
+    lv = {o: sorted({int(m) for m in cell_level[cells][cell_output[cells] == o].tolist()}) for o in outs}
+    for part in _partitions(outs):
+        blocks = [b for b in part if len(b) >= 2]
+        if not blocks:
+            continue
+        pairs = [(b[0], o) for b in blocks for o in b[1:]]
+        choices = [sorted({float(levels[m] - levels[r]) / beta for m in lv[o] for r in lv[root]}) for root, o in pairs]
+        for offs in itertools.product(*choices):
+            component = np.full(n_out, -1, dtype=np.int64)
+            for k, b in enumerate(blocks):
+                component[b] = k
+            offset = np.zeros(n_out)
+            for (_, o), d in zip(pairs, offs, strict=True):
+                offset[o] = d
+            ties = _structure(component, offset, cell_output, cell_level, levels, beta)
+            off_cells = np.ones(cell_output.size, bool)
+            off_cells[cells] = False
+            ties.cell_class[off_cells] = -1
+            yield ties

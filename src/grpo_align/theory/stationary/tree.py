@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from grpo_align.theory.problem import Problem
-from grpo_align.theory.reward_penalty import TieStructure, find_ties, sequence_penalty
+from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_ties, sequence_penalty
 from grpo_align.theory.sequence_gradient import SequenceModel
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
@@ -249,21 +249,31 @@ def _accept(
 
 
 # ---------------------------------------------------------------------------- sliding modes
-def _sliding(
-    model: SequenceModel, face: _Face, z: np.ndarray, eps: float
-) -> tuple[np.ndarray, TieStructure, np.ndarray] | None:
-    """Solve the blow-up system (eq. 10.9) from a root of the eps-regularised problem."""
-    cond = face.cond(z)
+def _cell_values(model: SequenceModel, face: _Face, z: np.ndarray) -> np.ndarray:
+    """Modified rewards of every cell at the face point z (NaN off the support)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        values = model.cell_values(cond)
-    live_cells = face.support[model.cell_output]
-    vals = np.where(live_cells, values, np.nan)
-    idx = np.nonzero(live_cells)[0]
-    ties = find_ties(vals[idx], model.cell_output[idx], model.cell_level[idx], model.levels, model.algo.beta, 30 * eps)
+        values = model.cell_values(face.cond(z))
+    return np.where(face.support[model.cell_output], values, np.nan)
+
+
+def _sliding(
+    model: SequenceModel, face: _Face, z: np.ndarray, eps: float, z_prev: np.ndarray | None = None
+) -> tuple[np.ndarray, TieStructure, np.ndarray] | None:
+    """Solve the blow-up system (eq. 10.9) from a root of the eps-regularised problem.
+
+    ``z_prev`` is the root at the previous (ten times larger) eps: cells whose gap closed
+    like eps since then are tied, as are cells within 30 eps (``find_ties``).
+    """
+    vals = _cell_values(model, face, z)
+    idx = np.nonzero(face.support[model.cell_output])[0]
+    prev = None if z_prev is None else _cell_values(model, face, z_prev)[idx]
+    ties = find_ties(
+        vals[idx], model.cell_output[idx], model.cell_level[idx], model.levels, model.algo.beta, 30 * eps, prev
+    )
     if ties is None:
         return None
     # the tie structure over all cells (cells outside the support never tie)
-    cell_class = np.full(values.shape, -1, dtype=np.int64)
+    cell_class = np.full(vals.shape, -1, dtype=np.int64)
     cell_class[idx] = ties.cell_class
     ties = TieStructure(component=ties.component, offset=ties.offset, cell_class=cell_class)
     comp = np.full(model.tree.n_outputs, -1, dtype=np.int64)
@@ -271,6 +281,20 @@ def _sliding(
     offset = np.zeros(model.tree.n_outputs)
     offset[: ties.offset.size] = ties.offset
     ties = TieStructure(component=comp, offset=offset, cell_class=cell_class)
+    return _blow_up(model, face, z, ties, eps)
+
+
+def _blow_up(
+    model: SequenceModel, face: _Face, z: np.ndarray, ties: TieStructure, eps: float | None
+) -> tuple[np.ndarray, TieStructure, np.ndarray] | None:
+    """Newton on the blow-up system (eq. 10.9) for the tie structure ``ties`` (over all
+    outputs and cells), from the face point z; eta starts at the tie gaps over ``eps``
+    (a regularised root), or at 0 when ``eps`` is None.
+
+    Newton runs in u = asinh(eta): near a change of tie structure the equilibrium's eta
+    grows like 1 / |beta - beta*| while the blow-up advantage saturates (as 1 / eta^2 in
+    eta), so in eta itself the Jacobian vanishes before the root is reached."""
+    comp, offset = ties.component, ties.offset
     members = ties.members()
     roots = ties.roots()
     root_of = {int(comp[r]): int(r) for r in roots}
@@ -286,7 +310,7 @@ def _sliding(
         return np.array([k[o] - k[root_of[int(comp[o])]] - offset[o] for o in members.tolist()])
 
     k0 = k_of(z)
-    eta0 = np.array([(k0[o] - k0[root_of[int(comp[o])]] - offset[o]) / eps for o in members.tolist()])
+    eta0 = np.array([(k0[o] - k0[root_of[int(comp[o])]] - offset[o]) / (eps or np.inf) for o in members.tolist()])
     n = face.dim
 
     def eta_full(e: np.ndarray) -> np.ndarray:
@@ -295,13 +319,13 @@ def _sliding(
         return out
 
     def fun(x: np.ndarray) -> np.ndarray:
-        zz, e = x[:n], x[n:]
+        zz, e = x[:n], np.sinh(x[n:])
         return np.concatenate([face.equations(zz, ties, eta_full(e)), tie_eqs(zz)])
 
-    x, ok, _ = _newton(fun, np.concatenate([z, eta0]), 1e-13)
+    x, ok, _ = _newton(fun, np.concatenate([z, np.arcsinh(eta0)]), 1e-13)
     if not ok:
         return None
-    return x[:n], ties, eta_full(x[n:])
+    return x[:n], ties, eta_full(np.sinh(x[n:]))
 
 
 # ---------------------------------------------------------------------------- the solver
@@ -360,16 +384,17 @@ def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[Se
             # follow the regularised roots eps -> 0 (eq. 10.9); once eps is small against
             # the gaps between modified rewards, near-ties name the tie set to blow up
             z = z0
+            z_prev: np.ndarray | None = None
             ok = False
             slide = None
             for reg, eps in zip(regs, EPS_PATH, strict=True):
                 rface = _Face(reg, support)
-                z, ok, it = _newton(rface.equations, z, 1e-13)
+                z_prev, (z, ok, it) = z, _newton(rface.equations, z, 1e-13)
                 nit = max(nit, it)
                 if not ok:
                     break
                 if eps <= 1e-3:
-                    slide = _sliding(model, face, z, eps)
+                    slide = _sliding(model, face, z, eps, z_prev)
                     if slide is not None:
                         zs, ties, eta = slide
                         add(face, zs, "sliding", ties, eta, eig_model=reg)
@@ -378,6 +403,21 @@ def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[Se
                 zs, ok, _ = _newton(face.equations, z, 1e-13)
                 if ok:
                     add(face, zs, "interior")
+    if sliding_case and not roots:
+        # near a change of tie structure the regularised path reaches its limit only at an
+        # eps below what Newton resolves: solve the blow-up system for every candidate tie
+        # structure instead (eq. 10.9)
+        for support in _faces(model, algo):
+            face = _Face(model, support)
+            live = np.nonzero(support[model.cell_output])[0]
+            for ties in candidate_ties(
+                model.cell_output, model.cell_level, model.levels, algo.beta, live, model.tree.n_outputs
+            ):
+                for z0 in _starts(face, rng, 0):
+                    slide = _blow_up(model, face, z0, ties, None)
+                    if slide is not None:
+                        zs, ties_s, eta = slide
+                        add(face, zs, "sliding", ties_s, eta, eig_model=regs[2])
     return roots, nit
 
 
