@@ -168,7 +168,10 @@ def filippov_residual(
     from scipy.optimize import linprog
 
     fields = []
-    for a in np.linspace(0, 2 * np.pi, FILIPPOV_DIRECTIONS, endpoint=False):
+    # half a step off the axes and diagonals: a direction lying exactly on a tie surface
+    # samples a field where rewards tie only up to rounding, which can fake a pass
+    step = 2 * np.pi / FILIPPOV_DIRECTIONS
+    for a in np.linspace(0, 2 * np.pi, FILIPPOV_DIRECTIONS, endpoint=False) + step / 2:
         z = np.log(pi) + radius * np.array([math.cos(a), 0.0, math.sin(a)])
         moved = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         g = brute_gradient(
