@@ -251,3 +251,24 @@ def test_one_context_check_agrees_and_flags(penalty: str) -> None:
     moved /= moved.sum()
     bad = bt._one_context_check(problem, algo, moved, red.class_of, red.dist[0], problem.levels[0])
     assert bad is not None and bad[0][0] > bad[2][0]
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
+@pytest.mark.parametrize("group_size", [2, 8, 64])
+def test_bracket_matches_searchsorted(penalty: str, group_size: int) -> None:
+    """batch._bracket (interpolated guess on a uniform grid of the table's values, checked
+    against the table) gives the interval of a binary search, on every monotone piece of
+    the side tables: random targets, the table values themselves and their neighbours."""
+    from grpo_align.theory.stationary import batch as bt
+
+    rng = np.random.default_rng(14)
+    algo = ga.GRPO(group_size=group_size, beta=0.3, penalty=penalty)
+    shape = bt._Shape(np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), algo)
+    for side in (0, 1):
+        for _, _, _, vv, index in bt._cached_pieces(shape, penalty, algo.beta, side):
+            t = np.concatenate(
+                [rng.uniform(vv[0], vv[-1], 5000), vv, np.nextafter(vv, np.inf), np.nextafter(vv, -np.inf)]
+            )
+            t = t[(t >= vv[0]) & (t <= vv[-1])]
+            want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
+            np.testing.assert_array_equal(bt._bracket(vv, index, t), want)
