@@ -272,3 +272,29 @@ def test_bracket_matches_searchsorted(penalty: str, group_size: int) -> None:
             t = t[(t >= vv[0]) & (t <= vv[-1])]
             want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
             np.testing.assert_array_equal(bt._bracket(vv, index, t), want)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3])
+def test_one_context_partition_matches_the_batch_route(n_classes: int) -> None:
+    """class_partition of one context (the two-class comparison route, or its fallback)
+    equals the partition of the same context inside a batch of two different contexts
+    (the generic peel), and puts outputs in one class exactly when their reward rows are equal."""
+    from grpo_align.theory.stationary.reduction import _partition
+
+    rng = np.random.default_rng(15)
+    rows = rng.random((n_classes, 2))
+    rows /= rows.sum(axis=1, keepdims=True)
+    n_out = 400
+    pick = rng.integers(0, n_classes, n_out)
+    pick[rng.integers(1, n_out)] = n_classes - 1  # every class present, not first
+    dist = rows[pick][None]
+    ref = rng.dirichlet(np.ones(n_out))[None]
+    class_of, ref_mass, class_dist = _partition(dist, ref)
+    other = np.full((1, n_out, 2), 0.5)
+    b_class_of, b_ref_mass, b_class_dist = _partition(np.concatenate([dist, other]), np.concatenate([ref, ref]))
+    np.testing.assert_array_equal(class_of[0], b_class_of[0])
+    np.testing.assert_array_equal(ref_mass[0], b_ref_mass[0, : ref_mass.shape[1]])
+    np.testing.assert_array_equal(class_dist[0], b_class_dist[0, : class_dist.shape[1]])
+    same_rows = pick[:, None] == pick[None, :]
+    np.testing.assert_array_equal(class_of[0][:, None] == class_of[0][None, :], same_rows)
+    np.testing.assert_allclose(ref_mass[0][class_of[0]], np.bincount(pick, weights=ref[0])[pick], rtol=1e-14)

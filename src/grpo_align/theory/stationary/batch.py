@@ -730,7 +730,7 @@ def _assemble(
         masses[rows, take(j1)] = m1_r
         # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
         masses[rows, take(j2)] += m2_r
-        pi = np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
+        pi = red.policy(masses) if single else np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
         if single and n_ctx == 1 and red.n_classes == 2 and bool(two[0]) and problem.n_outputs > 8:
             checked = _one_context_check(problem, algo, pi, red.class_of, red.dist[0], shapes[0, 4:6])
     # the roots' mixtures: built here when choosing among several roots, else per root on demand
