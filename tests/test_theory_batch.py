@@ -298,3 +298,14 @@ def test_one_context_partition_matches_the_batch_route(n_classes: int) -> None:
     same_rows = pick[:, None] == pick[None, :]
     np.testing.assert_array_equal(class_of[0][:, None] == class_of[0][None, :], same_rows)
     np.testing.assert_allclose(ref_mass[0][class_of[0]], np.bincount(pick, weights=ref[0])[pick], rtol=1e-14)
+
+
+def test_bracket_on_a_table_spanning_the_double_range() -> None:
+    """A piece whose value span overflows a double takes the binary search (the index
+    grid is not finite there), with the same answer."""
+    from grpo_align.theory.stationary import batch as bt
+
+    vv = np.array([-1.7e308, -1.0, 0.0, 1.0, 1.7e308])
+    t = np.array([-1e308, -0.5, 0.5, 1.7e308, -1.7e308, 1.0])
+    want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
+    np.testing.assert_array_equal(bt._bracket(vv, bt._value_index(vv), t), want)

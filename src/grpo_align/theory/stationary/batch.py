@@ -292,7 +292,8 @@ def _value_index(vv: np.ndarray) -> np.ndarray:
     (8 nodes per table entry): the inverse of the increasing table ``vv`` sampled on a
     uniform grid of its values, for ``_bracket``'s interpolated first guess."""
     nodes = 8 * vv.size
-    grid = np.linspace(vv[0], vv[-1], nodes + 1)
+    with np.errstate(invalid="ignore", over="ignore"):  # a span beyond the double range: unused
+        grid = np.linspace(vv[0], vv[-1], nodes + 1)
     return np.asarray(np.interp(grid, vv, np.arange(vv.size, dtype=float)))
 
 
@@ -307,8 +308,8 @@ def _bracket(vv: np.ndarray, index: np.ndarray, t: np.ndarray) -> np.ndarray:
     """
     top = vv.size - 2
     nodes = index.size - 1
-    span = vv[-1] - vv[0]
-    if t.size == 0 or not span > 0 or top < 1:
+    span = float(vv[-1]) - float(vv[0])  # (Python floats: inf past the range, no warning)
+    if t.size == 0 or not (np.isfinite(span) and span > 0) or top < 1:
         return np.clip(np.searchsorted(vv, t, side="right") - 1, 0, max(top, 0))
     u = t - vv[0]
     u *= nodes / span
