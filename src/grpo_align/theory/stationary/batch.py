@@ -12,7 +12,8 @@ The left sides do not depend on the context except through (F_1, F_2, levels), i
 "shape"; contexts of one shape share them. So each shape's left side is tabulated once on
 a grid dense toward both ends (down to masses of 1e-300), its sampled extrema are zoomed
 into (the folds of section 11), and within each monotone piece a context has a root
-exactly when its right side lies in the piece's range: ``searchsorted`` brackets it and
+exactly when its right side lies in the piece's range: ``_bracket`` finds its table interval
+(an interpolated index of the piece's values, checked, ``searchsorted`` for the misses) and
 a vectorised Illinois iteration refines all brackets at once. Each root is carried as the
 pair (m1, m2) with the smaller mass as the unknown, so a root next to a vertex (G = inf,
 p0 -> 1: m2 ~ beta^2 (1 - p0)^2) keeps its relative precision, which the residual check
