@@ -251,3 +251,61 @@ def test_one_context_check_agrees_and_flags(penalty: str) -> None:
     moved /= moved.sum()
     bad = bt._one_context_check(problem, algo, moved, red.class_of, red.dist[0], problem.levels[0])
     assert bad is not None and bad[0][0] > bad[2][0]
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
+@pytest.mark.parametrize("group_size", [2, 8, 64])
+def test_bracket_matches_searchsorted(penalty: str, group_size: int) -> None:
+    """batch._bracket (interpolated guess on a uniform grid of the table's values, checked
+    against the table) gives the interval of a binary search, on every monotone piece of
+    the side tables: random targets, the table values themselves and their neighbours."""
+    from grpo_align.theory.stationary import batch as bt
+
+    rng = np.random.default_rng(14)
+    algo = ga.GRPO(group_size=group_size, beta=0.3, penalty=penalty)
+    shape = bt._Shape(np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), algo)
+    for side in (0, 1):
+        for _, _, _, vv, index in bt._cached_pieces(shape, penalty, algo.beta, side):
+            t = np.concatenate(
+                [rng.uniform(vv[0], vv[-1], 5000), vv, np.nextafter(vv, np.inf), np.nextafter(vv, -np.inf)]
+            )
+            t = t[(t >= vv[0]) & (t <= vv[-1])]
+            want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
+            np.testing.assert_array_equal(bt._bracket(vv, index, t), want)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3])
+def test_one_context_partition_matches_the_batch_route(n_classes: int) -> None:
+    """class_partition of one context (the two-class comparison route, or its fallback)
+    equals the partition of the same context inside a batch of two different contexts
+    (the generic peel), and puts outputs in one class exactly when their reward rows are equal."""
+    from grpo_align.theory.stationary.reduction import _partition
+
+    rng = np.random.default_rng(15)
+    rows = rng.random((n_classes, 2))
+    rows /= rows.sum(axis=1, keepdims=True)
+    n_out = 400
+    pick = rng.integers(0, n_classes, n_out)
+    pick[rng.integers(1, n_out)] = n_classes - 1  # every class present, not first
+    dist = rows[pick][None]
+    ref = rng.dirichlet(np.ones(n_out))[None]
+    class_of, ref_mass, class_dist = _partition(dist, ref)
+    other = np.full((1, n_out, 2), 0.5)
+    b_class_of, b_ref_mass, b_class_dist = _partition(np.concatenate([dist, other]), np.concatenate([ref, ref]))
+    np.testing.assert_array_equal(class_of[0], b_class_of[0])
+    np.testing.assert_array_equal(ref_mass[0], b_ref_mass[0, : ref_mass.shape[1]])
+    np.testing.assert_array_equal(class_dist[0], b_class_dist[0, : class_dist.shape[1]])
+    same_rows = pick[:, None] == pick[None, :]
+    np.testing.assert_array_equal(class_of[0][:, None] == class_of[0][None, :], same_rows)
+    np.testing.assert_allclose(ref_mass[0][class_of[0]], np.bincount(pick, weights=ref[0])[pick], rtol=1e-14)
+
+
+def test_bracket_on_a_table_spanning_the_double_range() -> None:
+    """A piece whose value span overflows a double takes the binary search (the index
+    grid is not finite there), with the same answer."""
+    from grpo_align.theory.stationary import batch as bt
+
+    vv = np.array([-1.7e308, -1.0, 0.0, 1.0, 1.7e308])
+    t = np.array([-1e308, -0.5, 0.5, 1.7e308, -1.7e308, 1.0])
+    want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
+    np.testing.assert_array_equal(bt._bracket(vv, bt._value_index(vv), t), want)

@@ -12,7 +12,8 @@ The left sides do not depend on the context except through (F_1, F_2, levels), i
 "shape"; contexts of one shape share them. So each shape's left side is tabulated once on
 a grid dense toward both ends (down to masses of 1e-300), its sampled extrema are zoomed
 into (the folds of section 11), and within each monotone piece a context has a root
-exactly when its right side lies in the piece's range: ``searchsorted`` brackets it and
+exactly when its right side lies in the piece's range: ``_bracket`` finds its table interval
+(an interpolated index of the piece's values, checked, ``searchsorted`` for the misses) and
 a vectorised Illinois iteration refines all brackets at once. Each root is carried as the
 pair (m1, m2) with the smaller mass as the unknown, so a root next to a vertex (G = inf,
 p0 -> 1: m2 ~ beta^2 (1 - p0)^2) keeps its relative precision, which the residual check
@@ -261,6 +262,74 @@ def _cached_table(shape: _Shape, penalty: str, beta: float, side: int) -> tuple[
     return table
 
 
+#: Pieces of the side tables with their value indexes (``_value_index``), kept like the tables.
+_PIECE_CACHE: dict[tuple[Any, ...], list[tuple[int, int, bool, np.ndarray, np.ndarray]]] = {}
+
+
+def _cached_pieces(
+    shape: _Shape, penalty: str, beta: float, side: int
+) -> list[tuple[int, int, bool, np.ndarray, np.ndarray]]:
+    """The monotone pieces [a, b] of a side table: (a, b, increasing, values in increasing
+    order, their ``_value_index``), remembered by (shape, GRPO, side) like the table."""
+    key = (shape.f1.tobytes(), shape.f2.tobytes(), shape.levels.tobytes(), shape.algo, penalty, beta, side)
+    pieces = _PIECE_CACHE.get(key)
+    if pieces is None:
+        _, v, _ = _cached_table(shape, penalty, beta, side)
+        pieces = []
+        for a, b in _pieces(v):
+            if b <= a:
+                continue
+            inc = bool(v[b] >= v[a])
+            vv = v[a : b + 1] if inc else v[a : b + 1][::-1]
+            pieces.append((a, b, inc, vv, _value_index(vv)))
+        if len(_PIECE_CACHE) >= _TABLE_CACHE_SIZE:
+            _PIECE_CACHE.pop(next(iter(_PIECE_CACHE)))
+        _PIECE_CACHE[key] = pieces
+    return pieces
+
+
+def _value_index(vv: np.ndarray) -> np.ndarray:
+    """The fractional table position of each node of a uniform grid over [vv[0], vv[-1]]
+    (8 nodes per table entry): the inverse of the increasing table ``vv`` sampled on a
+    uniform grid of its values, for ``_bracket``'s interpolated first guess."""
+    nodes = 8 * vv.size
+    with np.errstate(invalid="ignore", over="ignore"):  # a span beyond the double range: unused
+        grid = np.linspace(vv[0], vv[-1], nodes + 1)
+    return np.asarray(np.interp(grid, vv, np.arange(vv.size, dtype=float)))
+
+
+def _bracket(vv: np.ndarray, index: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """k with vv[k] <= t < vv[k + 1] (k = vv.size - 2 at the top end) for t in [vv[0], vv[-1]]:
+    ``clip(searchsorted(vv, t, "right") - 1, 0, vv.size - 2)``, without the binary search.
+
+    The first guess interpolates the position on ``index`` (a uniform grid of the values);
+    where the table is smooth on the grid's scale it lands in the right interval, which is
+    checked against the table itself; the other targets (next to a fold, where several
+    entries share a grid cell) take ``searchsorted``. Exact either way.
+    """
+    top = vv.size - 2
+    nodes = index.size - 1
+    span = float(vv[-1]) - float(vv[0])  # (Python floats: inf past the range, no warning)
+    if t.size == 0 or not (np.isfinite(span) and span > 0) or top < 1:
+        return np.clip(np.searchsorted(vv, t, side="right") - 1, 0, max(top, 0))
+    u = t - vv[0]
+    u *= nodes / span
+    cell = np.minimum(u.astype(np.int64), nodes - 1)
+    u -= cell
+    lo = index[cell]
+    guess = index[cell + 1]
+    guess -= lo
+    guess *= u
+    guess += lo
+    k = np.minimum(guess.astype(np.int64), top)
+    ok = vv[k] <= t
+    ok &= (t < vv[k + 1]) | (k == top)
+    bad = np.nonzero(~ok)[0]
+    if bad.size:
+        k[bad] = np.clip(np.searchsorted(vv, t[bad], side="right") - 1, 0, top)
+    return k
+
+
 def _hermite_inverse(
     t: np.ndarray, x0: np.ndarray, x1: np.ndarray, v0: np.ndarray, v1: np.ndarray, s0: np.ndarray, s1: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -294,7 +363,7 @@ def _side_roots(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """All roots x (the smaller mass) on one side for contexts with right sides ``target``.
 
-    Each root is bracketed on the table by ``searchsorted``, started at the inverse cubic
+    Each root is bracketed on the table (``_bracket``), started at the inverse cubic
     Hermite interpolant of the table (error of order h^4 for the table's relative spacing h)
     and given one Newton step with the exact left side and the interpolant's slope; a root
     whose Newton correction is not negligible (next to a fold, where the inverse is not
@@ -304,14 +373,10 @@ def _side_roots(
     x, v, slope = _cached_table(shape, penalty, beta, side)
     ctx_all: list[np.ndarray] = []
     k_all: list[np.ndarray] = []
-    for a, b in _pieces(v):
-        if b <= a:
-            continue
-        inc = v[b] >= v[a]
-        vv = v[a : b + 1] if inc else v[a : b + 1][::-1]
+    for a, b, inc, vv, index in _cached_pieces(shape, penalty, beta, side):
         lo_v, hi_v = vv[0], vv[-1]
         ctx = np.nonzero((target >= lo_v) & (target <= hi_v))[0]
-        k = np.clip(np.searchsorted(vv, target[ctx], side="right") - 1, 0, vv.size - 2)
+        k = _bracket(vv, index, target[ctx])
         # back to table indices of the interval's lower-x end
         k_all.append(a + k if inc else b - 1 - k)
         ctx_all.append(ctx)
@@ -667,7 +732,7 @@ def _assemble(
         masses[rows, take(j1)] = m1_r
         # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
         masses[rows, take(j2)] += m2_r
-        pi = np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
+        pi = red.policy(masses) if single else np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
         if single and n_ctx == 1 and red.n_classes == 2 and bool(two[0]) and problem.n_outputs > 8:
             checked = _one_context_check(problem, algo, pi, red.class_of, red.dist[0], shapes[0, 4:6])
     # the roots' mixtures: built here when choosing among several roots, else per root on demand
@@ -818,8 +883,9 @@ def _status_messages(
     return tuple(status.tolist()), tuple(messages.tolist())
 
 
-#: Largest G - 1 for which ``_shared_check`` runs Horner in w1 / w0 without splitting the
-#: entries: t^(G-1) stays inside the longdouble range (about 1e4932) for t up to 1e300.
+#: Largest G - 1 for which ``_shared_check`` evaluates P_G in doubles in y = w1 - w0: the
+#: power-basis coefficients stay of the size of the table (their absolute sum was 3.9 for
+#: G = 16), so the evaluation keeps about 1e-15 of the term scale.
 _SHARED_MAX_DEGREE = 15
 
 
@@ -833,10 +899,11 @@ def _shared_check(
     The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``
     (THEORY.md section 5), recomputed from the policy alone and independent of the solve's
     rounding: the mixture w = sum_o pi(o) F_o from the outputs, and P_G(o) = F_o . h(w)
-    (section 4) as one polynomial per output, sum_k C(G-1, k) (table F_o)[k] w0^(G-1-k) w1^k,
-    in longdouble by Horner in t = w1 / w0 (the solve evaluates the class difference D in
-    doubles, by Horner in the smaller-to-larger ratio from the class masses). Outputs are
-    handled column by column (K is small), so no (C, K) temporaries are built beyond pi's.
+    (section 4) as one polynomial per output in y = w1 - w0 (on the simplex w0 = (1 - y) / 2,
+    w1 = (1 + y) / 2), by Horner in doubles: a different variable, basis and rounding from
+    the solve's, which evaluates the class difference D by Horner in the smaller-to-larger
+    ratio of the class masses. Outputs are handled column by column (K is small), so no
+    (C, K) temporaries are built beyond pi's.
     """
     n_deg = algo.group_size - 1
     dist0 = problem.dist[0]
@@ -855,11 +922,10 @@ def _shared_check(
         return None  # a point near a vertex or an output off the support: the generic route
     ld = np.longdouble
     coef = _binary_coefficients(levels.astype(float), algo, ld) @ dist0.T.astype(ld)  # (G, K)
-    t = w1.astype(ld) / w0.astype(ld)
-    scale = _power(w0.astype(ld), n_deg)
+    y = w1 - w0
     beta = algo.beta
     ref = problem.ref
-    prefs = _shared_preference(w0, w1, t, scale, coef, n_deg)
+    prefs = _shared_preference(y, _y_basis(coef))
     g_cols, size, ratio_max = [], np.ones(pi.shape[0]), np.ones(pi.shape[0])
     for k in range(n_out):
         pref = prefs[k]
@@ -886,6 +952,36 @@ def _shared_check(
     return res, c, tol
 
 
+def _y_basis(coef: np.ndarray) -> np.ndarray:
+    """Power-basis coefficients in y = w1 - w0 of sum_k coef[k] w0^(n-k) w1^k on the simplex.
+
+    With w0 = (1 - y) / 2 and w1 = (1 + y) / 2 each term is coef[k] ((1 - y) / 2)^(n-k)
+    ((1 + y) / 2)^k; the expansion's entries are integers over 2^n (exact in doubles for
+    the degrees used here), contracted with ``coef`` in its dtype (longdouble here).
+    """
+    n = coef.shape[0] - 1
+    expand = np.zeros((n + 1, n + 1))
+    for k in range(n + 1):
+        term = np.array([1.0])
+        for _ in range(n - k):
+            term = np.convolve(term, [0.5, -0.5])
+        for _ in range(k):
+            term = np.convolve(term, [0.5, 0.5])
+        expand[k] = term
+    return np.asarray(expand.T.astype(coef.dtype) @ coef)
+
+
+def _horner_y(y: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """sum_j coef[j] y^j by Horner in doubles (the coefficients rounded to doubles once)."""
+    coef = np.asarray(coef, dtype=float)
+    n = coef.shape[0] - 1
+    acc = np.full(y.shape, coef[n])
+    for j in range(n - 1, -1, -1):
+        acc *= y
+        acc += coef[j]
+    return acc
+
+
 def _horner_t(t: np.ndarray, coef: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """scale * sum_j coef[j] t^j by Horner, in the dtype of t, as doubles."""
     n = coef.shape[0] - 1
@@ -897,26 +993,17 @@ def _horner_t(t: np.ndarray, coef: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.asarray(acc, dtype=float)
 
 
-def _shared_preference(
-    w0: np.ndarray, w1: np.ndarray, t: np.ndarray, scale: np.ndarray, coef: np.ndarray, n_deg: int
-) -> list[np.ndarray]:
-    """P_G(o) per output o (columns of ``coef``, the polynomials in t = w1 / w0 times w0^n).
+def _shared_preference(y: np.ndarray, coef: np.ndarray) -> list[np.ndarray]:
+    """P_G(o) per output o (columns of ``coef``, power-basis polynomials in y = w1 - w0).
 
-    Every output in longdouble, except with two outputs: there the residual depends on
-    P_G only through the difference P_0 - P_1 (g_0 - c = pi_1 (g_0 - g_1) when pi_0 + pi_1 = 1),
-    so the difference's polynomial is evaluated in longdouble and P_1 (which sets the
-    multiplier and the term scale, not the residual) in doubles where t^n and w0^n stay in
-    range, an error common to both outputs that cancels in the residual.
+    With two outputs the residual depends on P_G only through P_0 - P_1 (g_0 - c =
+    pi_1 (g_0 - g_1) when pi_0 + pi_1 = 1), so the difference is its own polynomial (no
+    cancellation of two evaluations) and P_0 = P_1 + difference.
     """
     if coef.shape[1] != 2:
-        return [_horner_t(t, coef[:, k], scale) for k in range(coef.shape[1])]
-    diff = _horner_t(t, coef[:, 0] - coef[:, 1], scale)
-    td = w1 / w0
-    with np.errstate(divide="ignore"):
-        spread = n_deg * max(float(np.log10(np.max(td))), -float(np.log10(np.min(w0))), 0.0)
-    # (in longdouble where the doubles would overflow or underflow)
-    in_range = spread < 280
-    p1 = _horner_t(td, coef[:, 1].astype(float), _power(w0, n_deg)) if in_range else _horner_t(t, coef[:, 1], scale)
+        return [_horner_y(y, coef[:, k]) for k in range(coef.shape[1])]
+    diff = _horner_y(y, coef[:, 0] - coef[:, 1])
+    p1 = _horner_y(y, coef[:, 1])
     return [p1 + diff, p1]
 
 
@@ -928,7 +1015,8 @@ def _one_context_check(
     The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``,
     from the policy alone: the mixture w = sum_o pi(o) F_o summed over the outputs, the two
     class values P_j = F_j . h(w) in longdouble (scalars: outputs of one class share them,
-    THEORY.md section 5), then the stationarity terms per output; the term scale takes
+    THEORY.md section 5), then the ratio pi_ref / pi per output, whose extremes per class
+    bound the stationarity terms (beta phi is monotone in it); the term scale takes
     max |P_j| over the classes and max beta |phi| over the outputs. None where this route
     does not apply.
     """
@@ -936,11 +1024,11 @@ def _one_context_check(
     if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty not in ("k3", "k2", "kl"):
         return None
     p, ref, cls = pi[0], problem.ref[0], class_of[0]
-    if not bool(np.all(p > 0)):
+    if not float(np.min(p)) > 0:
         return None  # a drained output: the generic route
-    # (elementwise products and pairwise sums: einsum and BLAS dot were 10-40x slower here)
+    # (c_einsum sums of products: no temporary; BLAS dot competes for threads on a shared machine)
     dist = problem.dist[0]
-    w = np.array([np.sum(p * dist[:, level]) for level in range(dist.shape[1])])
+    w = np.array([float(np.einsum("k,k->", p, dist[:, level])) for level in range(dist.shape[1])])
     if not (w[0] >= 1e-290 and w[1] >= 0):
         return None
     ld = np.longdouble
@@ -948,19 +1036,29 @@ def _one_context_check(
     t = np.array([w[1]], ld) / ld(w[0])
     scale = _power(np.array([w[0]], ld), n_deg)
     p_class = np.array([_horner_t(t, coef[:, j], scale)[0] for j in range(coef.shape[1])])
-    pref = p_class[cls]
     beta = algo.beta
+    # beta phi as a + b * u per output, u = r (k3) or log r (k2, kl) with r = pi_ref / pi:
+    # k3 phi = 1 - r, kl phi = 1 - log r, k2 phi = -log r
+    u = ref / p
+    shift = 0.0 if algo.penalty == "k2" else 1.0
+    total = float(np.sum(p))
     if algo.penalty == "k3":
-        ratio = ref / p
-        bphi = beta * (1.0 - ratio)
+        spent = total - float(np.sum(ref))  # sum pi (1 - r) = sum pi - sum pi_ref
     else:
-        ratio = None
-        bphi = beta * (np.log(p / ref) + (1.0 if algo.penalty == "kl" else 0.0))
-    g = pref - bphi
-    c = np.sum(p * g)
-    res = np.max(np.abs(g - c))
-    size = max(1.0, float(np.max(np.abs(p_class))), float(np.max(np.abs(bphi))))
-    floor = 64 * np.finfo(float).eps * beta * (max(1.0, float(np.max(ratio))) if ratio is not None else 1.0)
+        np.log(u, out=u)
+        spent = shift * total - float(np.einsum("k,k->", p, u))
+    u_lo, u_hi = float(np.min(u)), float(np.max(u))
+    # the multiplier c = sum_o pi(o) (P_cls(o) - beta phi(o)); einsum: no (K,) temporary
+    g = p_class[cls]
+    c = float(np.einsum("k,k->", p, g)) - beta * spent
+    # g(o) - c = P_cls(o) - c - beta shift + beta u(o), in place
+    g -= c + beta * shift
+    u *= beta
+    g += u
+    res = max(abs(float(np.max(g))), abs(float(np.min(g))))
+    # max |beta phi| over the outputs: at the smallest or the largest u (phi is monotone in u)
+    size = max(1.0, float(np.max(np.abs(p_class))), beta * abs(shift - u_lo), beta * abs(shift - u_hi))
+    floor = 64 * np.finfo(float).eps * beta * (max(1.0, u_hi) if algo.penalty == "k3" else 1.0)
     if not np.isfinite(res):
         return None
     return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])

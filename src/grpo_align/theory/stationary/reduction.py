@@ -106,11 +106,15 @@ class Reduced:
             self.margin = None
             self.level_pref = LevelPreference(problem.levels, algo)
         # ratio of each output's reference probability to its class's
-        if self.class_of.strides[0] == 0:  # one partition shared by every context
+        if self.class_of.strides[0] == 0 or self.class_of.shape[0] == 1:
+            # one partition shared by every context, or one context: index the class row
             cls_ref = self.ref_mass[:, self.class_of[0]]
         else:
             cls_ref = np.take_along_axis(self.ref_mass, self.class_of, axis=1)
-        self.within = np.where(cls_ref > 0, problem.ref / np.where(cls_ref > 0, cls_ref, 1.0), 0.0)
+        if bool(np.all(self.ref_mass > 0)):  # no empty class: no output needs the guard
+            self.within = problem.ref / cls_ref
+        else:
+            self.within = np.where(cls_ref > 0, problem.ref / np.where(cls_ref > 0, cls_ref, 1.0), 0.0)
 
     @property
     def n_classes(self) -> int:
@@ -180,7 +184,8 @@ class Reduced:
 
     def policy(self, masses: np.ndarray) -> np.ndarray:
         """Spread class masses over outputs in reference ratios, (C, K) from (C, J)."""
-        if self.class_of.strides[0] == 0 and masses.shape[0] == self.class_of.shape[0]:
+        shared = self.class_of.strides[0] == 0 or self.class_of.shape[0] == 1
+        if shared and masses.shape[0] == self.class_of.shape[0]:
             return masses[:, self.class_of[0]] * self.within
         return np.take_along_axis(masses, self.class_of, axis=1) * self.within
 
@@ -208,6 +213,10 @@ def _peel_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     contexts have many classes (then the sort is cheaper).
     """
     n_ctx, n_out, n_levels = dist.shape
+    if n_ctx == 1:
+        two = _two_classes(dist[0])
+        if two is not None:
+            return two
     rows = np.arange(n_ctx)
     class_of = np.zeros((n_ctx, n_out), np.int64)
     rest = np.ones((n_ctx, n_out), bool)
@@ -234,6 +243,29 @@ def _peel_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         if np.any(rest):
             return None
     return class_of, np.stack(reps, axis=1)
+
+
+def _same_row(dist: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Outputs whose reward row equals ``row`` exactly, (K,) from (K, L)."""
+    same = dist[:, 0] == row[0]
+    for level in range(1, dist.shape[1]):
+        same &= dist[:, level] == row[level]
+    return same
+
+
+def _two_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_peel_classes`` for one context (rows ``dist``, (K, L)) with at most two classes:
+    the rows equal to the first output's, then the rows equal to the first other one's; a
+    few comparisons over the outputs and no scatter. None when there are more classes."""
+    first = dist[0]
+    same = _same_row(dist, first)
+    if bool(np.all(same)):
+        return np.zeros((1, dist.shape[0]), np.int64), first[None, None, :].copy()
+    second = dist[int(np.argmin(same))]
+    other = _same_row(dist, second)
+    if not bool(np.all(same | other)):
+        return None
+    return other.astype(np.int64)[None, :], np.stack([first, second])[None]
 
 
 def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,14 +312,15 @@ def _partition(dist: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarra
         rank_of = np.argsort(np.where(absent, np.inf, reps @ weights), axis=1, kind="stable")
         new_id = np.empty_like(rank_of)
         np.put_along_axis(new_id, rank_of, np.arange(rank_of.shape[1])[None, :], axis=1)
-        class_of = (
-            found
-            if np.array_equal(new_id, np.arange(new_id.shape[1])[None, :].repeat(n_ctx, 0))
-            else (np.take_along_axis(new_id, found, axis=1))
-        )
+        if np.array_equal(new_id, np.arange(new_id.shape[1])[None, :].repeat(n_ctx, 0)):
+            class_of = found
+        elif n_ctx == 1:  # a table lookup, not take_along_axis's broadcast fancy index
+            class_of = new_id[0][found[0]][None, :]
+        else:
+            class_of = np.take_along_axis(new_id, found, axis=1)
         class_dist = np.take_along_axis(reps, rank_of[..., None], axis=1)
         n_classes = class_dist.shape[1]
-        flat = (np.arange(n_ctx)[:, None] * n_classes + class_of).ravel()
+        flat = class_of.ravel() if n_ctx == 1 else (np.arange(n_ctx)[:, None] * n_classes + class_of).ravel()
         ref_mass = np.bincount(flat, weights=ref.ravel(), minlength=n_ctx * n_classes)
         return class_of, ref_mass.reshape(n_ctx, n_classes), class_dist
     key = dist @ weights
