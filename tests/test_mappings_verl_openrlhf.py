@@ -15,11 +15,11 @@ import pytest
 from grpo_align.errors import InputError
 from grpo_align.extras import MissingExtraError
 from grpo_align.mappings import detect_trainer, load_config_file, read_trainer_config
-from grpo_align.mappings.engine import AGGREGATIONS, ENGINE_HAS_AGGREGATION_AND_PENALTY_IN
 from grpo_align.mappings.openrlhf import describe_openrlhf_mapping, parse_openrlhf_flags
 from grpo_align.mappings.verl import describe_verl_mapping
 from grpo_align.theory import GRPO
 from grpo_align.theory.preference import group_advantages
+from grpo_align.theory.spec import AGGREGATIONS
 
 RNG = np.random.default_rng(12)
 
@@ -96,7 +96,6 @@ def test_verl_loss_agg_mode(mode, agg):
 
 
 def test_the_engine_has_the_fields_the_mappings_pass():
-    assert ENGINE_HAS_AGGREGATION_AND_PENALTY_IN
     algo = describe_verl_mapping(verl_cfg()).algo
     assert (algo.aggregation, algo.penalty_in) == ("constant", "loss")
 

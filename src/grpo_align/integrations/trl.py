@@ -226,6 +226,34 @@ def _grpo_config(
     )
 
 
+def _train_on_task(args: Any, task: Any, tokenizer: Any, model_dir: Path, callback: Any) -> float:
+    """Train TRL's GRPOTrainer from ``model_dir`` on the task's prompts (reward: the task's
+    own answer check); returns the seconds spent in ``train()``."""
+    import time
+
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    dataset = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
+
+    def reward(prompts, completions, question, **kwargs):
+        return [task.questions[int(q)].reward(text) for q, text in zip(question, completions, strict=False)]
+
+    trainer = GRPOTrainer(
+        model=str(model_dir),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    trainer.accelerator.wait_for_everyone()
+    return seconds
+
+
 def run_trl_experiment(
     out_dir: str | Path,
     algo: GRPO = DEFAULT_TRL_ALGO,
@@ -249,11 +277,8 @@ def run_trl_experiment(
     reference model from ``config._name_or_path``.
     """
     import os
-    import time
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from datasets import Dataset
-    from trl import GRPOTrainer
 
     from grpo_align.lm.experiment import LMExperimentConfig, build_reference, predict
     from grpo_align.lm.probs import answer_probabilities
@@ -287,23 +312,7 @@ def run_trl_experiment(
     if args.process_index == 0:
         (out / "trl_gap.jsonl").unlink(missing_ok=True)
     callback = PredictionGapCallback(tokenizer, task, pred.grpo[idx, ci], every=every, path=out / "trl_gap.jsonl")
-    dataset = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
-
-    def reward(prompts, completions, question, **kwargs):
-        return [task.questions[int(q)].reward(text) for q, text in zip(question, completions, strict=False)]
-
-    trainer = GRPOTrainer(
-        model=str(ref_dir),
-        reward_funcs=reward,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[callback],
-    )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    trainer.accelerator.wait_for_everyone()
+    seconds = _train_on_task(args, task, tokenizer, ref_dir, callback)
     measured, se = callback.tail_mean()
     return TRLRunResult(
         algo=algo,
@@ -441,11 +450,8 @@ def run_trl_sequence_experiment(
     forcing, every ``every`` steps).
     """
     import os
-    import time
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from datasets import Dataset
-    from trl import GRPOTrainer
 
     from grpo_align.lm.probs import answer_ids, answer_probabilities
     from grpo_align.lm.sequences import SequenceExperimentConfig, sequence_problem
@@ -494,23 +500,7 @@ def run_trl_sequence_experiment(
     if args.process_index == 0:
         gap_path.unlink(missing_ok=True)
     callback = PredictionGapCallback(tokenizer, task, predicted[algo.aggregation], every=every, path=gap_path)
-    dataset = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
-
-    def reward(prompts, completions, question, **kwargs):
-        return [task.questions[int(q)].reward(text) for q, text in zip(question, completions, strict=False)]
-
-    trainer = GRPOTrainer(
-        model=str(out / "reference"),
-        reward_funcs=reward,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[callback],
-    )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    trainer.accelerator.wait_for_everyone()
+    seconds = _train_on_task(args, task, tokenizer, out / "reference", callback)
     measured, se, other = callback.tail_distribution(tail_fraction, n_batches=6)
     return TRLSequenceResult(
         algo=algo,

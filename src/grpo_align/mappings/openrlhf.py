@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.engine import engine_fields
 from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
 from grpo_align.theory.spec import GRPO
 
@@ -502,7 +501,7 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
             f"OpenRLHF clamps every estimator to [-10, 10] per token ({_U}:106-113): exact while no token's clamp binds"
         )
     # the penalty is never normalised with the reward here: penalty_in "loss" in both branches
-    algo = GRPO(group_size=g, beta=coef, penalty=penalty, **norm, **engine_fields(_aggregation(r), "loss"))
+    algo = GRPO(group_size=g, beta=coef, penalty=penalty, **norm, aggregation=_aggregation(r), penalty_in="loss")
     notes.insert(0, f"advantage: {text}; {placement}")
     return algo, placement, notes
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.engine import engine_fields
 from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
 from grpo_align.theory.spec import GRPO
 
@@ -535,7 +534,7 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
     for key in sorted(values):
         if key not in r.rows:
             r.rows[key] = MappingRow(key, values[key], "given", _INERT)
-    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, **engine_fields(aggregation, penalty_in))
+    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, aggregation=aggregation, penalty_in=penalty_in)
     notes = [
         f"keys not given take verl {VERL_VERSION}'s defaults ({_Y})",
         f"advantage: {norm_text}; {penalty_text}",

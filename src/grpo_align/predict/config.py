@@ -48,7 +48,7 @@ class SpecSource:
         The trainer whose config was mapped ("trl"), for kind "trainer".
     overrides : dict
         The fields set on top.
-    mapping : Any
+    mapping : MappingReport or None
         The trainer mapping's own report where it provides one (``describe_<trainer>_mapping``).
     """
 
