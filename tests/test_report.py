@@ -489,7 +489,14 @@ def test_new_verdicts_fail_on_bad_data():
         tables=(),
     )
     assert direct_kl.verdict(direct_kl.DirectKLData(**dk)).passed
-    for field, bad in (("shift_gap", 1e-3), ("mismatches", 1), ("beta_star", 1.2), ("max_equation", 1e-3)):
+    for field, bad in (
+        ("shift_gap", 1e-3),
+        ("mismatches", 1),
+        ("beta_star", 1.2),
+        ("max_equation", 1e-3),
+        ("x_star_gap", 1e-3),
+        ("straddle_violations", 1),
+    ):
         assert direct_kl.verdict(direct_kl.DirectKLData(**(dk | {field: bad}))).failed, field
 
     lim = dict(
@@ -561,6 +568,23 @@ def test_direct_kl_fold_by_an_independent_scan():
     b = root_beta(p, 0.3)
     assert abs(beta_star - b.min()) < 1e-9 and abs(x_star - p[np.argmin(b)]) < 1e-4
     assert abs(beta_star - 1.0818781) < 5e-8
+
+
+def test_paper_x_star_is_the_minimum_of_its_h():
+    """App. B.2's x*(beta) against a dense grid minimum of the paper's h, written out here."""
+    from scipy.special import logit
+
+    from grpo_align.report.direct_kl import fold, paper_x_star
+
+    x = np.linspace(1e-6, 1 - 1e-6, 2_000_001)
+    for beta in (0.05, 0.5, 1.0818781, 3.0, 40.0):
+        h = 1 / (beta * np.sqrt(x * (1 - x))) - logit(x) + logit(0.3)
+        assert abs(x[np.argmin(h)] - paper_x_star(beta)) < 1e-6, beta
+    beta_star, x_star = fold(0.3)
+    # at the fold the double root sits at the minimum of h, and h is zero there
+    xs = paper_x_star(beta_star)
+    assert abs(x_star - xs) < 1e-6
+    assert abs(1 / (beta_star * np.sqrt(xs * (1 - xs))) - logit(xs) + logit(0.3)) < 1e-9
 
 
 _MARKUP = re.compile(r"`|\\|\^\{|\$|\bTrue\b|\bFalse\b|\bNone\b|= -\d\.\de-1[5-9]")

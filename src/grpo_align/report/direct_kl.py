@@ -9,8 +9,13 @@ shift_scale with the direct KL at G -> infinity, binary question: P_correct - P_
 p > p0. B runs from +inf (p -> p0) down to a minimum beta* at p = x* and back to +inf
 (p -> 1): below beta* there is no interior root and the dynamics run to the vertex p = 1
 (status "boundary"); above it two roots, the lower stable (F' > 0) and the upper unstable,
-and the vertex stays an attracting stationary policy. x* is the fold: where the two roots
-are born together.
+and the vertex stays an attracting stationary policy.
+
+The paper (App. B.2) writes the condition as h(x) = 0 with h(x) = 1/(beta sqrt(x(1-x))) -
+logit x + logit p0 (h = -F) and names x*(beta) = (1 + sqrt(1 - 1/(1 + beta^2)))/2 the point
+where h, for a given beta, turns from decreasing to increasing. So the two interior roots lie
+on either side of x*(beta), and at the fold beta* they meet at x*(beta*): the section checks
+both against that closed form.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ P0_FOLD = 0.3
 #: THEORY.md section 11 prints the fold at p0 0.3 to 8 digits
 THEORY_FOLD = 1.0818781
 THEORY_FOLD_ROUNDING = 5e-8
+#: the fold's x comes from minimising B, flat at its minimum: B(x) - beta* ~ (x - x*)^2, so a
+#: minimiser stopped at relative precision 1e-16 in B places x only to about sqrt(1e-16) = 1e-8
+X_STAR_TOLERANCE = 1e-6
 
 CLAIM = (
     "With shift-only normalisation and the direct KL penalty, GRPO's stationary policy is RLHF's logarithmic "
@@ -74,6 +82,10 @@ class DirectKLData:
     max_equation: float
     all_success: bool
     tables: tuple[Table, ...]
+    #: |x* of the fold - the paper's x*(beta*)|
+    x_star_gap: float = 0.0
+    #: betas above beta* whose two interior roots do not lie on either side of x*(beta)
+    straddle_violations: int = 0
 
     def measured(self) -> dict[str, JSON]:
         return dict(
@@ -81,6 +93,8 @@ class DirectKLData:
             beta_star=self.beta_star,
             x_star=self.x_star,
             beta_star_vs_theory_md=abs(self.beta_star - THEORY_FOLD),
+            fold_x_star_vs_paper_formula=self.x_star_gap,
+            roots_not_either_side_of_paper_x_star=self.straddle_violations,
             root_pattern_mismatches=self.mismatches,
             max_abs_interior_equation=self.max_equation,
             all_solves_succeeded=self.all_success,
@@ -113,6 +127,16 @@ def root_beta(p: np.ndarray, p0: float) -> np.ndarray:
     """B(p): the beta at which p (> p0) is an interior stationary point."""
     p = np.asarray(p, float)
     return 1.0 / (np.sqrt(p * (1 - p)) * (logit(p) - logit(p0)))
+
+
+def paper_x_star(beta: np.ndarray | float) -> np.ndarray:
+    """x*(beta) = (1 + sqrt(1 - 1/(1 + beta^2)))/2: the minimum of the paper's h (App. B.2).
+
+    Written as (1 + beta/sqrt(1 + beta^2))/2, which is the same number without the
+    cancellation in 1 - 1/(1 + beta^2) at small beta.
+    """
+    b = np.asarray(beta, float)
+    return 0.5 * (1.0 + b / np.sqrt(1.0 + b * b))
 
 
 def fold(p0: float) -> tuple[float, float]:
@@ -158,7 +182,7 @@ def compute(cfg: ReportConfig) -> DirectKLData:
     beta_star, x_star = fold(P0_FOLD)
     betas = np.unique(np.concatenate([np.geomspace(0.3, 6.0, 24 if cfg.quick else 60), [beta_star * 1.01]]))
     points: list[Point] = []
-    mismatches, worst_eq = 0, 0.0
+    mismatches, worst_eq, straddle_violations = 0, 0.0, 0
     for beta in betas:
         res = stationary_policy(binary_problem([P0_FOLD]), GRPO(group_size=math.inf, beta=float(beta), penalty="kl"))
         ok &= bool(res.success[0])
@@ -169,6 +193,10 @@ def compute(cfg: ReportConfig) -> DirectKLData:
             points.append(Point(float(beta), float(r.policy[0]), bool(r.stable), bool(r.boundary)))
             if not r.boundary:
                 worst_eq = max(worst_eq, float(abs(interior_equation(r.policy[0], P0_FOLD, float(beta)))))
+        interior = [float(r.policy[0]) for r in roots if not r.boundary]
+        if beta > beta_star:
+            x_mid = float(paper_x_star(float(beta)))
+            straddle_violations += int(not (len(interior) == 2 and interior[0] < x_mid < interior[1]))
     locus_p = 1 / (1 + np.exp(-np.linspace(float(logit(P0_FOLD)) + 0.05, 12.0, 400)))
     locus_beta = root_beta(locus_p, P0_FOLD)
 
@@ -182,10 +210,11 @@ def compute(cfg: ReportConfig) -> DirectKLData:
     )
     fold_table = Table(
         "fold",
-        ["p₀", "β*", "x*", "THEORY.md §11 β*"],
-        [[P0_FOLD, beta_star, x_star, THEORY_FOLD]],
+        ["p₀", "β*", "x* (fold)", "paper's x*(β*)", "THEORY.md §11 β*"],
+        [[P0_FOLD, beta_star, x_star, float(paper_x_star(beta_star)), THEORY_FOLD]],
         "The fold of the direct-KL binary question at G → ∞: the least β with interior stationary policies, and "
-        "where they appear (minimum of B(p) = 1/(√(p(1 − p))·(logit p − logit p₀))).",
+        "where they appear (minimum of B(p) = 1/(√(p(1 − p))·(logit p − logit p₀))), beside the paper's "
+        "x*(β) = (1 + √(1 − 1/(1 + β²)))/2 (App. B.2) at β*.",
     )
     return DirectKLData(
         shift_gap=shift_gap,
@@ -200,6 +229,8 @@ def compute(cfg: ReportConfig) -> DirectKLData:
         max_equation=worst_eq,
         all_success=ok,
         tables=(table, fold_table),
+        x_star_gap=abs(x_star - float(paper_x_star(beta_star))),
+        straddle_violations=straddle_violations,
     )
 
 
@@ -212,14 +243,20 @@ def verdict(data: DirectKLData) -> Verdict:
         and data.mismatches == 0
         and data.max_equation < TOLERANCE
         and abs(data.beta_star - THEORY_FOLD) <= THEORY_FOLD_ROUNDING
+        and data.x_star_gap < X_STAR_TOLERANCE
+        and data.straddle_violations == 0
     )
+    above = int(np.sum(data.beta > data.beta_star))
     return Verdict(
         passed,
         f"Shift-only with the direct KL matches RLHF at β·G/(G − 1) to {data.shift_gap:.1e} over {data.shift_rows} "
         f"cases (tolerance {TOLERANCE:g}). At G → ∞ with p₀ = {P0_FOLD:g} the fold lies at β* = {data.beta_star:.7f} "
-        f"and x* = {data.x_star:.6f} (THEORY.md gives β* = {THEORY_FOLD}). The solver's stationary policies follow "
-        f"the predicted pattern at {n - data.mismatches} of {n} values of β: only π = 1 below β*; above it a stable "
-        f"root, an unstable root and π = 1. The interior roots solve the equation to {data.max_equation:.1e}.",
+        f"and x* = {data.x_star:.6f} (THEORY.md gives β* = {THEORY_FOLD}); the paper's x*(β) = "
+        f"(1 + √(1 − 1/(1 + β²)))/2 at β* differs by {data.x_star_gap:.1e} (tolerance {X_STAR_TOLERANCE:g}). The "
+        f"solver's stationary policies follow the predicted pattern at {n - data.mismatches} of {n} values of β: only "
+        f"π = 1 below β*; above it a stable root, an unstable root and π = 1, the two interior roots on either side "
+        f"of x*(β) at {above - data.straddle_violations} of {above} values. The interior roots solve the equation to "
+        f"{data.max_equation:.1e}.",
     )
 
 

@@ -12,6 +12,11 @@ former default beta = 0.04: the bounds 0.96 (G = 2) and 1/1.0016 = 0.9984 (G -> 
 Curves come from the general solver (``stationary_policy``); the closed forms are the
 independent route. gamma < 1 is realised by Bernoulli rewards (success 1 against 1 - gamma:
 margin Pr[a beats b] - Pr[b beats a] = gamma).
+
+The paper's text states no beta or gamma values for its Figures 1-3 (their captions name only
+the axes, and the curves are images), so the values in RATIOS are this section's choice; the
+checked statements (the bounds, sqrt(pi_ref) at beta = gamma, the jump at 0, the 0.04 remark)
+are the ones its text makes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from grpo_align.theory import (
 KEY = "paper-figures"
 TITLE = "The paper's Figures 1 to 3 and the β = 0.04 remark"
 TOLERANCE = 1e-9
-#: beta/gamma of Figure 1 and 3 (gamma = 1), beta of Figure 2
+#: beta/gamma of Figure 1 and 3 (gamma = 1), beta of Figure 2: our choice, the paper's text gives none
 RATIOS = (0.25, 0.5, 1.0, 2.0)
 #: (beta, gamma) pairs with gamma < 1 (Bernoulli rewards): only beta/gamma matters at G = 2
 GAMMA_CHECKS = ((0.25, 0.5), (0.5, 0.5), (0.3, 0.6))
