@@ -326,3 +326,29 @@ def test_tables_never_cut_a_number(width, tmp_path):
         for res in results:  # contexts with one outcome share a row showing the largest residual
             assert f"{max(res.residual):.1e}" in numbers, path.name
         assert "algorithm number 7 with a long name" in " ".join(text.split()) or path != many
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["solve", str(EXAMPLES / "binary.toml")],
+        ["explain", str(EXAMPLES / "trl_grpo.yaml")],
+    ],
+)
+def test_closed_pipe_exits_141_quietly(argv):
+    """A reader that went away (`| head`) is 141, not 1 (a failed solve), and prints nothing."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes: every write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "grpo_align.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=os.environ | {"COLUMNS": "100"},
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""

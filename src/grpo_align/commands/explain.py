@@ -15,10 +15,10 @@ import math
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from grpo_align.commands.console import StdoutConsole
 from grpo_align.errors import InputError
 from grpo_align.mappings import TRAINERS, MappingReport, read_trainer_config
 from grpo_align.theory import GRPO, Problem, stationary_policy
@@ -110,7 +110,7 @@ def mapping_table(report: MappingReport) -> Table:
 
 def run(args: argparse.Namespace) -> int:
     report = read_trainer_config(args.config, args.trainer)
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console = StdoutConsole(highlight=False, width=None if sys.stdout.isatty() else 160)
     console.print(mapping_table(report))
     console.print(f"trains {escape(repr(report.algo))}")
     console.print(f"aggregation: {escape(report.aggregation)}")

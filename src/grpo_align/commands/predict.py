@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from grpo_align.commands.console import StdoutConsole
 from grpo_align.errors import InputError
 
 #: inputs with more rows than this get a progress bar
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise InputError("--out", f"{args.out} is a file; expected a folder")
     algo, source = _spec(args)  # before reading the data, so a typo costs nothing
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    console = StdoutConsole(highlight=False, width=None if sys.stdout.isatty() else 120)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

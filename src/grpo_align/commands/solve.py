@@ -25,6 +25,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from grpo_align.commands.console import StdoutConsole
 from grpo_align.errors import InputError
 from grpo_align.files import atomic_write_json, check_target, to_jsonable
 from grpo_align.io_toml import ProblemFile, load_problem_toml
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # RLHF with the context axis, like the stationary results beside it
     rlhf = np.reshape(rlhf_policy(spec.problem, rlhf_beta), spec.problem.ref.shape) if rlhf_beta is not None else None
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console = StdoutConsole(highlight=False, width=None if sys.stdout.isatty() else 160)
     print_results(console, spec, results, rlhf, rlhf_beta, args.precision, args.max_contexts)
     if args.out is not None:
         write_json_atomic(args.out, to_json(spec, results, rlhf, rlhf_beta))
