@@ -123,7 +123,7 @@ _REFUSED = [
     ({"entropy_coef": 0.01}, "entropy_coef"),
     ({"use_adaptive_entropy": True}, "use_adaptive_entropy"),
     ({"router_aux_loss_coef": 0.01}, "router_aux_loss_coef"),
-    ({"weight_decay": 0.1}, "weight_decay"),
+    ({"weight_decay": -0.1}, "weight_decay"),
     ({"neftune_noise_alpha": 5}, "neftune_noise_alpha"),
     ({"delta": 1.0}, "delta"),
     ({"epsilon": -0.1}, "epsilon"),

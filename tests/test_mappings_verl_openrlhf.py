@@ -318,3 +318,48 @@ def test_yaml_without_pyyaml_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(MissingExtraError) as info:
         read_trainer_config(f)
     assert str(info.value).endswith("pip install 'grpo-align[config]'")
+
+
+# ---- shared rules ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("trainer", "config", "key"),
+    [
+        ("trl", {"weight_decay": 0.05}, "weight_decay"),
+        (
+            "verl",
+            verl_cfg(**{"actor_rollout_ref.actor.optim.weight_decay": 0.05}),
+            "actor_rollout_ref.actor.optim.weight_decay",
+        ),
+        (
+            "openrlhf",
+            {
+                "rollout.n_samples_per_prompt": 4,
+                "algo.advantage.estimator": "group_norm",
+                "actor.adam.weight_decay": 0.05,
+            },
+            "actor.adam.weight_decay",
+        ),
+    ],
+)
+def test_weight_decay_is_noted_alike_by_every_trainer(trainer, config, key):
+    """A decoupled weight decay: accepted with one note naming it, the same spec as without it."""
+    from grpo_align.mappings import describe_trl_mapping
+
+    describe_mapping = {
+        "trl": lambda _, c: describe_trl_mapping(c),
+        "verl": lambda _, c: describe_verl_mapping(c),
+        "openrlhf": lambda _, c: describe_openrlhf_mapping(c),
+    }[trainer]
+    with_wd = describe_mapping(trainer, config)
+    notes = [n for n in with_wd.notes if "weight decay" in n]
+    assert len(notes) == 1 and key in notes[0] and "0.05" in notes[0]
+    without = {k: v for k, v in config.items() if k != key}
+    without[key] = 0
+    plain = describe_mapping(trainer, without)
+    assert plain.algo == with_wd.algo
+    assert not [n for n in plain.notes if "weight decay" in n]
+    with pytest.raises(InputError) as info:
+        describe_mapping(trainer, {**config, key: -0.1})
+    assert key in info.value.field

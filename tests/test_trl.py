@@ -78,7 +78,6 @@ def test_spec_mapping_and_refusals(tmp_path):
         (dict(mask_truncated_completions=True), "mask_truncated_completions"),
         (dict(top_entropy_quantile=0.2), "top_entropy_quantile"),
         (dict(multi_objective_aggregation="normalize_then_sum"), "multi_objective_aggregation"),
-        (dict(weight_decay=0.01), "weight_decay"),
     ]
     for bad, field in refused:
         with pytest.raises(InputError) as info:

@@ -45,7 +45,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
+from grpo_align.mappings.report import (
+    MappingReport,
+    MappingRow,
+    read_flag,
+    read_int,
+    read_real,
+    weight_decay_text,
+)
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
@@ -538,12 +545,10 @@ def _checks(r: _Reader, beta: float) -> None:
     if aux > 1e-8:
         raise _refuse("actor.aux_loss_coef", aux, "adds a Mixture-of-Experts balancing loss; expected 0")
     r.put("actor.aux_loss_coef", "0: no auxiliary loss")
-    wd = read_real("--actor.adam.weight_decay", r.get("actor.adam.weight_decay"))
-    if wd != 0:
-        raise _refuse(
-            "actor.adam.weight_decay", wd, "pulls the weights toward zero, which moves the end point; expected 0"
-        )
-    r.put("actor.adam.weight_decay", "0: no pull toward zero weights")
+    wd_text, _ = weight_decay_text(
+        "actor.adam.weight_decay", read_real("--actor.adam.weight_decay", r.get("actor.adam.weight_decay"))
+    )
+    r.put("actor.adam.weight_decay", wd_text)
     t = read_real("--rollout.temperature", r.get("rollout.temperature"))
     if t != 1.0:
         raise _refuse(
@@ -618,6 +623,11 @@ def describe_openrlhf_mapping(flags: Mapping[str, Any]) -> MappingReport:
             f"flat flags of OpenRLHF {LEGACY_VERSION} and before read as their {OPENRLHF_VERSION} names: "
             + ", ".join(f"--{k} -> --{LEGACY_FLAGS[k]}" for k in legacy)
         )
+    _, wd_note = weight_decay_text(
+        "actor.adam.weight_decay", read_real("--actor.adam.weight_decay", r.get("actor.adam.weight_decay"))
+    )
+    if wd_note is not None:
+        notes.append(wd_note)
     notes.append(f"flags not given take OpenRLHF {OPENRLHF_VERSION}'s defaults ({_P})")
     order = {f"--{k}": i for i, k in enumerate(OPENRLHF_KEYS)}
     rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))

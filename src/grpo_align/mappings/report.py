@@ -104,6 +104,26 @@ class MappingReport:
         return out
 
 
+def weight_decay_text(key: str, weight_decay: float) -> tuple[str, str | None]:
+    """What a decoupled weight decay maps to, and the note it needs (None for 0).
+
+    Every trainer treats it alike: a pull of the weights toward zero is a parameter-space
+    regulariser, not a term of the policy objective, so the engine cannot model it; it is
+    accepted with a note rather than refused because verl's own default (0.01) has it and a
+    user's real run is what they want predicted. Its effect shrinks with the learning rate
+    times the decay per step; set it to 0 for a run the prediction describes exactly.
+    """
+    if weight_decay < 0:
+        raise InputError(key, f"expected a weight decay >= 0, got {weight_decay:g}")
+    if weight_decay == 0:
+        return "0: no pull toward zero weights", None
+    return (
+        f"{weight_decay:g}: a pull toward zero weights, not modelled",
+        f"{key} = {weight_decay:g} (decoupled weight decay) pulls the weights toward zero, which the engine does not "
+        "model: the prediction ignores it (set it to 0 for a run the prediction describes exactly)",
+    )
+
+
 def read_real(key: str, value: Any) -> float:
     """A finite real number; numeric strings (YAML 1.1 reads ``1e-3`` as a string) accepted."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -46,7 +46,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
+from grpo_align.mappings.report import (
+    MappingReport,
+    MappingRow,
+    read_flag,
+    read_int,
+    read_real,
+    weight_decay_text,
+)
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
@@ -509,10 +516,8 @@ def _check_terms(r: _Reader) -> None:
         if aux is None
         else "0: no auxiliary loss",
     )
-    wd = read_real("weight_decay", r.get("weight_decay"))
-    if wd != 0.0:
-        raise _refuse("weight_decay", wd, "pulls the weights toward zero, which moves the end point; expected 0")
-    r.put("weight_decay", "0: no pull toward zero weights", wd)
+    wd_text, _ = weight_decay_text("weight_decay", read_real("weight_decay", r.get("weight_decay")))
+    r.put("weight_decay", wd_text)
     noise = r.get("neftune_noise_alpha")
     if noise is not None:
         raise _refuse(
@@ -758,6 +763,9 @@ def describe_trl_mapping(config: Any) -> MappingReport:
     _check_terms(r)
     _check_reuse(r)
     _inert_rows(r)
+    _, wd_note = weight_decay_text("weight_decay", read_real("weight_decay", r.get("weight_decay")))
+    if wd_note is not None:
+        notes.append(wd_note)
     order = {k: i for i, k in enumerate(TRL_KEYS)}
     rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))
     return MappingReport(

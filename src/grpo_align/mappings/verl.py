@@ -40,7 +40,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real
+from grpo_align.mappings.report import (
+    MappingReport,
+    MappingRow,
+    read_flag,
+    read_int,
+    read_real,
+    weight_decay_text,
+)
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
@@ -432,14 +439,7 @@ def _checks(r: _Reader, beta: float, normalization: str) -> None:
         raise _refuse(_A + "entropy_coeff", ent, "adds an entropy bonus, which moves the stationary policy; expected 0")
     r.put(_A + "entropy_coeff", "0: no entropy bonus", ent, use_value=True)
     wd = read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
-    r.put(
-        _A + "optim.weight_decay",
-        "0: no pull toward zero weights"
-        if wd == 0
-        else f"AdamW decoupled weight decay {wd:g}: a pull toward zero weights, not modelled (set 0 for an exact prediction)",
-        wd,
-        use_value=True,
-    )
+    r.put(_A + "optim.weight_decay", weight_decay_text(_A + "optim.weight_decay", wd)[0], wd, use_value=True)
     epochs = read_int(_A + "ppo_epochs", r.get(_A + "ppo_epochs"))
     if epochs < 1:
         raise _refuse(_A + "ppo_epochs", epochs, "takes no step on a batch; expected an integer >= 1")
@@ -542,12 +542,11 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
         "only for answers of several tokens with shared prefixes or different lengths (THEORY.md section 10.7)",
         *penalty_notes,
     ]
-    wd = read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
-    if wd:
-        notes.append(
-            f"verl's actor optimiser uses AdamW weight decay {wd:g} by default: a pull toward zero weights that the "
-            "engine does not model (accepted, not refused, because it is verl's default)"
-        )
+    _, wd_note = weight_decay_text(
+        _A + "optim.weight_decay", read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
+    )
+    if wd_note is not None:
+        notes.append(wd_note)
     order = {k: i for i, k in enumerate(VERL_KEYS)}
     rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))
     return MappingReport(
