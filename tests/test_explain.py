@@ -68,3 +68,27 @@ def test_bad_p0(tmp_path, capsys):
     f = tmp_path / "trl.json"
     f.write_text("{}")
     assert main(["explain", str(f), "--p0", "1.5"]) == 2
+
+
+def test_words_follow_the_penalty_placement():
+    """The penalty in the reward is not described as a penalty in the loss (THEORY.md 10.7)."""
+    from grpo_align.commands.explain import objective_words
+    from grpo_align.theory import GRPO
+
+    rloo = objective_words(GRPO.preset("rloo", beta=0.1))
+    assert "subtracted from each reward" in rloo and "RLHF's objective" in rloo and "in the loss" not in rloo
+    std = objective_words(GRPO(group_size=4, beta=0.1, penalty="k1", penalty_in="reward"))
+    assert "sliding-mode" in std and "in the loss" not in std
+    loss = objective_words(GRPO(group_size=4, beta=0.1))
+    assert "k3 penalty in the loss" in loss and "reverse-KL" in loss
+
+
+def test_brief_leaves_out_the_settings_table(capsys):
+    pytest.importorskip("yaml")
+    path = str(ROOT / "examples" / "trl_grpo.yaml")
+    assert main(["explain", path, "--p0", "0.5"]) == 0
+    full = capsys.readouterr().out
+    assert main(["explain", path, "--p0", "0.5", "--brief"]) == 0
+    brief = capsys.readouterr().out
+    assert "num_generations" in full and "num_generations" not in brief
+    assert brief.splitlines()[0].startswith("trains GRPO(") and brief.strip().splitlines()[-1] in full

@@ -72,7 +72,9 @@ for name, report in reports.items():
 #
 # `ga.from_trl` takes a `GRPOConfig` object or its keys. TRL 1.x's default
 # `use_bias_correction_kl=True` multiplies the k3 term by the importance ratio, whose
-# gradient is the direct KL's (`penalty="kl"`); TRL 0.2x's plain k3 is `penalty="k3"`.
+# per-token gradient at ratio 1 is log(pi/pi_ref), k2's (`penalty="k2"`; for one-token
+# answers the same end point as the direct KL, `penalty="kl"`); TRL 0.2x's plain k3 is
+# `penalty="k3"`.
 
 # %%
 trl = ga.from_trl({"beta": 0.04, "num_generations": 8})

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reference pass rates of a binary prompt to predict (default 0.1 0.3 0.5 0.7)",
     )
     parser.add_argument("--no-predict", action="store_true", help="print the mapping and the words only")
+    parser.add_argument(
+        "--brief", action="store_true", help="leave out the table of every setting; print the spec, notes and words"
+    )
 
 
 def normalization_words(algo: GRPO) -> str:
@@ -59,7 +62,9 @@ def normalization_words(algo: GRPO) -> str:
 
 
 def objective_words(algo: GRPO) -> str:
-    """What the specification optimises, in one sentence (THEORY.md sections 3 and 5)."""
+    """What the specification optimises, in one sentence (THEORY.md sections 3, 5 and 10)."""
+    if algo.penalty_in == "reward":
+        return _reward_penalty_words(algo) + _aggregation_words(algo)
     if not algo.regularised:
         why = "beta = 0" if algo.beta == 0 else "the k1 penalty has zero expected gradient"
         return f"{why}: no interior end point, mass goes to the best reward class (THEORY.md section 5)"
@@ -75,7 +80,37 @@ def objective_words(algo: GRPO) -> str:
         "pi(o) proportional to pi_ref(o) exp(P_G(o|pi) / beta), logarithmic pooling of P_G",
         "abs": "the group preference P_G against a total-variation-like pull sign(log pi/pi_ref)",
     }[algo.penalty]
-    return f"{head}: maximises {pull}"
+    return f"{head}: maximises {pull}" + _aggregation_words(algo)
+
+
+def _reward_penalty_words(algo: GRPO) -> str:
+    """The penalty subtracted from the reward before the group normalisation (THEORY.md 10.7)."""
+    head = (
+        f"G = {algo.group_size}, {normalization_words(algo)}, beta {algo.beta:g} x {algo.penalty} of the "
+        "sequence log-ratio subtracted from each reward before the group normalisation"
+    )
+    if algo.beta == 0:
+        return f"{head}: beta = 0, no interior end point, mass goes to the best reward class (THEORY.md section 5)"
+    if algo.normalization in ("shift", "rloo", "raw") and algo.penalty == "k1":
+        return (
+            f"{head}: maximises RLHF's objective E r - beta KL(pi || pi_ref): "
+            "pi(o) proportional to pi_ref(o) exp(r(o) / beta), logarithmic pooling of the expected rewards"
+        )
+    if algo.normalization == "shift_scale":
+        return (
+            f"{head}: the std scaling makes the expected gradient jump where modified rewards tie, so end points "
+            "can be sliding-mode equilibria (THEORY.md section 10); with deterministic rewards and k1 they are "
+            "RLHF's logarithmic pooling"
+        )
+    return f"{head}: a regularised reward whose end point the engine solves exactly (THEORY.md section 10)"
+
+
+def _aggregation_words(algo: GRPO) -> str:
+    """Where the loss aggregation matters (THEORY.md section 10.7)."""
+    return (
+        f"; aggregation {algo.aggregation} moves the end point only for answers of several tokens "
+        "with shared prefixes or different lengths"
+    )
 
 
 def binary_predictions(algo: GRPO, p0s: list[float]) -> list[tuple[float, float, str, str]]:
@@ -111,7 +146,8 @@ def mapping_table(report: MappingReport) -> Table:
 def run(args: argparse.Namespace) -> int:
     report = read_trainer_config(args.config, args.trainer)
     console = StdoutConsole(highlight=False, width=None if sys.stdout.isatty() else 160)
-    console.print(mapping_table(report))
+    if not args.brief:
+        console.print(mapping_table(report))
     console.print(f"trains {escape(repr(report.algo))}")
     console.print(f"aggregation: {escape(report.aggregation)}")
     for note in report.notes:
