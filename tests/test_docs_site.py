@@ -1,8 +1,9 @@
 """The built documentation site in a real headless browser (Debian's chromium), offline.
 
-Opens the index, a Concepts page with formulas and figures, and one executed tutorial:
-every image decodes to real pixels, MathJax (served from the site) typesets the formulas,
-and the page logs no console error. Skipped unless the site is built (``python3 tasks.py
+Opens the index, the Concepts pages (formulas and figures), the theory page and one
+executed tutorial: every image decodes to real pixels, MathJax (served from the site)
+typesets every formula without an error or an undefined macro, no TeX is left visible as
+text, and the page logs no console error. Skipped unless the site is built (``python3 tasks.py
 docs`` writes ``site/``; ``.ci/run`` builds it, then runs this file) and chromium is at
 /usr/bin/chromium.
 """
@@ -133,6 +134,10 @@ def _loaded(fraction: str) -> tuple[int, int]:
     [
         ("index.html", 0, False),
         ("concepts/stationary-policy.html", 1, True),
+        ("concepts/preference.html", 0, True),
+        ("concepts/penalties.html", 0, True),
+        ("concepts/aggregation.html", 0, True),
+        ("concepts/boundary.html", 0, True),
         ("tutorials/beta_and_g.html", 1, False),
         ("THEORY.html", 0, True),
     ],
