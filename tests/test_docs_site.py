@@ -1,8 +1,9 @@
 """The built documentation site in a real headless browser (Debian's chromium), offline.
 
-Opens the index, a Concepts page with formulas and figures, and one executed tutorial:
-every image decodes to real pixels, MathJax (served from the site) typesets the formulas,
-and the page logs no console error. Skipped unless the site is built (``python3 tasks.py
+Opens the index, the Concepts pages (formulas and figures), the theory page and one
+executed tutorial: every image decodes to real pixels, MathJax (served from the site)
+typesets every formula without an error or an undefined macro, no TeX is left visible as
+text, and the page logs no console error. Skipped unless the site is built (``python3 tasks.py
 docs`` writes ``site/``; ``.ci/run`` builds it, then runs this file) and chromium is at
 /usr/bin/chromium.
 """
@@ -29,8 +30,10 @@ pytestmark = [
 ]
 
 #: Injected into a copy of the page: collect console errors and failed loads, then, after
-#: load and MathJax's typesetting, record the image and formula counts on <body>.
-PROBE = """<script>
+#: load and MathJax's typesetting, record on <body> the image and formula counts, the TeX
+#: still visible as text outside code (a formula arithmatex or MathJax missed), and the
+#: formulas MathJax typeset as an error or with an undefined macro.
+PROBE = r"""<script>
 window.__errors = [];
 (function () {
   var orig = console.error;
@@ -46,6 +49,25 @@ window.__errors = [];
       b.setAttribute("data-images", ok.length + "/" + imgs.length);
       b.setAttribute("data-math", document.querySelectorAll("mjx-container").length + "/" + document.querySelectorAll(".arithmatex").length);
       b.setAttribute("data-errors", String(window.__errors.length));
+      // TeX left visible in the article's text (outside code and typeset formulas)
+      var article = document.querySelector(".md-content");
+      var raw = [];
+      if (article) {
+        var copy = article.cloneNode(true);
+        Array.prototype.forEach.call(copy.querySelectorAll("pre, code, script, style, mjx-container"), function (n) { n.remove(); });
+        raw = copy.textContent.match(/\$|\\[()\[\]]|\\[A-Za-z]+/g) || [];
+      }
+      b.setAttribute("data-raw-tex", raw.length + ":" + raw.slice(0, 10).join(" "));
+      // formulas MathJax could not parse (merror) or with an undefined macro (noundefined: red)
+      if (window.MathJax && MathJax.startup && MathJax.startup.document && MathJax.startup.toMML) {
+        var failed = [];
+        Array.from(MathJax.startup.document.math).forEach(function (item) {
+          if (/<merror|mathcolor="red"/.test(MathJax.startup.toMML(item.root))) { failed.push(item.math); }
+        });
+        b.setAttribute("data-tex-errors", failed.length + ":" + failed.slice(0, 3).join(" | ").slice(0, 300));
+      } else {
+        b.setAttribute("data-tex-errors", "unchecked: no MathJax.startup.toMML");
+      }
       b.setAttribute("data-error-text", window.__errors.join(" | ").slice(0, 500));
     };
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) { MathJax.startup.promise.then(done, done); } else { done(); }
@@ -97,7 +119,7 @@ def _probe(page: Path, base: str, tmp_path: Path) -> dict[str, str]:
     finally:
         copy.unlink()
     assert proc.returncode == 0, proc.stderr[-2000:]
-    marks = dict(re.findall(r'data-(images|math|errors|error-text)="([^"]*)"', proc.stdout))
+    marks = dict(re.findall(r'data-(images|math|errors|error-text|raw-tex|tex-errors)="([^"]*)"', proc.stdout))
     assert "images" in marks, "the probe did not run: " + proc.stderr[-1000:]
     return marks
 
@@ -112,7 +134,12 @@ def _loaded(fraction: str) -> tuple[int, int]:
     [
         ("index.html", 0, False),
         ("concepts/stationary-policy.html", 1, True),
+        ("concepts/preference.html", 0, True),
+        ("concepts/penalties.html", 0, True),
+        ("concepts/aggregation.html", 0, True),
+        ("concepts/boundary.html", 0, True),
         ("tutorials/beta_and_g.html", 1, False),
+        ("THEORY.html", 0, True),
     ],
 )
 def test_page_loads_offline(page, min_images, needs_math, server, tmp_path):
@@ -123,6 +150,8 @@ def test_page_loads_offline(page, min_images, needs_math, server, tmp_path):
     typeset, formulas = _loaded(marks["math"])
     if needs_math:
         assert formulas > 0 and typeset >= formulas, marks["math"]
+        assert marks["tex-errors"].startswith("0:"), marks["tex-errors"]
+        assert marks["raw-tex"].startswith("0:"), marks["raw-tex"]
 
 
 def test_site_has_every_section():
