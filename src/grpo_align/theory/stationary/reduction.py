@@ -26,39 +26,63 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
     decreasing for c > max_j P_j - beta (all denominators positive); Newton from a point
     where f >= 0 increases monotonically to the unique root, so the result is always a
     probability vector with positive denominators. Shapes (..., J).
+
+    The classes are handled as columns (J is small, the rows many): a sum over J is J
+    elementwise passes, not a reduction over a short last axis; an inactive class
+    (R_j = 0) gets q_j = -inf, so its denominator is +inf and its terms 0 with no mask.
     """
     shape = np.broadcast_shapes(pref.shape, ref_mass.shape)
-    pref2 = np.broadcast_to(pref, shape).reshape(-1, shape[-1])
-    ref2 = np.broadcast_to(ref_mass, shape).reshape(-1, shape[-1])
-    active = ref2 > 0
+    n_cls = shape[-1]
+    # (J, n): one contiguous row per class
+    pref_t = np.broadcast_to(pref, shape).reshape(-1, n_cls).T
+    ref_t = np.ascontiguousarray(np.broadcast_to(ref_mass, shape).reshape(-1, n_cls).T)
+    active = ref_t > 0
     # in units of beta (x = c / beta, q = P / beta): nothing overflows for beta up to the
     # largest double, and for beta >> |P| the masses tend to R, as they must
-    q = pref2 / beta
-    q_max = np.max(np.where(active, q, -np.inf), axis=-1)
-    top_mass = np.sum(np.where(active & (q >= q_max[:, None]), ref2, 0.0), axis=-1)
+    q = np.where(active, pref_t / beta, -np.inf)
+    q_max = np.max(q, axis=0)
+    top_mass = np.sum(np.where(q >= q_max, ref_t, 0.0), axis=0)
     # at x0 the top class alone contributes exactly 1, so f(x0) >= 0
     x = q_max - 1.0 + top_mass
-    # iterate only on the rows not yet converged (most converge in a few steps)
+    # 1 - q per class, so that a denominator is one addition per Newton step
+    one_minus_q = 1.0 - q
+    # iterate only on the rows not yet converged (most converge in a few steps); the
+    # columns are gathered again only when the set has shrunk by half
     todo = np.arange(x.size)
+    om, rr, xx = one_minus_q, ref_t, x.copy()
+    finished = np.zeros(x.size, bool)
     for _ in range(200):
-        act, xx = active[todo], x[todo, None]
-        denom = np.where(act, 1.0 - q[todo] + xx, 1.0)
-        f = np.sum(ref2[todo] / denom, axis=-1) - 1.0
-        fprime = -np.sum(ref2[todo] / denom**2, axis=-1)
+        f = np.full(xx.shape, -1.0)
+        fprime = np.zeros(xx.shape)
+        min_denom = np.full(xx.shape, np.inf)
+        for j in range(n_cls):
+            denom = om[j] + xx
+            np.minimum(min_denom, denom, out=min_denom)
+            term = rr[j] / denom
+            f += term
+            term /= denom
+            fprime -= term
         step = -f / fprime
-        x[todo] += step
+        xx += step
         # Newton converges quadratically: a row is done once its step is small against
         # the nearest pole (the smallest denominator sets the masses' sensitivity to c)
         # or at the rounding level of x, below which the noisy sum cannot go
-        min_denom = np.min(np.where(act, denom, np.inf), axis=-1)
-        done = np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(x[todo])))
-        todo = todo[~done]
-        if todo.size == 0:
-            break
-    denom = np.where(active, 1.0 - q + x[:, None], 1.0)
-    masses = np.where(active, ref2 / denom, 0.0)
-    masses = (masses / masses.sum(axis=-1, keepdims=True)).reshape(shape)
-    return masses, (beta * x).reshape(shape[:-1])
+        # (a finished row stays in the gathered set until the next gather: its further
+        # steps are at the rounding level of x)
+        finished |= np.abs(step) <= np.maximum(1e-12 * min_denom, 4 * np.spacing(np.abs(xx)))
+        n_left = todo.size - int(np.count_nonzero(finished))
+        if n_left == 0 or 2 * n_left <= todo.size:
+            x[todo] = xx
+            if n_left == 0:
+                break
+            todo = todo[~finished]
+            om, rr, xx = one_minus_q[:, todo], ref_t[:, todo], x[todo]
+            finished = np.zeros(todo.size, bool)
+    else:
+        x[todo] = xx
+    masses = ref_t / (one_minus_q + x)
+    masses /= np.sum(masses, axis=0)
+    return masses.T.reshape(shape), (beta * x).reshape(shape[:-1])
 
 
 def _kl_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,14 +196,17 @@ class Reduced:
         return _kl_masses(pref, ref_mass, self.beta)
 
     def take(self, idx: np.ndarray) -> Reduced:
-        """The contexts ``idx`` (repeats allowed) of a reward problem, as a new reduction."""
+        """The contexts ``idx`` (repeats allowed), as a new reduction (``problem`` is kept whole)."""
         sub = Reduced.__new__(Reduced)
         sub.__dict__.update(self.__dict__)
         sub.class_of = self.class_of[idx]
         sub.ref_mass = self.ref_mass[idx]
-        sub.class_dist = self.dist[idx]
         sub.within = self.within[idx]
-        sub.level_pref = self._level_pref().take(idx)
+        if self.margin is not None:  # a pairwise-preference problem
+            sub.margin = self.margin[idx]
+        else:
+            sub.class_dist = self.dist[idx]
+            sub.level_pref = self._level_pref().take(idx)
         return sub
 
     def policy(self, masses: np.ndarray) -> np.ndarray:
