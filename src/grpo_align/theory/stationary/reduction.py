@@ -33,9 +33,31 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
     """
     shape = np.broadcast_shapes(pref.shape, ref_mass.shape)
     n_cls = shape[-1]
+    pref2 = np.broadcast_to(pref, shape).reshape(-1, n_cls)
+    ref2 = np.broadcast_to(ref_mass, shape).reshape(-1, n_cls)
+    n_rows = pref2.shape[0]
+    if n_rows <= _K3_BLOCK:
+        masses, x = _k3_rows(pref2, ref2, beta)
+    else:
+        # blocks of rows: the work arrays stay in cache (about twice as fast at 10^7 rows)
+        masses, x = np.empty((n_rows, n_cls)), np.empty(n_rows)
+        for i in range(0, n_rows, _K3_BLOCK):
+            masses[i : i + _K3_BLOCK], x[i : i + _K3_BLOCK] = _k3_rows(
+                pref2[i : i + _K3_BLOCK], ref2[i : i + _K3_BLOCK], beta
+            )
+    return masses.reshape(shape), (beta * x).reshape(shape[:-1])
+
+
+#: Rows per block of ``_k3_rows``.
+_K3_BLOCK = 1 << 14
+
+
+def _k3_rows(pref2: np.ndarray, ref2: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``_k3_masses`` for (n, J) rows: the masses (n, J) and x = c / beta (n,)."""
+    n_cls = pref2.shape[1]
     # (J, n): one contiguous row per class
-    pref_t = np.broadcast_to(pref, shape).reshape(-1, n_cls).T
-    ref_t = np.ascontiguousarray(np.broadcast_to(ref_mass, shape).reshape(-1, n_cls).T)
+    pref_t = pref2.T
+    ref_t = np.ascontiguousarray(ref2.T)
     active = ref_t > 0
     # in units of beta (x = c / beta, q = P / beta): nothing overflows for beta up to the
     # largest double, and for beta >> |P| the masses tend to R, as they must
@@ -82,7 +104,7 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
         x[todo] = xx
     masses = ref_t / (one_minus_q + x)
     masses /= np.sum(masses, axis=0)
-    return masses.T.reshape(shape), (beta * x).reshape(shape[:-1])
+    return masses.T, x
 
 
 def _kl_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
