@@ -187,3 +187,47 @@ def test_a_wrong_candidate_fails_its_own_context_only(monkeypatch: pytest.Monkey
     others = [c for c in range(6) if c != 1]
     assert all(res.success[others]) and all(clean.success)
     np.testing.assert_array_equal(res.policy[others], clean.policy[others])
+
+
+def test_two_class_k3_masses_closed_form_against_bisection() -> None:
+    # the closed form of _k3_masses for two classes against bisection on its defining
+    # equation R_1/d_1 + R_2/(d_1 + delta) = 1 (d_1 > 0) in extended precision: relative
+    # precision on both masses, also where one is tiny (P spread far beyond beta); the
+    # Newton route finds the same root where its denominators are not tiny against c / beta
+    from grpo_align.theory.stationary.reduction import _k3_masses, _k3_newton
+
+    rng = np.random.default_rng(6)
+    n = 2000
+    pref = rng.normal(size=(n, 2)) * 10 ** rng.uniform(-2, 3, size=(n, 1))
+    ref = rng.dirichlet(np.ones(2), n)
+    ref[:4] = [[1e-300, 1.0], [1.0, 1e-300], [1e-12, 1 - 1e-12], [0.5, 0.5]]
+    for beta in (1e-3, 0.5, 100.0):
+        masses, _ = _k3_masses(pref, ref, beta)
+        ld = np.longdouble
+        p, r = pref.astype(ld), ref.astype(ld)
+        hi = np.argmax(pref, axis=1)
+        rows = np.arange(n)
+        delta = (p[rows, hi] - p[rows, 1 - hi]) / ld(beta)
+        r_hi, r_lo = r[rows, hi], r[rows, 1 - hi]
+        # f(d) = r_hi/d + r_lo/(d + delta) - 1 decreases in d > 0; f(r_hi) >= 0 >= f(r_hi + r_lo)
+        lo_d, hi_d = r_hi.copy(), r_hi + r_lo
+        for _ in range(200):  # bisection on log d: relative precision whatever the scale
+            mid = np.sqrt(lo_d * hi_d)
+            pos = r_hi / mid + r_lo / (mid + delta) - 1 > 0
+            lo_d, hi_d = np.where(pos, mid, lo_d), np.where(pos, hi_d, mid)
+        d = 0.5 * (lo_d + hi_d)
+        m_hi, m_lo = r_hi / d, r_lo / (d + delta)
+        s = m_hi + m_lo
+        expect = np.empty((n, 2), dtype=ld)
+        expect[rows, hi], expect[rows, 1 - hi] = m_hi / s, m_lo / s
+        # a few roundings each (sqrt, divisions, the normalisation): 1e-14 relative, for
+        # the masses in the normal double range (the 1e-300 reference mass ends below it)
+        normal = expect > 1e-290
+        rel = np.abs(masses - expect)[normal] / expect[normal]
+        assert float(np.max(rel)) < 1e-14
+        assert float(np.max(np.abs(masses - expect)[~normal], initial=0.0)) < 1e-290
+        benign = np.all(pref / beta < 10, axis=1) & np.all(ref > 1e-6, axis=1)
+        newton, _ = _k3_newton(pref[benign], ref[benign], beta)
+        # (Newton stops once its step is 1e-12 of the nearest denominator, so its masses
+        # carry errors near 1e-10 relative: the same root, not the same digits)
+        np.testing.assert_allclose(newton, masses[benign], rtol=1e-9, atol=0)

@@ -52,8 +52,55 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
 _K3_BLOCK = 1 << 14
 
 
+def _k3_two(pref2: np.ndarray, ref2: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_k3_rows`` for two classes in closed form; the third value marks the rows it solved.
+
+    With d_j = 1 - (P_j - c)/beta the condition R_1/d_1 + R_2/d_2 = 1 and d_2 = d_1 + delta,
+    delta = (P_1 - P_2)/beta >= 0 (class 1 the one with the larger P), is the quadratic
+    d_1^2 + (delta - S) d_1 - R_1 delta = 0, S = R_1 + R_2, whose positive root is taken in
+    the form without cancellation: ((S - delta) + r) / 2 for S >= delta, else
+    2 R_1 delta / ((delta - S) + r), r = sqrt((S - delta)^2 + 4 R_1 delta). Both
+    denominators are then positive, as Newton's unique root has them. Rows with an inactive
+    class, or where the root is not finite (delta beyond 1e150: beta tiny against P), are
+    left to Newton.
+    """
+    p1, p2 = pref2[:, 0], pref2[:, 1]
+    r1, r2 = ref2[:, 0], ref2[:, 1]
+    swap = p2 > p1  # class "1" of the formula is the one with the larger P
+    hi_p, lo_p = np.where(swap, p2, p1), np.where(swap, p1, p2)
+    hi_r, lo_r = np.where(swap, r2, r1), np.where(swap, r1, r2)
+    delta = (hi_p - lo_p) / beta
+    total = hi_r + lo_r
+    diff = total - delta
+    root = np.sqrt(diff * diff + 4.0 * hi_r * delta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_hi = np.where(diff >= 0, 0.5 * (diff + root), 2.0 * hi_r * delta / (root - diff))
+    ok = (r1 > 0) & (r2 > 0) & np.isfinite(d_hi) & (d_hi > 0) & (delta < 1e150)
+    m_hi, m_lo = hi_r / d_hi, lo_r / (d_hi + delta)
+    norm = m_hi + m_lo
+    m_hi /= norm
+    m_lo /= norm
+    masses = np.stack([np.where(swap, m_lo, m_hi), np.where(swap, m_hi, m_lo)], axis=1)
+    # x = c / beta = d_hi - 1 + P_hi / beta
+    return masses, d_hi - 1.0 + hi_p / beta, ok
+
+
 def _k3_rows(pref2: np.ndarray, ref2: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """``_k3_masses`` for (n, J) rows: the masses (n, J) and x = c / beta (n,)."""
+    n_cls = pref2.shape[1]
+    if n_cls == 2:
+        masses, x, ok = _k3_two(pref2, ref2, beta)
+        if bool(np.all(ok)):
+            return masses, x
+        rest = np.nonzero(~ok)[0]
+        if rest.size < ok.size:
+            masses[rest], x[rest] = _k3_newton(pref2[rest], ref2[rest], beta)
+            return masses, x
+    return _k3_newton(pref2, ref2, beta)
+
+
+def _k3_newton(pref2: np.ndarray, ref2: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``_k3_rows`` by Newton from the left (any number of classes)."""
     n_cls = pref2.shape[1]
     # (J, n): one contiguous row per class
     pref_t = pref2.T
