@@ -1,7 +1,8 @@
 """Speed of the batch engine: many contexts solved at once, as ratios to one numpy pass.
 
-    python benchmarks/bench_batch.py            # every case below (about a minute on 2 cores)
-    python benchmarks/bench_batch.py --quick    # 10x smaller
+    python benchmarks/bench_batch.py              # every case below (about 5 minutes on 2 cores)
+    python benchmarks/bench_batch.py --quick      # 10x smaller
+    python benchmarks/bench_batch.py --contexts   # only the batches of contexts with K outputs
 
 One pass is one elementwise numpy operation over the problem's (n, 2) array of reference
 probabilities (``ref * 1.0001``, a fresh output array): the unit of the speed goal "10^6
@@ -14,7 +15,8 @@ far as it can. Cases:
 - single problem: one context with 10^6 outputs, 0/1 rewards (two reward classes);
 - contexts with K outputs (K 2, 4, 8) of their own success probabilities (two levels: the
   scan), and with K deterministic rewards on K levels of their own (K 4, 8: continuation
-  and damped Newton), in CPU time with the speed-up over solving each context alone;
+  and damped Newton), in CPU time: the ratio to one pass over the (C, K) reference array
+  and the speed-up over solving each context alone (a sample of contexts, scaled to C);
 - predict: ``run_predict`` on a JSONL of 10^5 prompts with counts (n, correct): the
   Jeffreys interval's ends are solved too, so three solves per prompt; per-prompt time.
 
