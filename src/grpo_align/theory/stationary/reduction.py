@@ -181,7 +181,8 @@ class Reduced:
     class_dist: np.ndarray | None
     margin: np.ndarray | None
     level_pref: LevelPreference | None
-    within: np.ndarray
+    _ref: np.ndarray
+    _within: np.ndarray | None
 
     def __init__(self, problem: Problem, algo: GRPO) -> None:
         self.problem = problem
@@ -198,16 +199,25 @@ class Reduced:
             self.class_of, self.ref_mass, self.class_dist = class_partition(problem)
             self.margin = None
             self.level_pref = LevelPreference(problem.levels, algo)
-        # ratio of each output's reference probability to its class's
-        if self.class_of.strides[0] == 0 or self.class_of.shape[0] == 1:
-            # one partition shared by every context, or one context: index the class row
-            cls_ref = self.ref_mass[:, self.class_of[0]]
-        else:
-            cls_ref = np.take_along_axis(self.ref_mass, self.class_of, axis=1)
-        if bool(np.all(self.ref_mass > 0)):  # no empty class: no output needs the guard
-            self.within = problem.ref / cls_ref
-        else:
-            self.within = np.where(cls_ref > 0, problem.ref / np.where(cls_ref > 0, cls_ref, 1.0), 0.0)
+        # the reference rows of these contexts (``take`` indexes them with the classes)
+        self._ref = problem.ref
+        self._within = None
+
+    @property
+    def within(self) -> np.ndarray:
+        """pi_ref(o) / R_class(o), (C, K): each output's share of its class (0 in an empty
+        class); computed when first read (``policy`` does not need it)."""
+        if self._within is None:
+            if self.class_of.strides[0] == 0 or self.class_of.shape[0] == 1:
+                # one partition shared by every context, or one context: index the class row
+                cls_ref = self.ref_mass[:, self.class_of[0]]
+            else:
+                cls_ref = np.take_along_axis(self.ref_mass, self.class_of, axis=1)
+            if bool(np.all(self.ref_mass > 0)):  # no empty class: no output needs the guard
+                self._within = self._ref / cls_ref
+            else:
+                self._within = np.where(cls_ref > 0, self._ref / np.where(cls_ref > 0, cls_ref, 1.0), 0.0)
+        return self._within
 
     @property
     def n_classes(self) -> int:
@@ -270,7 +280,8 @@ class Reduced:
         sub.__dict__.update(self.__dict__)
         sub.class_of = self.class_of[idx]
         sub.ref_mass = self.ref_mass[idx]
-        sub.within = self.within[idx]
+        sub._ref = self._ref[idx]
+        sub._within = None if self._within is None else self._within[idx]
         if self.margin is not None:  # a pairwise-preference problem
             sub.margin = self.margin[idx]
         else:
@@ -279,11 +290,23 @@ class Reduced:
         return sub
 
     def policy(self, masses: np.ndarray) -> np.ndarray:
-        """Spread class masses over outputs in reference ratios, (C, K) from (C, J)."""
+        """Spread class masses over outputs in reference ratios, (C, K) from (C, J).
+
+        pi(o) = (m_j / R_j) pi_ref(o) for o in class j: the (C, J) factors, then one gather
+        and one product over the outputs (0 for an empty class, whose outputs have
+        pi_ref = 0).
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = masses / self.ref_mass if masses.shape == self.ref_mass.shape else None
+        if factor is not None and not bool(np.all(self.ref_mass > 0)):
+            factor = np.where(self.ref_mass > 0, factor, 0.0)
+        if factor is None or not bool(np.all(np.isfinite(factor))):
+            # (a class mass over a subnormal R_j overflows the factor: m_j times the shares)
+            return np.take_along_axis(masses, self.class_of, axis=1) * self.within
         shared = self.class_of.strides[0] == 0 or self.class_of.shape[0] == 1
-        if shared and masses.shape[0] == self.class_of.shape[0]:
-            return masses[:, self.class_of[0]] * self.within
-        return np.take_along_axis(masses, self.class_of, axis=1) * self.within
+        if shared:
+            return factor[:, self.class_of[0]] * self._ref
+        return np.take_along_axis(factor, self.class_of, axis=1) * self._ref
 
     def reference_point(self) -> np.ndarray:
         """The reduced variable at pi_ref: the reference mixture, or pi_ref for preferences."""
@@ -343,6 +366,10 @@ def _peel_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _same_row(dist: np.ndarray, row: np.ndarray) -> np.ndarray:
     """Outputs whose reward row equals ``row`` exactly, (K,) from (K, L)."""
+    if dist.shape[1] == 2 and dist.dtype == np.float64 and dist.flags.c_contiguous:
+        # each two-level row as one complex number: one comparison per row over the
+        # contiguous pairs (complex == is == on both parts, so -0.0 == 0.0 as for floats)
+        return np.asarray(dist.view(np.complex128)[:, 0] == complex(row[0], row[1]))
     same = dist[:, 0] == row[0]
     for level in range(1, dist.shape[1]):
         same &= dist[:, level] == row[level]
