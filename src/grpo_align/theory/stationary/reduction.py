@@ -304,6 +304,11 @@ class Reduced:
             # (a class mass over a subnormal R_j overflows the factor: m_j times the shares)
             return np.take_along_axis(masses, self.class_of, axis=1) * self.within
         shared = self.class_of.strides[0] == 0 or self.class_of.shape[0] == 1
+        if shared and factor.shape[0] == 1:
+            # one context (many outputs): a 1-D take and an in-place product, no 2-D fancy index
+            out = np.take(factor[0], self.class_of[0])
+            out *= self._ref[0]
+            return out[None, :]
         if shared:
             return factor[:, self.class_of[0]] * self._ref
         return np.take_along_axis(factor, self.class_of, axis=1) * self._ref
@@ -437,8 +442,8 @@ def _partition(dist: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarra
         np.put_along_axis(new_id, rank_of, np.arange(rank_of.shape[1])[None, :], axis=1)
         if np.array_equal(new_id, np.arange(new_id.shape[1])[None, :].repeat(n_ctx, 0)):
             class_of = found
-        elif n_ctx == 1:  # a table lookup, not take_along_axis's broadcast fancy index
-            class_of = new_id[0][found[0]][None, :]
+        elif n_ctx == 1:  # a 1-D table lookup, not take_along_axis's broadcast fancy index
+            class_of = np.take(new_id[0], found[0])[None, :]
         else:
             class_of = np.take_along_axis(new_id, found, axis=1)
         class_dist = np.take_along_axis(reps, rank_of[..., None], axis=1)
