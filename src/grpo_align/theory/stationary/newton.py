@@ -2,7 +2,8 @@
 
 Used for more than two reward levels and for pairwise-preference problems (where the
 variable is the policy itself, section 7). Completeness is not guaranteed: every start
-that converges contributes its root, distinct roots are kept.
+that converges contributes its root, distinct roots are kept. Each start iterates on its
+own, so a batch of contexts costs what its running starts need.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def _newton(
     so a start that has converged (norm below 1e-13), whose line search accepts no step,
     or that has stalled (``_STALL_DROP``) costs nothing further, and the line search
     evaluates only the starts that have not yet accepted a step. The iteration of each
-    start is the same whatever the other starts do.
+    start is the same whatever the other starts do (up to rounding: one singular Jacobian
+    sends its whole set through the pseudo-inverse).
     """
     n_ctx, n_starts, dim = starts.shape
     z = starts.reshape(-1, dim).copy()

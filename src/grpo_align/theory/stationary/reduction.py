@@ -27,9 +27,11 @@ def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.
     where f >= 0 increases monotonically to the unique root, so the result is always a
     probability vector with positive denominators. Shapes (..., J).
 
-    The classes are handled as columns (J is small, the rows many): a sum over J is J
+    Two classes are solved in closed form (``_k3_two``), more by Newton (``_k3_newton``)
+    with the classes as columns (J is small, the rows many): a sum over J is J
     elementwise passes, not a reduction over a short last axis; an inactive class
     (R_j = 0) gets q_j = -inf, so its denominator is +inf and its terms 0 with no mask.
+    Rows go in blocks of ``_K3_BLOCK`` (the work arrays stay in cache).
     """
     shape = np.broadcast_shapes(pref.shape, ref_mass.shape)
     n_cls = shape[-1]
