@@ -1,7 +1,8 @@
 """Speed of the batch engine: many contexts solved at once, as ratios to one numpy pass.
 
-    python benchmarks/bench_batch.py            # every case below (about a minute on 2 cores)
-    python benchmarks/bench_batch.py --quick    # 10x smaller
+    python benchmarks/bench_batch.py              # every case below (about 5 minutes on 2 cores)
+    python benchmarks/bench_batch.py --quick      # 10x smaller
+    python benchmarks/bench_batch.py --contexts   # only the batches of contexts with K outputs
 
 One pass is one elementwise numpy operation over the problem's (n, 2) array of reference
 probabilities (``ref * 1.0001``, a fresh output array): the unit of the speed goal "10^6
@@ -11,8 +12,11 @@ far as it can. Cases:
 
 - binary, k3 / kl: 10^6 prompts, each two outputs (correct, wrong) with rewards 1/0 and its
   own reference pass rate, G = 8, beta = 0.5 (``stationary_policy`` on one batched Problem);
-- Bernoulli contexts: 10^5 contexts, two outputs each with its own success probabilities;
 - single problem: one context with 10^6 outputs, 0/1 rewards (two reward classes);
+- contexts with K outputs (K 2, 4, 8) of their own success probabilities (two levels: the
+  scan), and with K deterministic rewards on K levels of their own (K 4, 8: continuation
+  and damped Newton), in CPU time: the ratio to one pass over the (C, K) reference array
+  and the speed-up over solving each context alone (a sample of contexts, scaled to C);
 - predict: ``run_predict`` on a JSONL of 10^5 prompts with counts (n, correct): the
   Jeffreys interval's ends are solved too, so three solves per prompt; per-prompt time.
 
@@ -93,6 +97,51 @@ def solve_row(label: str, problem: ga.Problem, algo: ga.GRPO, repeats: int) -> N
     )
 
 
+def bernoulli_k(n: int, n_out: int, rng: np.random.Generator) -> ga.Problem:
+    """n contexts, each with n_out outputs of their own success probabilities (two levels)."""
+    return ga.Problem.from_bernoulli(ref=rng.dirichlet(np.ones(n_out), n), success=rng.random((n, n_out)))
+
+
+def levels_k(n: int, n_out: int, rng: np.random.Generator) -> ga.Problem:
+    """n contexts, each with n_out outputs of deterministic rewards on levels of its own
+    (n_out reward levels: the continuation + Newton path)."""
+    return ga.Problem.from_rewards(ref=rng.dirichlet(np.ones(n_out), n), rewards=rng.random((n, n_out)))
+
+
+def contexts_row(label: str, problem: ga.Problem, algo: ga.GRPO, sample: int) -> None:
+    """One batch of contexts solved at once, in CPU time: the ratio to one elementwise pass
+    over its (C, K) reference array, and the speed-up over solving the contexts one at a
+    time (``sample`` of them solved alone, their CPU time scaled to all C)."""
+    ref = problem.ref
+    c_pass = best_cpu(lambda: ref * 1.0001, 50)
+    holder: list[ga.StationaryResult] = []
+    c_solve = best_cpu(lambda: holder.append(ga.stationary_policy(problem, algo)), 1)
+    res = holder[-1]
+    n_ctx = problem.n_contexts
+    alone = [ga.Problem(ref[c], problem.levels[c], problem.dist[c]) for c in range(sample)]
+    start = time.process_time()
+    for one in alone:
+        ga.stationary_policy(one, algo)
+    per_ctx = (time.process_time() - start) / sample
+    print(
+        f"{label:<34} {n_ctx:>8} x {problem.n_outputs} (L {problem.n_levels})"
+        f"   CPU: solve {c_solve:7.3f} s / pass {c_pass * 1e3:6.3f} ms = {c_solve / c_pass:8.0f} passes"
+        f"   per context alone {per_ctx * 1e3:7.2f} ms (x {n_ctx} = {per_ctx * n_ctx:7.1f} s)"
+        f"   speed-up {per_ctx * n_ctx / c_solve:6.1f}x   all success {bool(np.all(res.success))}"
+    )
+
+
+def contexts(scale: int, rng: np.random.Generator, g8: dict[str, float]) -> None:
+    """Contexts with up to 8 outputs and 8 reward levels, each context its own shape."""
+    contexts_row("Bernoulli contexts K 2, G 8, k3", bernoulli_k(10**5 // scale, 2, rng), ga.GRPO(**g8), 200)
+    contexts_row("Bernoulli contexts K 4, G 8, k3", bernoulli_k(10**5 // scale, 4, rng), ga.GRPO(**g8), 200)
+    contexts_row(
+        "Bernoulli contexts K 8, G 8, kl", bernoulli_k(10**4 // scale, 8, rng), ga.GRPO(**g8, penalty="kl"), 100
+    )
+    contexts_row("4 levels per context, G 8, k3", levels_k(10**4 // scale, 4, rng), ga.GRPO(**g8), 40)
+    contexts_row("8 levels per context, G 8, kl", levels_k(300 // scale, 8, rng), ga.GRPO(**g8, penalty="kl"), 10)
+
+
 def predict_row(n: int, rng: np.random.Generator, repeats: int) -> None:
     n_samples = 16
     correct = rng.binomial(n_samples, rng.random(n))
@@ -119,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller problems")
     parser.add_argument("--repeats", type=int, default=3, help="solves per case; the best counts")
+    parser.add_argument("--contexts", action="store_true", help="only the batches of contexts with K outputs")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     rng = np.random.default_rng(0)
@@ -127,10 +177,14 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start"
     )
     g8 = dict(group_size=8, beta=0.5)
+    if args.contexts:
+        contexts(scale, rng, g8)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        return
     solve_row("binary, G 8, k3", binary(10**6 // scale, rng), ga.GRPO(**g8), args.repeats)
     solve_row("binary, G 8, kl", binary(10**6 // scale, rng), ga.GRPO(**g8, penalty="kl"), args.repeats)
-    solve_row("Bernoulli contexts, G 8, k3", bernoulli(10**5 // scale, rng), ga.GRPO(**g8), 1)
     solve_row("single problem, 0/1 rewards, G 8, k3", single(10**6 // scale, rng), ga.GRPO(**g8), args.repeats)
+    contexts(scale, rng, g8)
     predict_row(10**5 // scale, rng, 1)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

@@ -367,7 +367,7 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
                 + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
             )
             continue
-        chosen = _choose(good, ref_point[c])
+        chosen = good[0] if len(good) == 1 else _choose(good, ref_point[c])
         policy[c] = chosen.policy
         residual[c] = chosen.residual
         success[c] = True

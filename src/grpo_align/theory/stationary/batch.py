@@ -1049,7 +1049,7 @@ def _one_context_check(
         spent = shift * total - float(np.einsum("k,k->", p, u))
     u_lo, u_hi = float(np.min(u)), float(np.max(u))
     # the multiplier c = sum_o pi(o) (P_cls(o) - beta phi(o)); einsum: no (K,) temporary
-    g = p_class[cls]
+    g = np.take(p_class, cls)
     c = float(np.einsum("k,k->", p, g)) - beta * spent
     # g(o) - c = P_cls(o) - c - beta shift + beta u(o), in place
     g -= c + beta * shift

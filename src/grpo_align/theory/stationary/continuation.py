@@ -136,19 +136,37 @@ def _keep_positive(w: np.ndarray, new: np.ndarray, live: np.ndarray, dep: np.nda
 def _correct(
     red: Reduced, w: np.ndarray, t: np.ndarray, live: np.ndarray, cw: np.ndarray, ct: np.ndarray, target: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Newton on F(w, t) = 0 with the constraint cw . w + ct t = target; returns w, t, converged."""
-    ok = np.zeros(len(t), bool)
+    """Newton on F(w, t) = 0 with the constraint cw . w + ct t = target; returns w, t, converged.
+
+    Each row runs on its own: a row that has converged (or whose F is not finite, which no
+    step changes) leaves the set that is linearised again, so a batch costs what its
+    slowest rows need, not that many iterations for every row.
+    """
+    n = len(t)
+    w, t = w.copy(), t.copy()
+    ok = np.zeros(n, bool)
+    todo = np.arange(n)
     for _ in range(_CORRECTOR_ITERS):
-        f, jw, jt, dirs, dep = _linearise(red, w, t, live)
+        every = todo.size == n
+        r = red if every else red.take(todo)
+        wt, tt, lt = (w, t, live) if every else (w[todo], t[todo], live[todo])
+        cwt, ctt = (cw, ct) if every else (cw[todo], ct[todo])
+        f, jw, jt, dirs, dep = _linearise(r, wt, tt, lt)
         fn = np.max(np.abs(f), axis=1)
-        con = target - np.sum(cw * w, axis=1) - ct * t
-        ok = (fn < _FTOL) & (np.abs(con) < 1e-12)
-        if np.all(ok | ~np.isfinite(fn)):
+        con = (target if every else target[todo]) - np.sum(cwt * wt, axis=1) - ctt * tt
+        ok_t = (fn < _FTOL) & (np.abs(con) < 1e-12)
+        ok[todo] = ok_t
+        go = ~ok_t & np.isfinite(fn)
+        if not np.any(go):
             break
-        dw, dt = _solve_step(f, jw, jt, dirs, dep, live, cw, ct, con)
-        w = np.where(ok[:, None], w, _keep_positive(w, w + np.nan_to_num(dw, nan=0.0), live, dep))
-        t = np.where(ok, t, t + np.nan_to_num(dt, nan=0.0))
-        ok &= np.all(np.isfinite(dw), axis=1)
+        g = np.nonzero(go)[0]
+        dw, dt = _solve_step(f[g], jw[g], jt[g], dirs[g], dep[g], lt[g], cwt[g], ctt[g], con[g])
+        rows = todo[g]
+        w[rows] = _keep_positive(wt[g], wt[g] + np.nan_to_num(dw, nan=0.0), lt[g], dep[g])
+        t[rows] = tt[g] + np.nan_to_num(dt, nan=0.0)
+        # (a row whose step is not finite is not converged, whatever its last F said)
+        ok[rows] &= np.all(np.isfinite(dw), axis=1)
+        todo = rows
     inside = np.all(np.where(live, w > 0, True), axis=1)
     return w, t, ok & inside
 
@@ -282,36 +300,42 @@ def _refine_crossings(
     lv = live[ctx]
     cw, ct = tau[:, :-1], _KAPPA**2 * tau[:, -1]
 
-    def land(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pw = w0 + sig[:, None] * tau[:, :-1]
-        pt = t0 + sig * tau[:, -1]
-        ww, tt, _ = _correct(sub, pw, pt, lv, cw, ct, np.sum(cw * pw, axis=1) + ct * pt)
+    def land(sig: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = sub if rows.size == len(ctx) else sub.take(rows)
+        pw = w0[rows] + sig[:, None] * tau[rows, :-1]
+        pt = t0[rows] + sig * tau[rows, -1]
+        cwr, ctr = cw[rows], ct[rows]
+        ww, tt, _ = _correct(r, pw, pt, lv[rows], cwr, ctr, np.sum(cwr * pw, axis=1) + ctr * pt)
         return ww, tt
 
+    every = np.arange(len(ctx))
     lo = np.zeros(len(ctx))
     hi = np.array([c[4] for c in crossings])
     g_lo = t0 - t_target
-    w_hi, t_hi = land(hi)
+    w_hi, t_hi = land(hi, every)
     g_hi = t_hi - t_target
     best_w, best_g = w_hi, g_hi
     side = np.zeros(len(ctx))
+    # each crossing iterates until its own |t - t_target| < 1e-14 (or 60 iterations)
+    todo = np.nonzero(~(np.abs(best_g) < 1e-14))[0]
     for _ in range(60):
-        sig = np.where(
-            g_hi != g_lo, (lo * g_hi - hi * g_lo) / np.where(g_hi != g_lo, g_hi - g_lo, 1.0), 0.5 * (lo + hi)
-        )
-        sig = np.clip(np.nan_to_num(sig, nan=0.0), lo, hi)
-        ww, tt = land(sig)
-        g = tt - t_target
-        better = np.abs(g) < np.abs(best_g)
-        best_w, best_g = np.where(better[:, None], ww, best_w), np.where(better, g, best_g)
-        left = np.sign(g) == np.sign(g_lo)
-        g_hi = np.where(left & (side == 1), 0.5 * g_hi, g_hi)
-        g_lo = np.where(~left & (side == -1), 0.5 * g_lo, g_lo)
-        lo, g_lo = np.where(left, sig, lo), np.where(left, g, g_lo)
-        hi, g_hi = np.where(left, hi, sig), np.where(left, g_hi, g)
-        side = np.where(left, 1, -1)
-        if np.all(np.abs(best_g) < 1e-14):
+        if todo.size == 0:
             break
+        lo_t, hi_t, gl, gh = lo[todo], hi[todo], g_lo[todo], g_hi[todo]
+        sig = np.where(gh != gl, (lo_t * gh - hi_t * gl) / np.where(gh != gl, gh - gl, 1.0), 0.5 * (lo_t + hi_t))
+        sig = np.clip(np.nan_to_num(sig, nan=0.0), lo_t, hi_t)
+        ww, tt = land(sig, todo)
+        g = tt - t_target
+        better = np.abs(g) < np.abs(best_g[todo])
+        best_w[todo[better]], best_g[todo[better]] = ww[better], g[better]
+        sd = side[todo]
+        left = np.sign(g) == np.sign(gl)
+        gh = np.where(left & (sd == 1), 0.5 * gh, gh)
+        gl = np.where(~left & (sd == -1), 0.5 * gl, gl)
+        lo[todo], g_lo[todo] = np.where(left, sig, lo_t), np.where(left, g, gl)
+        hi[todo], g_hi[todo] = np.where(left, hi_t, sig), np.where(left, gh, g)
+        side[todo] = np.where(left, 1, -1)
+        todo = todo[~(np.abs(best_g[todo]) < 1e-14)]
     # final polish at t = t_target exactly (a few Newton steps in w)
     n = len(ctx)
     pw, _, done = _correct(

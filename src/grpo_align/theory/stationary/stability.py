@@ -57,15 +57,18 @@ def stability(red: Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | None,
         eigs = np.full((members.size, n_act - 1), np.nan, dtype=complex)
         if np.any(finite):
             eigs[finite] = np.linalg.eigvals(basis.T @ sub[finite] @ basis)
-        for c, eig, ok in zip(members, eigs, finite, strict=False):
-            if not ok:
-                continue
-            # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
-            # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
-            # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
-            # threshold does too.
-            scale = max(1.0, float(np.max(np.abs(eig)))) * min(1.0, float(np.min(masses[c, idx])))
-            out[c] = (eig, bool(np.all(eig.real < -1e-7 * scale)))
+        # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
+        # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
+        # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
+        # threshold does too. (All members at once; NaN rows of non-finite Jacobians unused.)
+        with np.errstate(invalid="ignore"):
+            scale = np.maximum(1.0, np.max(np.abs(eigs), axis=1)) * np.minimum(
+                1.0, np.min(masses[members][:, idx], axis=1)
+            )
+            stable = np.all(eigs.real < -1e-7 * scale[:, None], axis=1)
+        for ci, eig, ok, st in zip(members.tolist(), eigs, finite.tolist(), stable.tolist(), strict=True):
+            if ok:
+                out[ci] = (eig, st)
     return out
 
 
