@@ -22,49 +22,28 @@ def _context(problem: ga.Problem, c: int) -> ga.Problem:
     return ga.Problem(problem.ref[c], problem.levels[c], problem.dist[c])
 
 
-def _resolved(root: st.StationaryRoot) -> bool:
-    """Whether the stability verdict is above the noise of its Jacobian.
-
-    ``stability`` differentiates the class-logit field by central differences with step
-    1e-6: with the field's terms of order max(1, |eig|), rounding leaves about
-    eps / 1e-6 ~ 2e-10 of that in every entry, and projecting out the softmax's null
-    direction mixes it into every eigenvalue. An eigenvalue below 1e-8 of the scale
-    (a class with a mass near 1e-17 next to a vertex has one near -beta 1e-17) has a
-    sign that rounding decides, in a batch as alone.
-    """
-    eig = root.eigenvalues
-    if eig is None or eig.size == 0:
-        return True
-    return bool(np.min(np.abs(eig.real)) >= 1e-8 * max(1.0, float(np.max(np.abs(eig)))))
-
-
 def _match(a: tuple[st.StationaryRoot, ...], b: tuple[st.StationaryRoot, ...]) -> None:
-    """The same roots (in any order): policy, stability (where resolved) and face flag."""
+    """The same roots (in any order): policy, stability and face flag."""
     assert len(a) == len(b)
     for x in a:
         y = min(b, key=lambda r: float(np.max(np.abs(r.policy - x.policy))))
         np.testing.assert_allclose(x.policy, y.policy, rtol=0, atol=ATOL)
-        if _resolved(x) and _resolved(y):
-            assert x.stable == y.stable
+        assert x.stable == y.stable, (x, y)
         assert x.boundary == y.boundary
         assert (x.residual <= x.tolerance) == (y.residual <= y.tolerance)
 
 
 def _assert_per_context(problem: ga.Problem, algo: ga.GRPO) -> st.StationaryResult:
     batch = st.stationary_policy(problem, algo)
-    resolved = 0
     for c in range(problem.n_contexts):
         alone = st.stationary_policy(_context(problem, c), algo)
         assert batch.status[c] == alone.status[0], (c, batch.message[c], alone.message[0])
         assert bool(batch.success[c]) == bool(alone.success[0])
         np.testing.assert_allclose(batch.policy[c], alone.policy[0], rtol=0, atol=ATOL)
         _match(batch.roots[c], alone.roots[0])
-        resolved += all(_resolved(r) for r in batch.roots[c])
         if problem.n_levels > 2:
             # the search record (continuation steps, turning points, where it ended) too
             assert batch.message[c] == alone.message[0]
-    # the stability comparison is not vacuous: most contexts have resolved eigenvalues
-    assert resolved >= problem.n_contexts // 2
     return batch
 
 
@@ -84,8 +63,16 @@ def _bernoulli(rng: np.random.Generator, n_ctx: int, n_out: int) -> ga.Problem:
 def test_bernoulli_batches_match_each_context(penalty: str, n_out: int) -> None:
     rng = np.random.default_rng(n_out)
     prob = _bernoulli(rng, 24, n_out)
-    # (beta 0.5: roots off the vertices, where the stability verdicts are resolved)
     _assert_per_context(prob, ga.GRPO(group_size=8, beta=0.5, penalty=penalty))
+
+
+@pytest.mark.parametrize(("seed", "penalty"), [(0, "k2"), (0, "kl"), (1, "kl"), (2, "kl"), (4, "k2")])
+def test_stability_next_to_a_vertex_does_not_depend_on_the_batch(seed: int, penalty: str) -> None:
+    """Small beta: roots with class masses from 1e-12 down to 1e-50 and eigenvalues of their
+    order. Projected orthonormally, those eigenvalues drowned in the heavy rows' rounding and
+    their sign differed between a batch and the same context alone (10 of 864 roots)."""
+    prob = _bernoulli(np.random.default_rng(seed), 24, 4)
+    _assert_per_context(prob, ga.GRPO(group_size=8, beta=0.02, penalty=penalty))
 
 
 def test_bernoulli_batch_with_three_roots_matches_each_context() -> None:

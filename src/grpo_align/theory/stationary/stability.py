@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from grpo_align.theory.stationary.reduction import Reduced
@@ -27,7 +25,7 @@ def stability(red: Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | None,
 
     The Jacobian is taken by central differences for all contexts at once; only active
     classes count, and the softmax's null direction (every logit up by the same amount) is
-    projected out. Contexts with more than 64 active classes get (None, None).
+    removed by taking logit differences to the heaviest class (``_difference_jacobian``). Contexts with more than 64 active classes get (None, None).
     """
     active = masses > 0
     base = np.where(active, np.log(np.where(active, masses, 1.0)), -np.inf)
@@ -53,10 +51,10 @@ def stability(red: Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | None,
             continue
         sub = jac[np.ix_(members, idx, idx)]
         finite = np.all(np.isfinite(sub), axis=(1, 2))
-        basis = _null_free_basis(n_act)
         eigs = np.full((members.size, n_act - 1), np.nan, dtype=complex)
         if np.any(finite):
-            eigs[finite] = np.linalg.eigvals(basis.T @ sub[finite] @ basis)
+            heaviest = np.argmax(masses[members][:, idx], axis=1)
+            eigs[finite] = np.linalg.eigvals(_difference_jacobian(sub[finite], heaviest[finite]))
         # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
         # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
         # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
@@ -72,7 +70,23 @@ def stability(red: Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | None,
     return out
 
 
-@lru_cache(maxsize=64)
-def _null_free_basis(n: int) -> np.ndarray:
-    """Orthonormal basis (n, n - 1) of the vectors orthogonal to (1, ..., 1)."""
-    return np.linalg.qr(np.eye(n) - 1.0 / n)[0][:, : n - 1]
+def _difference_jacobian(jac: np.ndarray, heaviest: np.ndarray) -> np.ndarray:
+    """The field's Jacobian in logit differences to each context's heaviest class.
+
+    With u_i = z_i - z_r (r the heaviest class) the field is F(u), and du_i/dt = F_i - F_r
+    has the Jacobian K_ij = J_ij - J_rj (i, j != r): the eigenvalues of J other than the
+    softmax's null direction (J 1 = 0). An orthonormal projection would give the same
+    spectrum exactly, but it mixes the rows of light classes (entries of order their mass)
+    with the heavy rows, so an eigenvalue of order a mass of 1e-13 drowns in the heavy
+    rows' rounding (about 1e-16 of their size); in these coordinates a light class's row
+    keeps its own scale.
+    """
+    n_ctx, n, _ = jac.shape
+    keep = np.ones((n_ctx, n), dtype=bool)
+    keep[np.arange(n_ctx), heaviest] = False
+    others = np.nonzero(keep)[1].reshape(n_ctx, n - 1)
+    rows = np.take_along_axis(jac, others[:, :, None], axis=1)  # (C, n-1, n): J_i. for i != r
+    rows = np.take_along_axis(rows, others[:, None, :], axis=2)  # (C, n-1, n-1): J_ij
+    ref_row = jac[np.arange(n_ctx), heaviest]  # (C, n): J_r.
+    ref_row = np.take_along_axis(ref_row, others, axis=1)  # (C, n-1): J_rj
+    return rows - ref_row[:, None, :]
