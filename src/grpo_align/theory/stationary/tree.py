@@ -17,6 +17,7 @@ sliding-mode equilibrium, solved exactly in blow-up coordinates (eq. 10.9).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import numpy as np
 
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_ties, sequence_penalty
-from grpo_align.theory.sequence_gradient import SequenceModel
+from grpo_align.theory.sequence_gradient import SequenceModel, population_moments
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
 
@@ -37,6 +38,9 @@ __all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tre
 MAX_FACE_OUTPUTS = 8
 #: The regularisation path eps -> 0 followed for sliding modes.
 EPS_PATH = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+#: At G = inf a root whose population std of the modified rewards is below this fraction of
+#: their size is on the tie set (sigma = 0; a converged root has sigma at rounding level).
+SIGMA_TIE = 1e-8
 
 
 @dataclass(frozen=True, repr=False)
@@ -329,11 +333,69 @@ def _blow_up(
 
 
 # ---------------------------------------------------------------------------- the solver
+def _limit_std_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
+    """Roots at G = inf with the penalty in the reward and std scaling (eq. 10.14).
+
+    The field is the shift field divided by sigma + eps, one positive number per policy:
+    the same roots with the same stability (at a root the Jacobian is the shift one over
+    sigma + eps). Roots are found on the shift field, which stays smooth where sigma
+    vanishes; a root with sigma = 0 and eps = 0 (every modified reward of the support
+    ties, a.s.) is a sliding-mode equilibrium of the normalised field: it sends F to -F
+    across the root, so 0 is in the Filippov hull, and the flow has the shift field's
+    orbits.
+    """
+    shift = SequenceModel(model.problem, algo.replace(normalization="shift"), model.context)
+    roots, nit = _context_roots(shift, shift.algo, seed)
+    out: list[SequenceRoot] = []
+    for r in roots:
+        cond = model.tree.conditionals(r.policy)
+        live = np.nonzero(r.policy[model.cell_output] > 0)[0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            values = model.cell_values(cond)
+        mix = r.policy @ model.cell_of
+        _, sigma = population_moments(values, mix)
+        size = max(1.0, float(np.max(np.abs(values[live]), initial=0.0)))
+        if algo.eps == 0 and sigma <= SIGMA_TIE * size:
+            if np.count_nonzero(r.policy) < 2:
+                # one output with a sure reward: nothing to tie with; the field's sign at
+                # the removed outputs is the shift field's (the KKT push of eq. 10.10)
+                out.append(dataclasses.replace(r, multiplier=math.nan))
+                continue
+            comp = np.where(r.policy > 0, 0, -1).astype(np.int64)
+            k = (model.levels[model.cell_level] - values) / algo.beta if algo.beta > 0 else np.zeros_like(values)
+            k_out = np.zeros(model.tree.n_outputs)
+            k_out[model.cell_output[live]] = k[live]
+            root = int(np.nonzero(comp == 0)[0][0])
+            ties = TieStructure(
+                component=comp,
+                offset=np.where(comp == 0, k_out - k_out[root], 0.0),
+                cell_class=np.where(mix > 0, 0, -1).astype(np.int64),
+            )
+            out.append(dataclasses.replace(r, kind="sliding", ties=ties, multiplier=math.nan))
+            continue
+        scale = 1.0 / (sigma + algo.eps)
+        eig = None if r.eigenvalues is None else r.eigenvalues * scale
+        out.append(
+            dataclasses.replace(
+                r,
+                multiplier=r.multiplier * scale,
+                residual=r.residual * scale,
+                tolerance=r.tolerance * scale,
+                eigenvalues=eig,
+            )
+        )
+    return out, nit
+
+
 def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
+    if algo.is_limit and algo.penalty_in == "reward" and algo.normalization == "shift_scale":
+        return _limit_std_roots(model, algo, seed)
     rng = np.random.default_rng(seed)
     roots: list[SequenceRoot] = []
     nit = 0
-    sliding_case = algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0
+    sliding_case = (
+        algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0 and not algo.is_limit
+    )
     regs = [SequenceModel(model.problem, algo.replace(eps=e), model.context) for e in EPS_PATH] if sliding_case else []
 
     def add(
