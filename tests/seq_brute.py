@@ -49,6 +49,8 @@ def advantages(r, normalization, ddof=0, eps=0.0):
 
 
 def psi(penalty, x):
+    if penalty == "abs":  # d|x|/dx, 0 at x = 0 (torch's subgradient)
+        return float(np.sign(x))
     return {"k3": 1 - math.exp(-x), "k2": x, "k1": 1.0, "kl": x + 1.0}[penalty]
 
 

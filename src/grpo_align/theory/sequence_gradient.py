@@ -271,6 +271,17 @@ class SequenceModel:
         return self.cell_of @ h_a, self.cell_of @ h_b
 
     # ------------------------------------------------------------------ per-prefix terms
+    def bars(
+        self, cond: np.ndarray, ties: TieStructure | None = None, eta: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Abar(ut) and Bbar(ut) per edge (eq. 10.4); a removed edge one-sidedly (FACE_EPS)."""
+        tree = self.tree
+        live = np.where(cond > 0, cond, FACE_EPS)
+        a, b = self.coefficients(tree.policy(cond), live, ties, eta)
+        below = tree.below_product(live)  # (E, K)
+        mass = below.sum(axis=1)
+        return (below @ a) / mass, (below @ b) / mass
+
     def terms(
         self, cond: np.ndarray, ties: TieStructure | None = None, eta: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -280,13 +291,8 @@ class SequenceModel:
         (conditionals below it as given); c_u uses the exact conditionals.
         """
         tree = self.tree
-        pi = tree.policy(cond)
         live = np.where(cond > 0, cond, FACE_EPS)
-        a, b = self.coefficients(pi, live, ties, eta)
-        below = tree.below_product(live)  # (E, K)
-        mass = below.sum(axis=1)
-        a_bar = (below @ a) / mass
-        b_bar = (below @ b) / mass
+        a_bar, b_bar = self.bars(cond, ties, eta)
         s = a_bar
         if not self.reward_mode and self.algo.beta > 0:
             x = np.log(live) - np.log(tree.ref_cond)

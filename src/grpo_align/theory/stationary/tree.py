@@ -12,7 +12,9 @@ a face root is a boundary policy when each removed next token is pushed out, S(u
 (the KKT condition, eq. 10.10). With the penalty in the reward, std scaling and eps = 0,
 roots are followed from the regularised normalisation (std + eps, eps -> 0); where the
 modified rewards of different outputs tie in the limit, the stationary policy is a
-sliding-mode equilibrium, solved exactly in blow-up coordinates (eq. 10.9).
+sliding-mode equilibrium, solved exactly in blow-up coordinates (eq. 10.9). At G = inf
+with the penalty in the reward and std scaling the roots are the shift field's, rescaled
+(eq. 10.14); the abs penalty is solved by forward-backward splitting (``tree_abs``, eq. 10.16).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_
 from grpo_align.theory.sequence_gradient import SequenceModel, population_moments
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.tree_abs import abs_residual, abs_tree_policy
 
 __all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tree_stationary_policy"]
 
@@ -387,7 +390,27 @@ def _limit_std_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[
     return out, nit
 
 
+def _abs_roots(model: SequenceModel, algo: GRPO) -> tuple[list[SequenceRoot], int]:
+    """The abs penalty: forward-backward splitting from pi_ref (eq. 10.16); one root, its
+    stability not computed (the field is set-valued where x_ut = 0), as for atomic abs."""
+    cond, nit = abs_tree_policy(model)
+    res = abs_residual(model, cond)
+    a_bar, b_bar = model.bars(cond)
+    live = cond > 0
+    scale = max(1.0, float(np.max(np.abs(a_bar[live]), initial=0.0)) + algo.beta * float(np.max(b_bar, initial=0.0)))
+    tol = RESIDUAL_TOLERANCE * scale
+    if not res <= tol:
+        return [], nit
+    pi = model.tree.policy(cond)
+    kind = "interior" if np.all(pi[model.tree.active] > 0) else "boundary"
+    root = SequenceRoot(policy=pi, mixture=pi @ model.dist, multiplier=math.nan, residual=res, stable=None,
+                        eigenvalues=None, tolerance=tol, kind=kind)  # fmt: skip
+    return [root], nit
+
+
 def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
+    if algo.penalty == "abs":
+        return _abs_roots(model, algo)
     if algo.is_limit and algo.penalty_in == "reward" and algo.normalization == "shift_scale":
         return _limit_std_roots(model, algo, seed)
     rng = np.random.default_rng(seed)
@@ -524,7 +547,12 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
         }[chosen.kind]
         messages.append(
             f"converged: {len(roots)} stationary tree polic{'y' if len(roots) == 1 else 'ies'} found "
-            f"({n_stable} stable); policy is the {what} one"
+            + (
+                "(abs: forward-backward from pi_ref, stability not computed)"
+                if algo.penalty == "abs"
+                else f"({n_stable} stable)"
+            )
+            + f"; policy is the {what} one"
             + ("" if len(roots) == 1 else ", the stable one nearest the reference")
         )
     return SequenceStationaryResult(
