@@ -164,3 +164,17 @@ def test_tree_limit_std_roots_are_the_shift_roots_scaled():
             want = brute.gradient_limit(SMALL, prob.ref[0], [0.0, 1.0], prob.dist[0], a.policy, 0.4, penalty="k2",
                                         aggregation="group_token_mean")  # fmt: skip
             assert max(abs(v) for ch in want.values() for v in ch.values()) < 1e-12
+
+
+def test_tree_search_record_states_the_claim():
+    """The tree solver says what it searched: faces, starts, and that it claims only the
+    roots its starts reach (as the atomic L > 2 solver's ``search`` record does)."""
+    prob = ga.Problem.from_bernoulli([0.1, 0.2, 0.3, 0.4], [0.9, 0.2, 0.4, 0.7], sequences=TREE)
+    k3 = ga.stationary_policy(prob, ga.GRPO(group_size=3, beta=0.4))
+    assert k3[0].search.method == "tree" and k3[0].search.faces == 1
+    assert "may be missed" in k3.message[0] and "whole tree" in k3.message[0]
+    k1 = ga.stationary_policy(prob, ga.GRPO(group_size=INF, beta=0.4, penalty="k1", penalty_in="reward"))
+    assert k1[0].search.faces == 2**4 - 1  # every support of four outputs
+    assert "every support (15 faces)" in k1.message[0]
+    ab = ga.stationary_policy(prob, ga.GRPO(group_size=3, beta=0.4, penalty="abs"))
+    assert ab[0].search.method == "forward-backward" and "others not searched" in ab.message[0]

@@ -32,7 +32,7 @@ from grpo_align.theory.problem import Problem
 from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_ties, sequence_penalty
 from grpo_align.theory.sequence_gradient import SequenceModel, population_moments
 from grpo_align.theory.spec import GRPO
-from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, RootSearch, StationaryResult, StationaryRoot
 from grpo_align.theory.stationary.tree_abs import abs_residual, abs_tree_policy
 
 __all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tree_stationary_policy"]
@@ -506,11 +506,40 @@ def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[Se
     return roots, nit
 
 
+def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
+    """What the tree solver searched for one context and what it claims (THEORY.md 10.6)."""
+    nan = math.nan
+    if algo.penalty == "abs":
+        return RootSearch("forward-backward", nan, nan, nan, 0, 0, 0, 1, (
+            "forward-backward splitting from pi_ref (eq. 10.16): one stationary policy, others not searched"
+        ), faces=1)  # fmt: skip
+    faces = _faces(model, algo)
+    starts = sum(2 + (6 if _Face(model, sup).dim > 0 else 0) for sup in faces)
+    n_active = int(model.tree.active.sum())
+    if len(faces) == 1:
+        where = "the whole tree (the penalty repels from every face)"
+    elif n_active <= MAX_FACE_OUTPUTS:
+        where = f"every support ({len(faces)} faces)"
+    else:
+        where = f"the whole tree and the {n_active} vertices only (more than {MAX_FACE_OUTPUTS} outputs)"
+    how = "damped Newton in per-prefix logits"
+    if algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0:
+        how += (
+            " on the shift field rescaled by sigma (eq. 10.14)"
+            if algo.is_limit
+            else ", each start followed along eps = 1e-1..1e-6 with tie sets blown up (eq. 10.9)"
+        )
+    claim = f"the roots that {how} reaches from {starts} starts on {where}; roots outside those basins may be missed"
+    return RootSearch("tree", nan, nan, nan, 0, 0, 0, starts, claim, faces=len(faces))
+
+
 def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryResult:
     """Stationary tree policies of ``algo`` on ``problem`` (THEORY.md section 10).
 
     Every root found on every searched face is reported with its stability; ``policy`` is
     the stable root nearest pi_ref (max-norm over outputs), else the nearest root.
+    ``search[c]`` (and the message) states what was searched and what is claimed: the
+    roots damped Newton reaches from its starts, not every root.
     """
     n_ctx = problem.n_contexts
     policy = np.zeros_like(problem.ref)
@@ -519,18 +548,20 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
     status: list[str] = []
     messages: list[str] = []
     all_roots: list[tuple[StationaryRoot, ...]] = []
+    searches: list[RootSearch] = []
     nit = 0
     for c in range(n_ctx):
         model = SequenceModel(problem, algo, c)
         roots, it = _context_roots(model, algo, seed=20250225 + c)
         nit = max(nit, it)
         all_roots.append(tuple(roots))
+        searches.append(_search_record(model, algo))
         if not roots:
             policy[c] = problem.ref[c]
             status.append("failed")
             messages.append(
                 "no stationary tree policy found to tolerance 1e-9 (relative to the size of the terms); "
-                "the expected dynamics may cycle or the solver did not converge"
+                "the expected dynamics may cycle or the solver did not converge; searched: " + searches[-1].describe()
             )
             continue
         stable = [r for r in roots if r.stable] or roots
@@ -554,6 +585,8 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
             )
             + f"; policy is the {what} one"
             + ("" if len(roots) == 1 else ", the stable one nearest the reference")
+            + "; searched: "
+            + searches[-1].describe()
         )
     return SequenceStationaryResult(
         policy=policy,
@@ -566,4 +599,5 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
         algo=algo,
         problem=problem,
         method="tree",
+        search=tuple(searches),
     )
