@@ -49,6 +49,8 @@ def advantages(r, normalization, ddof=0, eps=0.0):
 
 
 def psi(penalty, x):
+    if penalty == "abs":  # d|x|/dx, 0 at x = 0 (torch's subgradient)
+        return float(np.sign(x))
     return {"k3": 1 - math.exp(-x), "k2": x, "k1": 1.0, "kl": x + 1.0}[penalty]
 
 
@@ -117,3 +119,44 @@ def policy_from_logits(seqs, ref, logits):
                 p *= rcond[u][s[j]]
         pi.append(p)
     return np.array(pi)
+
+
+def gradient_limit(
+    seqs, ref, levels, dist, pi, beta, normalization="shift_scale", eps=0.0, penalty="k1", aggregation="sequence_mean"
+):
+    """{prefix: {token: expected gradient}} as G -> inf, the penalty in the reward.
+
+    One member's draw (o, level) is enumerated; the group's mean and std of the modified
+    rewards r' = r - beta k(x(o)) are replaced by the population's under pi, sum_j |o_j| / G
+    by E_pi |o|; the member's per-token gradient is accumulated as in ``gradient``.
+    """
+    cond = conditionals(seqs, pi)
+    rcond = conditionals(seqs, ref)
+    xseq = [sum(math.log(cond[s[:j]][s[j]] / rcond[s[:j]][s[j]]) for j in range(len(s))) if pi[o] > 0 else 0.0
+            for o, s in enumerate(seqs)]  # fmt: skip
+    draws = [
+        (o, levels[lv] - beta * kpen(penalty, xseq[o]), pi[o] * dist[o][lv])
+        for o in range(len(seqs))
+        for lv in range(len(levels))
+        if pi[o] * dist[o][lv] > 0
+    ]
+    mu = sum(p * r for _, r, p in draws)
+    sd = math.sqrt(sum(p * (r - mu) ** 2 for _, r, p in draws))
+    mean_len = sum(pi[o] * len(s) for o, s in enumerate(seqs))
+    grad = {u: {t: 0.0 for t in ch} for u, ch in cond.items() if len(rcond[u]) >= 2}
+    for o, r, p in draws:
+        if normalization == "raw":
+            adv = r
+        elif normalization in ("shift", "rloo"):
+            adv = r - mu
+        else:
+            adv = (r - mu) / (sd + eps) if sd + eps > 0 else 0.0
+        s = seqs[o]
+        w = {"sequence_mean": 1 / len(s), "group_token_mean": 1 / mean_len, "constant": 1.0}[aggregation]
+        for j in range(len(s)):
+            u, tok = s[:j], s[j]
+            if u not in grad:
+                continue
+            for t, q in cond[u].items():
+                grad[u][t] += p * w * adv * ((t == tok) - q)
+    return grad

@@ -12,7 +12,8 @@ weights w_i (eq. 10.2) and a per-token penalty of gradient psi(x) grad log pi(t 
 x_ut = log pi(t|u)/pi_ref(t|u). a and b are exact expectations over the other G - 1
 members, enumerated by the counts of their *cells*: (reward level, token length) for the
 penalty in the loss, (output, reward level) for the penalty in the reward, where each
-output's levels are shifted by -beta k(o) (eq. 10.7).
+output's levels are shifted by -beta k(o) (eq. 10.7). As G -> inf with the penalty in the
+reward the group's mean and std become the population's (eq. 10.13).
 
 ``SequenceModel`` holds one context and evaluates S, the multipliers c_u, the per-prefix
 residual max |S(ut) - c_u| and the gradient g for per-edge conditionals.
@@ -33,7 +34,15 @@ from grpo_align.theory.reward_penalty import TieStructure, sequence_penalty
 from grpo_align.theory.sequences import Tree
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["SequenceModel", "cell_coefficients", "expected_gradient_tree", "token_penalty_gradient"]
+__all__ = [
+    "SequenceModel",
+    "cell_coefficients",
+    "expected_gradient_tree",
+    "limit_advantage",
+    "limit_weights",
+    "population_moments",
+    "token_penalty_gradient",
+]
 
 #: Mass given to a removed edge when its one-sided terms are evaluated (faces, eq. 10.10).
 FACE_EPS = 1e-100
@@ -143,6 +152,43 @@ def _advantage(values: np.ndarray, counts: np.ndarray, algo: GRPO, g: int, zero_
     return np.where(all_equal, 0.0, centred / np.where(all_equal, 1.0, std + algo.eps))
 
 
+def population_moments(values: np.ndarray, mix: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the cell values under ``mix`` (cells without mass
+    ignored): mu and sigma of eq. 10.13."""
+    live = mix > 0
+    v = np.where(live, values, 0.0)
+    mu = float(mix @ v)
+    var = float(mix @ np.where(live, (v - mu) ** 2, 0.0))
+    return mu, math.sqrt(max(var, 0.0))
+
+
+def limit_advantage(values: np.ndarray, mix: np.ndarray, algo: GRPO) -> np.ndarray:
+    """A(m) = lim_{G -> inf} A_1 for own cell m (eq. 10.13), (M,).
+
+    The group mean and std tend to the population's, mu and sigma, of the cell values
+    under ``mix``: raw r', shift and rloo r' - mu, shift_scale (r' - mu)/(sigma + eps),
+    which is 0 where sigma + eps = 0 (every modified reward ties, as a finite group's
+    all-tied advantage).
+    """
+    if algo.normalization == "raw":
+        return np.asarray(values, dtype=float).copy()
+    mu, sigma = population_moments(values, mix)
+    centred = values - mu
+    if algo.normalization in ("shift", "rloo"):
+        return centred
+    den = sigma + algo.eps
+    return centred / den if den > 0 else np.zeros_like(centred)
+
+
+def limit_weights(aggregation: str, lengths: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """lim_{G -> inf} G w_1 given o_1 = o, (K,) (eqs. 10.2, 10.13): 1/|o|, 1/E_pi|o|, 1."""
+    if aggregation == "sequence_mean":
+        return 1.0 / lengths
+    if aggregation == "group_token_mean":
+        return np.full(lengths.shape, 1.0 / float(pi @ lengths))
+    return np.ones(lengths.shape)
+
+
 class SequenceModel:
     """One context of a problem with sequences (or a reward penalty), THEORY.md section 10.
 
@@ -170,8 +216,6 @@ class SequenceModel:
         self.dist = problem.dist[context]
         self.lengths = self.tree.lengths
         self.reward_mode = algo.penalty_in == "reward"
-        if algo.is_limit and self.reward_mode:
-            raise InputError("group_size", "the penalty in the reward is solved for a finite G; expected an integer")
         if self.reward_mode:
             act = np.nonzero(self.tree.active)[0]
             pairs = [(o, lvl) for o in act.tolist() for lvl in range(self.levels.size) if self.dist[o, lvl] > 0]
@@ -212,6 +256,10 @@ class SequenceModel:
             mean_len = float(pi @ self.lengths)
             return pref / mean_len, np.full_like(pref, 1.0 / mean_len)
         values = self.cell_values(cond)
+        if algo.is_limit:
+            # reward mode, G -> inf: the group's mean and std become the population's (eq. 10.13)
+            gw = limit_weights(algo.aggregation, self.lengths, pi)
+            return (self.cell_of @ limit_advantage(values, pi @ self.cell_of, algo)) * gw, gw
         lengths = self.lengths[self.cell_output] if self.reward_mode else self.cell_len
         mix = pi @ self.cell_of
         cls = ties.cell_class if ties is not None else None
@@ -223,6 +271,17 @@ class SequenceModel:
         return self.cell_of @ h_a, self.cell_of @ h_b
 
     # ------------------------------------------------------------------ per-prefix terms
+    def bars(
+        self, cond: np.ndarray, ties: TieStructure | None = None, eta: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Abar(ut) and Bbar(ut) per edge (eq. 10.4); a removed edge one-sidedly (FACE_EPS)."""
+        tree = self.tree
+        live = np.where(cond > 0, cond, FACE_EPS)
+        a, b = self.coefficients(tree.policy(cond), live, ties, eta)
+        below = tree.below_product(live)  # (E, K)
+        mass = below.sum(axis=1)
+        return (below @ a) / mass, (below @ b) / mass
+
     def terms(
         self, cond: np.ndarray, ties: TieStructure | None = None, eta: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -232,13 +291,8 @@ class SequenceModel:
         (conditionals below it as given); c_u uses the exact conditionals.
         """
         tree = self.tree
-        pi = tree.policy(cond)
         live = np.where(cond > 0, cond, FACE_EPS)
-        a, b = self.coefficients(pi, live, ties, eta)
-        below = tree.below_product(live)  # (E, K)
-        mass = below.sum(axis=1)
-        a_bar = (below @ a) / mass
-        b_bar = (below @ b) / mass
+        a_bar, b_bar = self.bars(cond, ties, eta)
         s = a_bar
         if not self.reward_mode and self.algo.beta > 0:
             x = np.log(live) - np.log(tree.ref_cond)

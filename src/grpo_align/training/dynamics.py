@@ -8,7 +8,9 @@ logits of a tabular softmax policy is (THEORY.md section 5)
 with P_G from ``ga.preference`` and phi from ``ga.penalty_coefficient``. Stepping the same
 optimiser with it gives noise-free trajectories: a second route to the stationary policy,
 the basin each start falls into where several stationary policies exist, and the step
-sizes at which the update cycles instead of converging (THEORY.md section 9).
+sizes at which the update cycles instead of converging (THEORY.md section 9). Token
+sequences and the penalty in the reward step the per-prefix logits of the trainer's tree
+policy along the exact field of THEORY.md eq. 10.5 instead (section 10.9).
 """
 
 from __future__ import annotations
@@ -21,18 +23,23 @@ import torch
 from grpo_align.errors import InputError
 from grpo_align.theory.preference import preference
 from grpo_align.theory.problem import Problem
+from grpo_align.theory.sequence_gradient import SequenceModel
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import penalty_coefficient, stationarity_residual
+from grpo_align.theory.stationary.tree import needs_tree_solver
 from grpo_align.training.config import OPTIMIZERS
 from grpo_align.training.results import DynamicsResult
-from grpo_align.training.tabular import TabularPolicy, check_init, make_optimizer, torch_threads
+from grpo_align.training.tabular import TabularPolicy, TreePolicy, check_init, make_optimizer, torch_threads
 
-__all__ = ["classify_tail", "expected_dynamics", "expected_gradient"]
+__all__ = ["classify_tail", "expected_dynamics", "expected_gradient", "tree_residual"]
 
 #: the policy counts as converged when the last step moved no probability by more than this
 CONVERGED_STEP = 1e-10
 #: ... and only when the stationarity residual there is below this (else it has stalled)
 STALLED_RESIDUAL = 1e-6
+#: On trees a next token below this conditional counts as removed: its residual is only how
+#: far the field pulls it back in (the KKT condition, THEORY.md eq. 10.10)
+FACE_CONDITIONAL = 1e-8
 
 
 def expected_gradient(problem: Problem, algo: GRPO, policy: Any) -> np.ndarray:
@@ -129,6 +136,8 @@ def expected_dynamics(
         raise InputError("optimizer", f"unknown {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
     if problem.is_preference and algo.group_size != 2:
         raise InputError("group_size", "a pairwise-preference problem defines P_G for G = 2 only")
+    if needs_tree_solver(problem, algo):
+        return _tree_dynamics(problem, algo, float(lr), steps, optimizer, check_init(problem, init))
     policy = TabularPolicy(problem.ref, check_init(problem, init))
     opt = make_optimizer(optimizer, [policy.logits], float(lr))
     trajectory = np.empty((steps + 1, *problem.ref.shape))
@@ -143,6 +152,19 @@ def expected_dynamics(
             trajectory[t] = policy.probs()
     converged, oscillating, period, messages = classify_tail(trajectory)
     residual, _ = stationarity_residual(problem, algo, trajectory[-1])
+    return _result(trajectory, algo, converged, oscillating, period, messages, residual)
+
+
+def _result(
+    trajectory: np.ndarray,
+    algo: GRPO,
+    converged: np.ndarray,
+    oscillating: np.ndarray,
+    period: np.ndarray,
+    messages: list[str],
+    residual: np.ndarray,
+) -> DynamicsResult:
+    """The verdict per context: converged only with a small stationarity residual."""
     if not algo.regularised:
         for c in range(len(messages)):
             converged[c] = False
@@ -164,6 +186,62 @@ def expected_dynamics(
         converged=converged,
         oscillating=oscillating,
         period=period,
-        residual=np.asarray(residual, dtype=float).reshape(problem.n_contexts),
+        residual=np.asarray(residual, dtype=float).reshape(trajectory.shape[1]),
         message=tuple(messages),
     )
+
+
+def tree_residual(model: SequenceModel, cond: np.ndarray) -> float:
+    """max |S(ut) - c_u| over next tokens of reachable prefixes (eq. 10.8), where a token with
+    pi(t|u) < ``FACE_CONDITIONAL`` counts only by max(S(ut) - c_u, 0) (eq. 10.10)."""
+    _, _, dev = model.residual(cond)
+    reach = model.tree.reachable(np.where(cond < FACE_CONDITIONAL, 0.0, cond))[model.tree.edge_node]
+    dev = np.where(cond < FACE_CONDITIONAL, np.maximum(dev, 0.0), np.abs(dev))
+    return float(np.max(np.where(reach, dev, 0.0), initial=0.0))
+
+
+def _tree_dynamics(
+    problem: Problem, algo: GRPO, lr: float, steps: int, optimizer: str, init: np.ndarray | None
+) -> DynamicsResult:
+    """Expected dynamics in per-prefix logits (THEORY.md eq. 10.5): token sequences or the
+    penalty in the reward.
+
+    The optimiser steps the logits of the trainer's own policy (``TreePolicy`` for
+    sequences, ``TabularPolicy`` for one-token outputs) along the exact expected gradient
+    ``SequenceModel.gradient``, so a sampled run of ``train`` has this flow as its mean.
+    """
+    n_ctx = problem.n_contexts
+    models = [SequenceModel(problem, algo, c) for c in range(n_ctx)]
+    tree_policy = problem.has_sequences
+    policy: TreePolicy | TabularPolicy = TreePolicy(problem, init) if tree_policy else TabularPolicy(problem.ref, init)
+    opt = make_optimizer(optimizer, [policy.logits], lr)
+
+    def conditionals() -> list[np.ndarray]:
+        # per edge of each context's tree, from the logits (not from pi: exact where a
+        # prefix's mass underflows)
+        if isinstance(policy, TreePolicy):
+            with torch.no_grad():
+                flat = policy._edge_logps().exp().numpy()
+            return [flat[c, policy.edge_index[c]] for c in range(n_ctx)]
+        pi = policy.probs()
+        return [m.tree.conditionals(pi[c]) for c, m in enumerate(models)]
+
+    trajectory = np.empty((steps + 1, *problem.ref.shape))
+    trajectory[0] = policy.probs()
+    with torch_threads(1):
+        for t in range(1, steps + 1):
+            grad = np.zeros(tuple(policy.logits.shape))
+            flat = grad.reshape(n_ctx, -1)
+            for c, (m, cond) in enumerate(zip(models, conditionals(), strict=True)):
+                # ascent on the objective = descent on the loss, as in train
+                g = -m.gradient(cond)
+                if isinstance(policy, TreePolicy):
+                    flat[c, policy.edge_index[c]] = g
+                else:
+                    flat[c, np.asarray(m.tree.edge_token, dtype=np.int64)] = g
+            policy.logits.grad = torch.from_numpy(grad)
+            opt.step()
+            trajectory[t] = policy.probs()
+    converged, oscillating, period, messages = classify_tail(trajectory)
+    residual = np.array([tree_residual(m, cond) for m, cond in zip(models, conditionals(), strict=True)])
+    return _result(trajectory, algo, converged, oscillating, period, messages, residual)

@@ -36,7 +36,8 @@ class RootSearch:
     Attributes
     ----------
     method : str
-        "continuation+newton" (L > 2), "scan" (L <= 2) or "newton".
+        "continuation+newton" (L > 2), "scan" (L <= 2), "newton", or for tree policies
+        "tree" (damped Newton per face) or "forward-backward" (abs).
     beta_start : float
         Where the branch was started (its root is unique there); NaN without continuation.
     beta_end : float
@@ -53,7 +54,10 @@ class RootSearch:
         Damped-Newton starts added (pi_ref, its map image, points near class distributions).
     ended : str
         Why the branch was left: "below target" (beta < target / 8), "boundary" (a level's
-        mass reached 0), "stalled" (the step size collapsed) or "step limit".
+        mass reached 0), "stalled" (the step size collapsed) or "step limit". For the tree
+        solver ("tree" or "forward-backward"), what the search claims.
+    faces : int
+        Tree solver: supports searched (faces of the simplex, the whole tree included).
     """
 
     method: str
@@ -65,9 +69,13 @@ class RootSearch:
     branch_roots: int
     newton_starts: int
     ended: str
+    faces: int = 0
 
     def describe(self) -> str:
         """One clause for the result's message: what was searched and what is claimed."""
+        if self.method in ("tree", "forward-backward"):
+            # tree policies (THEORY.md section 10): ``ended`` carries the claim
+            return self.ended
         if self.method != "continuation+newton":
             return f"{self.method}, {self.newton_starts} starts"
         reach = (

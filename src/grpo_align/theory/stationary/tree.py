@@ -12,11 +12,14 @@ a face root is a boundary policy when each removed next token is pushed out, S(u
 (the KKT condition, eq. 10.10). With the penalty in the reward, std scaling and eps = 0,
 roots are followed from the regularised normalisation (std + eps, eps -> 0); where the
 modified rewards of different outputs tie in the limit, the stationary policy is a
-sliding-mode equilibrium, solved exactly in blow-up coordinates (eq. 10.9).
+sliding-mode equilibrium, solved exactly in blow-up coordinates (eq. 10.9). At G = inf
+with the penalty in the reward and std scaling the roots are the shift field's, rescaled
+(eq. 10.14); the abs penalty is solved by forward-backward splitting (``tree_abs``, eq. 10.16).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -27,9 +30,10 @@ import numpy as np
 
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_ties, sequence_penalty
-from grpo_align.theory.sequence_gradient import SequenceModel
+from grpo_align.theory.sequence_gradient import SequenceModel, population_moments
 from grpo_align.theory.spec import GRPO
-from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, RootSearch, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.tree_abs import abs_residual, abs_tree_policy
 
 __all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tree_stationary_policy"]
 
@@ -37,6 +41,9 @@ __all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tre
 MAX_FACE_OUTPUTS = 8
 #: The regularisation path eps -> 0 followed for sliding modes.
 EPS_PATH = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+#: At G = inf a root whose population std of the modified rewards is below this fraction of
+#: their size is on the tie set (sigma = 0; a converged root has sigma at rounding level).
+SIGMA_TIE = 1e-8
 
 
 @dataclass(frozen=True, repr=False)
@@ -329,11 +336,89 @@ def _blow_up(
 
 
 # ---------------------------------------------------------------------------- the solver
+def _limit_std_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
+    """Roots at G = inf with the penalty in the reward and std scaling (eq. 10.14).
+
+    The field is the shift field divided by sigma + eps, one positive number per policy:
+    the same roots with the same stability (at a root the Jacobian is the shift one over
+    sigma + eps). Roots are found on the shift field, which stays smooth where sigma
+    vanishes; a root with sigma = 0 and eps = 0 (every modified reward of the support
+    ties, a.s.) is a sliding-mode equilibrium of the normalised field: it sends F to -F
+    across the root, so 0 is in the Filippov hull, and the flow has the shift field's
+    orbits.
+    """
+    shift = SequenceModel(model.problem, algo.replace(normalization="shift"), model.context)
+    roots, nit = _context_roots(shift, shift.algo, seed)
+    out: list[SequenceRoot] = []
+    for r in roots:
+        cond = model.tree.conditionals(r.policy)
+        live = np.nonzero(r.policy[model.cell_output] > 0)[0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            values = model.cell_values(cond)
+        mix = r.policy @ model.cell_of
+        _, sigma = population_moments(values, mix)
+        size = max(1.0, float(np.max(np.abs(values[live]), initial=0.0)))
+        if algo.eps == 0 and sigma <= SIGMA_TIE * size:
+            if np.count_nonzero(r.policy) < 2:
+                # one output with a sure reward: nothing to tie with; the field's sign at
+                # the removed outputs is the shift field's (the KKT push of eq. 10.10)
+                out.append(dataclasses.replace(r, multiplier=math.nan))
+                continue
+            comp = np.where(r.policy > 0, 0, -1).astype(np.int64)
+            k = (model.levels[model.cell_level] - values) / algo.beta if algo.beta > 0 else np.zeros_like(values)
+            k_out = np.zeros(model.tree.n_outputs)
+            k_out[model.cell_output[live]] = k[live]
+            root = int(np.nonzero(comp == 0)[0][0])
+            ties = TieStructure(
+                component=comp,
+                offset=np.where(comp == 0, k_out - k_out[root], 0.0),
+                cell_class=np.where(mix > 0, 0, -1).astype(np.int64),
+            )
+            out.append(dataclasses.replace(r, kind="sliding", ties=ties, multiplier=math.nan))
+            continue
+        scale = 1.0 / (sigma + algo.eps)
+        eig = None if r.eigenvalues is None else r.eigenvalues * scale
+        out.append(
+            dataclasses.replace(
+                r,
+                multiplier=r.multiplier * scale,
+                residual=r.residual * scale,
+                tolerance=r.tolerance * scale,
+                eigenvalues=eig,
+            )
+        )
+    return out, nit
+
+
+def _abs_roots(model: SequenceModel, algo: GRPO) -> tuple[list[SequenceRoot], int]:
+    """The abs penalty: forward-backward splitting from pi_ref (eq. 10.16); one root, its
+    stability not computed (the field is set-valued where x_ut = 0), as for atomic abs."""
+    cond, nit = abs_tree_policy(model)
+    res = abs_residual(model, cond)
+    a_bar, b_bar = model.bars(cond)
+    live = cond > 0
+    scale = max(1.0, float(np.max(np.abs(a_bar[live]), initial=0.0)) + algo.beta * float(np.max(b_bar, initial=0.0)))
+    tol = RESIDUAL_TOLERANCE * scale
+    if not res <= tol:
+        return [], nit
+    pi = model.tree.policy(cond)
+    kind = "interior" if np.all(pi[model.tree.active] > 0) else "boundary"
+    root = SequenceRoot(policy=pi, mixture=pi @ model.dist, multiplier=math.nan, residual=res, stable=None,
+                        eigenvalues=None, tolerance=tol, kind=kind)  # fmt: skip
+    return [root], nit
+
+
 def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
+    if algo.penalty == "abs":
+        return _abs_roots(model, algo)
+    if algo.is_limit and algo.penalty_in == "reward" and algo.normalization == "shift_scale":
+        return _limit_std_roots(model, algo, seed)
     rng = np.random.default_rng(seed)
     roots: list[SequenceRoot] = []
     nit = 0
-    sliding_case = algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0
+    sliding_case = (
+        algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0 and not algo.is_limit
+    )
     regs = [SequenceModel(model.problem, algo.replace(eps=e), model.context) for e in EPS_PATH] if sliding_case else []
 
     def add(
@@ -421,11 +506,40 @@ def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[Se
     return roots, nit
 
 
+def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
+    """What the tree solver searched for one context and what it claims (THEORY.md 10.6)."""
+    nan = math.nan
+    if algo.penalty == "abs":
+        return RootSearch("forward-backward", nan, nan, nan, 0, 0, 0, 1, (
+            "forward-backward splitting from pi_ref (eq. 10.16): one stationary policy, others not searched"
+        ), faces=1)  # fmt: skip
+    faces = _faces(model, algo)
+    starts = sum(2 + (6 if _Face(model, sup).dim > 0 else 0) for sup in faces)
+    n_active = int(model.tree.active.sum())
+    if len(faces) == 1:
+        where = "the whole tree (the penalty repels from every face)"
+    elif n_active <= MAX_FACE_OUTPUTS:
+        where = f"every support ({len(faces)} faces)"
+    else:
+        where = f"the whole tree and the {n_active} vertices only (more than {MAX_FACE_OUTPUTS} outputs)"
+    how = "damped Newton in per-prefix logits"
+    if algo.penalty_in == "reward" and algo.normalization == "shift_scale" and algo.eps == 0:
+        how += (
+            " on the shift field rescaled by sigma (eq. 10.14)"
+            if algo.is_limit
+            else ", each start followed along eps = 1e-1..1e-6 with tie sets blown up (eq. 10.9)"
+        )
+    claim = f"the roots that {how} reaches from {starts} starts on {where}; roots outside those basins may be missed"
+    return RootSearch("tree", nan, nan, nan, 0, 0, 0, starts, claim, faces=len(faces))
+
+
 def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryResult:
     """Stationary tree policies of ``algo`` on ``problem`` (THEORY.md section 10).
 
     Every root found on every searched face is reported with its stability; ``policy`` is
     the stable root nearest pi_ref (max-norm over outputs), else the nearest root.
+    ``search[c]`` (and the message) states what was searched and what is claimed: the
+    roots damped Newton reaches from its starts, not every root.
     """
     n_ctx = problem.n_contexts
     policy = np.zeros_like(problem.ref)
@@ -434,18 +548,20 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
     status: list[str] = []
     messages: list[str] = []
     all_roots: list[tuple[StationaryRoot, ...]] = []
+    searches: list[RootSearch] = []
     nit = 0
     for c in range(n_ctx):
         model = SequenceModel(problem, algo, c)
         roots, it = _context_roots(model, algo, seed=20250225 + c)
         nit = max(nit, it)
         all_roots.append(tuple(roots))
+        searches.append(_search_record(model, algo))
         if not roots:
             policy[c] = problem.ref[c]
             status.append("failed")
             messages.append(
                 "no stationary tree policy found to tolerance 1e-9 (relative to the size of the terms); "
-                "the expected dynamics may cycle or the solver did not converge"
+                "the expected dynamics may cycle or the solver did not converge; searched: " + searches[-1].describe()
             )
             continue
         stable = [r for r in roots if r.stable] or roots
@@ -462,8 +578,15 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
         }[chosen.kind]
         messages.append(
             f"converged: {len(roots)} stationary tree polic{'y' if len(roots) == 1 else 'ies'} found "
-            f"({n_stable} stable); policy is the {what} one"
+            + (
+                "(abs: forward-backward from pi_ref, stability not computed)"
+                if algo.penalty == "abs"
+                else f"({n_stable} stable)"
+            )
+            + f"; policy is the {what} one"
             + ("" if len(roots) == 1 else ", the stable one nearest the reference")
+            + "; searched: "
+            + searches[-1].describe()
         )
     return SequenceStationaryResult(
         policy=policy,
@@ -476,4 +599,5 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
         algo=algo,
         problem=problem,
         method="tree",
+        search=tuple(searches),
     )
