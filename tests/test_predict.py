@@ -168,6 +168,21 @@ def test_end_point_increases_with_p0(algo):
         assert out.roots.max() == 3  # the grid does cross the three-root region
 
 
+def test_interval_holds_the_point_estimate_near_one():
+    """TRL's preset at beta 0.04 sends every prompt of the example file to 1 - 1e-16 or 1.0:
+    solved separately, the interval ends came out one ulp on the wrong side of the point."""
+    from grpo_align.predict import open_stats, predict_chunk
+    from grpo_align.predict.engine import _ordered_ends
+
+    chunk = next(iter(open_stats(ROOT / "examples" / "pass_rates.jsonl")))
+    cols = predict_chunk(chunk, GRPO.preset("trl", beta=0.04))
+    pred, low, high = (np.asarray(cols[k]) for k in ("predicted", "predicted_low", "predicted_high"))
+    assert np.all(low <= pred) and np.all(pred <= high)
+    # an inversion larger than rounding is not folded in
+    low2, high2 = _ordered_ends(np.array([0.5, 0.5]), np.array([0.5 + 1e-9, 0.4]), np.array([0.6, 0.5 - 1e-9]))
+    assert low2[0] == 0.5 + 1e-9 and high2[1] == 0.5 - 1e-9
+
+
 def test_interval_is_carried_to_the_prediction(tmp_path):
     algo = GRPO(group_size=8, beta=0.3)
     stats = _write_jsonl(tmp_path / "c.jsonl", [{"prompt_id": "a", "n": 16, "correct": 5}])

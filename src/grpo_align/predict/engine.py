@@ -170,6 +170,27 @@ def reward_end_points(rewards: list[np.ndarray], algo: GRPO) -> tuple[np.ndarray
     return p0, EndPoints(predicted, kl, rlhf, roots, status, message)
 
 
+#: ulps of 1 within which an interval end may fall on the wrong side of the point estimate
+#: by rounding alone (each end point is solved to about one ulp of its value)
+ROUNDING_ULPS = 8
+
+
+def _ordered_ends(predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The interval ends, widened to hold the point estimate where rounding inverted them.
+
+    The end point increases with p0, so low <= predicted <= high holds exactly; solved
+    separately near 1 (an end point 1 - 1e-16 beside 1.0) the three can come out one ulp
+    out of order. Inversions within ``ROUNDING_ULPS`` ulps are folded into the interval;
+    anything larger is left as computed (a real failure of monotonicity, which the tests
+    would catch), never hidden.
+    """
+    slack = ROUNDING_ULPS * np.spacing(np.maximum(1.0, np.abs(predicted)))
+    with np.errstate(invalid="ignore"):
+        low = np.where((low > predicted) & (low - predicted <= slack), predicted, low)
+        high = np.where((high < predicted) & (predicted - high <= slack), predicted, high)
+    return low, high
+
+
 def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
     """The ``COLUMNS`` of ``predictions.csv`` for one chunk, plus ``message`` per prompt.
 
@@ -200,7 +221,7 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
             both.status[:size],
             both.message[:size],
         )
-        pred_low, pred_high = both.predicted[size : 2 * size], both.predicted[2 * size :]
+        pred_low, pred_high = _ordered_ends(main.predicted, both.predicted[size : 2 * size], both.predicted[2 * size :])
         status = list(main.status)
         for i in range(size):
             for end, j in (("p0_low", size + i), ("p0_high", 2 * size + i)):
