@@ -21,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,36 @@ def test_lm_quick_table_shows_the_stored_numbers():
             assert abs(float(row[head]) - run[key]) <= 5e-5, (head, row[head], run[key])
 
 
+def _sequence_runs_disagree(stored: dict, fresh: dict) -> list[str]:
+    """Where a fresh sequence summary (``grpo-align lm --task sequences``) differs from the
+    stored one beyond its noise: the settings, the questions and the predictions must be
+    equal (to 1e-9: the same reference model), each measured answer within 3 times the
+    larger of the two runs' standard errors of it."""
+    if stored["config"] != fresh["config"] or [r["name"] for r in stored["runs"]] != [r["name"] for r in fresh["runs"]]:
+        return ["settings differ"]
+    problems = []
+    for name, pred in stored["predicted"].items():
+        if not np.allclose(pred, fresh["predicted"][name], atol=1e-9):
+            problems.append(f"prediction {name}")
+    for a, b in zip(stored["runs"], fresh["runs"], strict=True):
+        tol = 3 * np.maximum(np.asarray(a["stderr"]), np.asarray(b["stderr"]))
+        gap = np.abs(np.asarray(a["measured"]) - np.asarray(b["measured"]))
+        if np.any(gap > tol):
+            problems.append(f"run {a['name']}: measured differs by up to {gap.max():.4f}")
+    return problems
+
+
+def test_sequence_runs_disagree_flags_a_moved_answer():
+    run = {"name": "constant", "measured": [[0.5, 0.3, 0.2]], "stderr": [[0.01, 0.01, 0.01]]}
+    stored = {"config": {"steps": 3}, "predicted": {"constant": [[0.5, 0.3, 0.2]]}, "runs": [run]}
+    near = {**stored, "runs": [{**run, "measured": [[0.52, 0.28, 0.2]]}]}
+    far = {**stored, "runs": [{**run, "measured": [[0.54, 0.26, 0.2]]}]}
+    assert _sequence_runs_disagree(stored, near) == []
+    assert _sequence_runs_disagree(stored, far) != []
+    assert _sequence_runs_disagree(stored, {**stored, "config": {"steps": 4}}) != []
+    assert _sequence_runs_disagree(stored, {**stored, "predicted": {"constant": [[0.4, 0.4, 0.2]]}}) != []
+
+
 def _runs_disagree(stored: list[dict], fresh: list[dict]) -> list[str]:
     """Where a fresh run's summary differs from the stored one beyond its noise.
 
@@ -143,7 +174,8 @@ def test_runs_disagree_flags_a_number_beyond_three_standard_errors():
 def test_stored_data_matches_a_fresh_run(tmp_path, path, file, command):
     fresh = json.loads(TASKS.run_data_command(command, file, sys.executable, dict(os.environ), tmp_path / "out"))
     stored = json.loads((ROOT / path).read_text())
-    assert _runs_disagree(stored, fresh) == [], f"{path} drifted: run python3 tasks.py readme"
+    disagree = _sequence_runs_disagree if isinstance(stored, dict) else _runs_disagree
+    assert disagree(stored, fresh) == [], f"{path} drifted: run python3 tasks.py readme"
 
 
 def test_lm_from_summary_prints_plain_columns_and_refuses_bad_files(tmp_path, capsys):
