@@ -96,7 +96,7 @@ def test_markdown_tables_show_the_numbers():
     first = [c.strip() for c in lines[2].split("|")[1:-1]]
     assert first[:4] == ["0", "yes", "1", "0.200"]
     assert first[4:6] == ["0.500", "0.400"]
-    assert first[6] == "0.510 ± 0.010 (+1.0)" and first[7] == "0.380 ± 0.010 (-2.0)"
+    assert first[6] == "0.510 ± 0.0100 (+1.0)" and first[7] == "0.380 ± 0.0100 (-2.0)"
 
 
 def test_markdown_refuses_a_malformed_summary():

@@ -245,6 +245,8 @@ def read_summary(path: Path, data: Any = None) -> list[dict[str, Any]]:
     expected = "a summary.json written by grpo-align lm --out DIR"
     if data is None:
         data = read_summary_file(path)
+    if isinstance(data, dict) and "processes" in data:  # trl_summary.json of grpo-align lm --trl: one run
+        data = [data]
     if not isinstance(data, list) or not data:
         raise InputError("--from-summary", f"{expected} (a non-empty list of runs); {path} holds something else")
     for i, row in enumerate(data):
@@ -302,6 +304,8 @@ def _run_trl(args: argparse.Namespace, algo: Any) -> int:
             mae_rlhf=res.mae_rlhf,
             mae_reference=res.mae_reference,
             stderr=res.stderr,
+            max_abs_error=res.max_abs_error,
+            questions=len(res.history[-1].correct),
             steps=res.steps,
             seconds=res.seconds,
             algo=res.algo,

@@ -214,7 +214,7 @@ def sequence_markdown(data: Mapping[str, Any], path: Any = "the summary") -> str
             cells += [_f(float(data["predicted"][n][c][k])) for n in names]
             for run in runs:
                 m, se = float(run["measured"][c][k]), float(run["stderr"][c][k])
-                cells.append(f"{_f(m)} ± {_f(se)} ({float(run['z'][c][k]):+.1f})")
+                cells.append(f"{_f(m)} ± {_f(se, 4)} ({float(run['z'][c][k]):+.1f})")
             lines.append("| " + " | ".join(cells) + " |")
     table2 = "\n".join(lines) + "\n"
     tail = f"Verdict: {'pass' if verdict['pass'] else 'fail'}; rule: {verdict['rule']}.\n"
