@@ -79,6 +79,12 @@ def test_docs_lm_tables_are_generated_from_stored_runs():
     marks = {path: (file, cmd) for path, file, cmd in TASKS.data_marks(text)}
     assert marks[LM_QUICK] == ("summary.json", "grpo-align lm --quick --seed 0 --no-plots --out {out}")
     assert LM_QUICK_TABLE in [cmd for cmd, _ in TASKS.table_blocks(text)]
+    # the sequence experiment's tables come from its stored summary, not from typing
+    assert marks["docs/data/lm-sequences.json"] == (
+        "sequences.json",
+        "grpo-align lm --task sequences --seed 0 --no-plots --out {out}",
+    )
+    assert "grpo-align lm --from-summary docs/data/lm-sequences.json --markdown" in dict(TASKS.table_blocks(text))
     for cmd, _ in TABLES:  # every table is printed from data some mark regenerates
         assert any(path in cmd for path, _, _ in DATA), cmd
 
@@ -91,7 +97,8 @@ def test_table_block_is_what_its_command_prints(command, shown):
 
 def _markdown_rows(table: str) -> list[dict[str, str]]:
     """The cells of a Markdown table by header, the alignment row skipped."""
-    head, _, *rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
+    lines = [line.replace("\\|", "¦") for line in table.strip().splitlines()]  # an escaped | inside a cell
+    head, _, *rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
     return [dict(zip(head, row, strict=True)) for row in rows]
 
 
@@ -136,6 +143,23 @@ def test_sequence_runs_disagree_flags_a_moved_answer():
     assert _sequence_runs_disagree(stored, far) != []
     assert _sequence_runs_disagree(stored, {**stored, "config": {"steps": 4}}) != []
     assert _sequence_runs_disagree(stored, {**stored, "predicted": {"constant": [[0.4, 0.4, 0.2]]}}) != []
+
+
+def test_lm_sequences_table_shows_the_stored_numbers():
+    # read against the JSON directly (not through the command's formatting): 4 decimals shown
+    path = "docs/data/lm-sequences.json"
+    table = dict(TABLES)[f"grpo-align lm --from-summary {path} --markdown"]
+    shown = _markdown_rows(table.split("\n\n")[0])
+    stored = json.loads((ROOT / path).read_text())
+    assert [row["run"] for row in shown] == [run["name"] for run in stored["runs"]] and len(shown) == 4
+    for row, run in zip(shown, stored["runs"], strict=True):
+        for name, value in run["mae"].items():
+            assert abs(float(row[f"vs {name}"].strip("*")) - value) <= 5e-5, (run["name"], name)
+        assert abs(float(row["mean stderr"]) - run["mean_stderr"]) <= 5e-5
+        # the verdict cell is the rule applied to the stored numbers
+        max_z = max(abs(float(z)) for zs in run["z"] for z in zs)
+        ok = max_z < stored["verdict"]["bound"] and run["margin"] > run["mean_stderr"]
+        assert row["verdict"] == ("pass" if ok else "fail")
 
 
 def _runs_disagree(stored: list[dict], fresh: list[dict]) -> list[str]:
