@@ -1,7 +1,9 @@
 """Answers of different token lengths with a shared prefix: predict, train, measure.
 
-The task (``task.build_sequence_task``) answers yes/no questions with ``yes`` / ``yes
-indeed`` / ``no``: token lengths 2 / 3 / 2 (with <eos>), ``yes`` shared by two answers. The
+The task (``task.build_sequence_task``) answers yes/no questions with ``yes`` / the long
+answer (``LONG_ANSWER``, ``yes indeed it is true``) / ``no``: token lengths 2 / 6 / 2 (with
+<eos>), ``yes`` shared by two answers; the reference's answer frequencies are designed
+(``YES_MASSES``, ``NO_MASSES``) where the aggregations' end points differ most. The
 model is autoregressive, so its answer distribution is a tree policy (THEORY.md section
 10.1) and the end point depends on the aggregation and on where the penalty sits
 (sections 10.2-10.7). Each end point is predicted before training with
