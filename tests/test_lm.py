@@ -281,6 +281,38 @@ def test_training_smoke_and_resume_is_bit_for_bit(setup, tmp_path):
         train_lm(copy.deepcopy(ref), ref, tok, task, algo.replace(beta=0.1), config, out_dir=tmp_path / "b")
 
 
+def test_learning_rate_schedule():
+    """Warm-up, constant, then the linear decay: over the tail by default, or over
+    ``decay_steps`` before it with the tail at lr * lr_final (values by hand)."""
+    over_tail = LMTrainConfig(steps=100, lr=1e-3, tail_fraction=0.4, lr_final=0.2, warmup_steps=4, eval_every=5)
+    assert over_tail.tail_start == 60
+    assert over_tail.lr_at(0) == pytest.approx(1e-3 / 5) and over_tail.lr_at(4) == pytest.approx(1e-3)
+    assert over_tail.lr_at(59) == pytest.approx(1e-3)
+    assert over_tail.lr_at(80) == pytest.approx(1e-3 * (1 - 0.8 * 20 / 40))
+    before = LMTrainConfig(
+        steps=100, lr=1e-3, tail_fraction=0.4, lr_final=0.2, warmup_steps=4, eval_every=5, decay_steps=20
+    )
+    assert before.lr_at(39) == pytest.approx(1e-3)
+    assert before.lr_at(50) == pytest.approx(1e-3 * (1 - 0.8 * 10 / 20))
+    assert before.lr_at(60) == pytest.approx(2e-4) and before.lr_at(99) == pytest.approx(2e-4)
+    with pytest.raises(InputError, match="decay_steps"):
+        LMTrainConfig(steps=100, tail_fraction=0.4, warmup_steps=4, eval_every=5, decay_steps=57)
+
+
+def test_several_groups_per_question(setup):
+    """groups_per_question samples that many groups of G per question per step (the
+    metrics count the tokens of all of them) and trains."""
+    task, tok, ref = setup
+    algo = ga.GRPO(group_size=4, beta=0.5, aggregation="group_token_mean")
+    config = LMTrainConfig(steps=2, eval_every=1, n_batches=2, tail_fraction=1.0, warmup_steps=0, groups_per_question=3)
+    res = train_lm(copy.deepcopy(ref), ref, tok, task, algo, config)
+    # every sampled answer has at least 1 and at most max_new_tokens valid tokens
+    assert all(len(task) * 12 <= m["charts/tokens"] <= len(task) * 12 * config.max_new_tokens for m in res.metrics)
+    assert all(np.isfinite(m["losses/loss"]) for m in res.metrics)
+    with pytest.raises(InputError, match="groups_per_question"):
+        LMTrainConfig(groups_per_question=0)
+
+
 def test_train_config_rejects_bad_values():
     with pytest.raises(TypeError):
         LMTrainConfig(aggregation="constant")  # type: ignore[call-arg]  # the GRPO spec carries it

@@ -21,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,12 @@ def test_docs_lm_tables_are_generated_from_stored_runs():
     marks = {path: (file, cmd) for path, file, cmd in TASKS.data_marks(text)}
     assert marks[LM_QUICK] == ("summary.json", "grpo-align lm --quick --seed 0 --no-plots --out {out}")
     assert LM_QUICK_TABLE in [cmd for cmd, _ in TASKS.table_blocks(text)]
+    # the sequence experiment's tables come from its stored summary, not from typing
+    assert marks["docs/data/lm-sequences.json"] == (
+        "sequences.json",
+        "grpo-align lm --task sequences --seed 0 --no-plots --out {out}",
+    )
+    assert "grpo-align lm --from-summary docs/data/lm-sequences.json --markdown" in dict(TASKS.table_blocks(text))
     for cmd, _ in TABLES:  # every table is printed from data some mark regenerates
         assert any(path in cmd for path, _, _ in DATA), cmd
 
@@ -90,7 +97,8 @@ def test_table_block_is_what_its_command_prints(command, shown):
 
 def _markdown_rows(table: str) -> list[dict[str, str]]:
     """The cells of a Markdown table by header, the alignment row skipped."""
-    head, _, *rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
+    lines = [line.replace("\\|", "¦") for line in table.strip().splitlines()]  # an escaped | inside a cell
+    head, _, *rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
     return [dict(zip(head, row, strict=True)) for row in rows]
 
 
@@ -105,6 +113,53 @@ def test_lm_quick_table_shows_the_stored_numbers():
         assert run["algo"]["beta"] == run["beta"] and run["algo"]["group_size"] == run["group_size"]
         for head, key in columns.items():
             assert abs(float(row[head]) - run[key]) <= 5e-5, (head, row[head], run[key])
+
+
+def _sequence_runs_disagree(stored: dict, fresh: dict) -> list[str]:
+    """Where a fresh sequence summary (``grpo-align lm --task sequences``) differs from the
+    stored one beyond its noise: the settings, the questions and the predictions must be
+    equal (to 1e-9: the same reference model), each measured answer within 3 times the
+    larger of the two runs' standard errors of it."""
+    if stored["config"] != fresh["config"] or [r["name"] for r in stored["runs"]] != [r["name"] for r in fresh["runs"]]:
+        return ["settings differ"]
+    problems = []
+    for name, pred in stored["predicted"].items():
+        if not np.allclose(pred, fresh["predicted"][name], atol=1e-9):
+            problems.append(f"prediction {name}")
+    for a, b in zip(stored["runs"], fresh["runs"], strict=True):
+        tol = 3 * np.maximum(np.asarray(a["stderr"]), np.asarray(b["stderr"]))
+        gap = np.abs(np.asarray(a["measured"]) - np.asarray(b["measured"]))
+        if np.any(gap > tol):
+            problems.append(f"run {a['name']}: measured differs by up to {gap.max():.4f}")
+    return problems
+
+
+def test_sequence_runs_disagree_flags_a_moved_answer():
+    run = {"name": "constant", "measured": [[0.5, 0.3, 0.2]], "stderr": [[0.01, 0.01, 0.01]]}
+    stored = {"config": {"steps": 3}, "predicted": {"constant": [[0.5, 0.3, 0.2]]}, "runs": [run]}
+    near = {**stored, "runs": [{**run, "measured": [[0.52, 0.28, 0.2]]}]}
+    far = {**stored, "runs": [{**run, "measured": [[0.54, 0.26, 0.2]]}]}
+    assert _sequence_runs_disagree(stored, near) == []
+    assert _sequence_runs_disagree(stored, far) != []
+    assert _sequence_runs_disagree(stored, {**stored, "config": {"steps": 4}}) != []
+    assert _sequence_runs_disagree(stored, {**stored, "predicted": {"constant": [[0.4, 0.4, 0.2]]}}) != []
+
+
+def test_lm_sequences_table_shows_the_stored_numbers():
+    # read against the JSON directly (not through the command's formatting): 4 decimals shown
+    path = "docs/data/lm-sequences.json"
+    table = dict(TABLES)[f"grpo-align lm --from-summary {path} --markdown"]
+    shown = _markdown_rows(table.split("\n\n")[0])
+    stored = json.loads((ROOT / path).read_text())
+    assert [row["run"] for row in shown] == [run["name"] for run in stored["runs"]] and len(shown) == 4
+    for row, run in zip(shown, stored["runs"], strict=True):
+        for name, value in run["mae"].items():
+            assert abs(float(row[f"vs {name}"].strip("*")) - value) <= 5e-5, (run["name"], name)
+        assert abs(float(row["mean stderr"]) - run["mean_stderr"]) <= 5e-5
+        # the verdict cell is the rule applied to the stored numbers
+        max_z = max(abs(float(z)) for zs in run["z"] for z in zs)
+        ok = max_z < stored["verdict"]["bound"] and run["margin"] > run["mean_stderr"]
+        assert row["verdict"] == ("pass" if ok else "fail")
 
 
 def _runs_disagree(stored: list[dict], fresh: list[dict]) -> list[str]:
@@ -143,7 +198,8 @@ def test_runs_disagree_flags_a_number_beyond_three_standard_errors():
 def test_stored_data_matches_a_fresh_run(tmp_path, path, file, command):
     fresh = json.loads(TASKS.run_data_command(command, file, sys.executable, dict(os.environ), tmp_path / "out"))
     stored = json.loads((ROOT / path).read_text())
-    assert _runs_disagree(stored, fresh) == [], f"{path} drifted: run python3 tasks.py readme"
+    disagree = _sequence_runs_disagree if isinstance(stored, dict) else _runs_disagree
+    assert disagree(stored, fresh) == [], f"{path} drifted: run python3 tasks.py readme"
 
 
 def test_lm_from_summary_prints_plain_columns_and_refuses_bad_files(tmp_path, capsys):

@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from grpo_align.commands.lm_sequences import is_sequence_summary, sequence_markdown
+
 #: the table's columns: header, summary.json key, format (one row per run)
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("beta", "beta", "g"),
@@ -38,6 +40,14 @@ MAX_THREADS = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task",
+        choices=("answers", "sequences"),
+        default="answers",
+        help="answers: one-word answers (default); sequences: 'yes' / 'yes indeed it is true' / 'no', "
+        "answers of different lengths with a shared prefix, under each aggregation and k1 in the reward "
+        "(writes sequences.json, or trl_sequences.json with --trl)",
+    )
     parser.add_argument("--quick", action="store_true", help="three runs of 1500 steps (about 3 minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=Path("lm-results"), help="output directory (default lm-results)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (overrides the preset)")
@@ -74,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from grpo_align.extras import require
 
     if args.from_summary is not None:
-        rows = read_summary(args.from_summary)
+        data = read_summary_file(args.from_summary)
+        if is_sequence_summary(data):
+            print(sequence_markdown(data, args.from_summary), end="")
+            return 0
+        rows = read_summary(args.from_summary, data)
         print(markdown_table(rows) if args.markdown else _plain_table(rows), end="")
         return 0
 
@@ -88,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--seed", f"expected an integer >= 0, got {args.seed}")
 
     algo = _single_run(args)
+    if args.task == "sequences":
+        if algo is not None or args.quick:
+            flag = "--quick" if args.quick else "--preset/--beta/--group-size"
+            raise InputError(flag, "--task sequences trains its own settings (docs/lm.md); drop " + flag)
+        if args.steps is not None and args.steps < 20:
+            raise InputError("--steps", f"expected an integer >= 20, got {args.steps}")
     # one line with the install command instead of an ImportError deep inside a run
     if args.trl:
         require("trl", "grpo-align lm --trl")
@@ -95,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         require("lm", "grpo-align lm")
     import torch
 
+    if args.task == "sequences":
+        torch.set_num_threads(args.threads)
+        return _run_sequences(args)
     if args.trl:
         torch.set_num_threads(args.threads)
         return _run_trl(args, algo)
@@ -187,8 +210,29 @@ def _plain_table(rows: list[dict[str, Any]]) -> str:
     return "".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + "\n" for r in cells)
 
 
-def read_summary(path: Path) -> list[dict[str, Any]]:
+def read_summary_file(path: Path) -> Any:
+    """The parsed JSON of a summary file (``--from-summary``), refused in one line when
+    unreadable or not JSON."""
+    import json
+
+    from grpo_align.errors import InputError
+    from grpo_align.files import read_regular_file
+
+    expected = "a summary written by grpo-align lm --out DIR"
+    try:
+        raw = read_regular_file(path)  # a FIFO or folder: its own InputError
+    except OSError as exc:
+        raise InputError("--from-summary", f"{expected}; cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InputError("--from-summary", f"{expected}; {path} is not JSON: {exc}") from None
+
+
+def read_summary(path: Path, data: Any = None) -> list[dict[str, Any]]:
     """The runs of a ``summary.json`` written by ``grpo-align lm --out DIR`` (a list of run entries).
+
+    ``data``: the file's parsed JSON when already read.
 
     Raises
     ------
@@ -196,20 +240,13 @@ def read_summary(path: Path) -> list[dict[str, Any]]:
         Naming ``--from-summary`` when the file is unreadable, not JSON, or an entry lacks
         one of the table's keys.
     """
-    import json
-
     from grpo_align.errors import InputError
-    from grpo_align.files import read_regular_file
 
     expected = "a summary.json written by grpo-align lm --out DIR"
-    try:
-        raw = read_regular_file(path)  # a FIFO or folder: its own InputError
-    except OSError as exc:
-        raise InputError("--from-summary", f"{expected}; cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InputError("--from-summary", f"{expected}; {path} is not JSON: {exc}") from None
+    if data is None:
+        data = read_summary_file(path)
+    if isinstance(data, dict) and "processes" in data:  # trl_summary.json of grpo-align lm --trl: one run
+        data = [data]
     if not isinstance(data, list) or not data:
         raise InputError("--from-summary", f"{expected} (a non-empty list of runs); {path} holds something else")
     for i, row in enumerate(data):
@@ -267,6 +304,8 @@ def _run_trl(args: argparse.Namespace, algo: Any) -> int:
             mae_rlhf=res.mae_rlhf,
             mae_reference=res.mae_reference,
             stderr=res.stderr,
+            max_abs_error=res.max_abs_error,
+            questions=len(res.history[-1].correct),
             steps=res.steps,
             seconds=res.seconds,
             algo=res.algo,
@@ -279,3 +318,51 @@ def _run_trl(args: argparse.Namespace, algo: Any) -> int:
             f"{res.steps} steps in {res.seconds:.0f} s; wrote {args.out / 'trl_summary.json'}"
         )
     return 0
+
+
+def _progress_bar():
+    """A rich progress bar on stderr with one line per run (``progress(name, step, total)``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def progress(name: str, step: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=step)
+
+    return bar, progress
+
+
+def _run_sequences(args: argparse.Namespace) -> int:
+    """``--task sequences``: train each setting (or TRL's, with ``--trl``), write the summary, print its tables."""
+    from rich.console import Console
+
+    start = time.perf_counter()
+    bar, progress = _progress_bar()
+    with bar:
+        if args.trl:
+            from grpo_align.integrations.trl import run_trl_sequence_summary
+
+            path = run_trl_sequence_summary(args.out, steps=args.steps, seed=args.seed, progress=progress)
+        else:
+            from grpo_align.lm.sequences import SequenceExperimentConfig, run_sequence_experiment
+
+            config = SequenceExperimentConfig()
+            train = config.train if args.steps is None else replace(config.train, steps=args.steps)
+            config = replace(config, seed=args.seed, train=replace(train, seed=args.seed))
+            run_sequence_experiment(config, args.out, progress=progress)
+            path = args.out / "sequences.json"
+    data = read_summary_file(path)
+    print(sequence_markdown(data, path), end="")
+    Console(stderr=True, highlight=False).print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
+    return 0 if data["verdict"]["pass"] else 1

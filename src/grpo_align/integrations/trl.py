@@ -14,7 +14,7 @@ require("trl", "grpo_align.integrations.trl")
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class PredictionGapCallback(_Base):
         predicted_correct: Sequence[float] | np.ndarray,
         every: int = 10,
         path: str | Path | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         if every < 1:
             raise InputError("every", f"expected an integer >= 1, got {every!r}")
@@ -92,6 +93,7 @@ class PredictionGapCallback(_Base):
                 f"{task.max_candidates}) distribution over the candidates",
             )
         self.path = Path(path) if path is not None else None
+        self.progress = progress
         self.history: list[GapRecord] = []
 
     def measure(self, model, step: int) -> GapRecord:
@@ -122,6 +124,8 @@ class PredictionGapCallback(_Base):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is not None and state.global_step % self.every == 0:
             self.measure(model, state.global_step)
+        if self.progress is not None:
+            self.progress(state.global_step)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -173,6 +177,8 @@ class TRLRunResult:
     steps: int
     seconds: float
     history: list[GapRecord] = field(repr=False)
+    max_abs_error: float = float("nan")
+    """largest |measured - predicted| of P(correct) over the questions"""
 
 
 def _grpo_config(
@@ -184,8 +190,14 @@ def _grpo_config(
     steps: int,
     learning_rate: float,
     seed: int,
+    decay_steps: int = 0,
+    lr_final: float = 1.0,
 ):
-    """The CPU ``GRPOConfig`` of a run: the spec's keys plus one group per question per step."""
+    """The CPU ``GRPOConfig`` of a run: the spec's keys plus one group per question per step.
+
+    The learning rate warms up over 20 steps; with ``decay_steps`` it then decays linearly
+    over the last ``decay_steps`` to ``learning_rate * lr_final`` (``train_lm``'s schedule),
+    else it stays constant."""
     import dataclasses
     import os
 
@@ -215,7 +227,14 @@ def _grpo_config(
         per_device_train_batch_size=n_ctx * num_generations // world,
         gradient_accumulation_steps=1,
         learning_rate=learning_rate,
-        lr_scheduler_type="constant_with_warmup",
+        **(
+            dict(
+                lr_scheduler_type="warmup_stable_decay",
+                lr_scheduler_kwargs={"num_decay_steps": decay_steps, "min_lr_ratio": lr_final, "decay_type": "linear"},
+            )
+            if decay_steps
+            else dict(lr_scheduler_type="constant_with_warmup")
+        ),
         warmup_steps=20,
         max_grad_norm=1.0,
         max_steps=steps,
@@ -226,15 +245,20 @@ def _grpo_config(
     )
 
 
-def _train_on_task(args: Any, task: Any, tokenizer: Any, model_dir: Path, callback: Any) -> float:
+def _train_on_task(args: Any, task: Any, tokenizer: Any, model_dir: Path, callback: Any, copies: int = 1) -> float:
     """Train TRL's GRPOTrainer from ``model_dir`` on the task's prompts (reward: the task's
-    own answer check); returns the seconds spent in ``train()``."""
+    own answer check); returns the seconds spent in ``train()``.
+
+    ``copies``: each prompt appears that many times in the dataset, so that a batch of one
+    epoch (``per_device_train_batch_size`` = copies x questions x G) holds that many
+    independent groups per question (``LMTrainConfig.groups_per_question``)."""
     import time
 
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    dataset = Dataset.from_list([{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)])
+    rows = [{"prompt": q.prompt, "question": i} for i, q in enumerate(task.questions)]
+    dataset = Dataset.from_list(rows * copies)
 
     def reward(prompts, completions, question, **kwargs):
         return [task.questions[int(q)].reward(text) for q, text in zip(question, completions, strict=False)]
@@ -323,15 +347,14 @@ def run_trl_experiment(
         steps=steps,
         seconds=seconds,
         history=callback.history,
+        max_abs_error=float(np.abs(measured - pred.grpo[idx, ci]).max()),
     )
 
 
 #: the specification ``run_trl_sequence_experiment`` trains: TRL's default loss_type "dapo"
 #: (aggregation ``constant``), beta and G of ``lm.sequences.SEQUENCE_RUNS``, and the plain k3
-#: penalty (``use_bias_correction_kl=False``): with TRL's default k2 the three aggregations'
-#: predictions on this task differ by 0.0024 at most on average (beta 0.3; 0 at beta 0.1),
-#: below a run's standard error, while with k3 ``sequence_mean`` and ``constant`` differ by 0.014
-DEFAULT_TRL_SEQUENCE_ALGO = GRPO.preset("trl", beta=0.3, group_size=4, penalty="k3")
+#: penalty (``use_bias_correction_kl=False``), as our runs
+DEFAULT_TRL_SEQUENCE_ALGO = GRPO.preset("trl", beta=0.5, group_size=4, penalty="k3")
 
 #: the aggregations whose predictions a sequence run is compared with
 AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
@@ -397,98 +420,85 @@ def dapo_finite_batch_shift(predicted: dict[str, np.ndarray], groups_per_batch: 
     return float(gap.mean() / groups_per_batch)
 
 
-def _sequence_reference(config: Any, out: Path):
-    """(task, tokenizer, reference) of ``lm.sequences``, fitted once and saved to
-    ``out/reference`` (reloaded when the stamp of the fit's settings matches)."""
-    import dataclasses
-
-    from grpo_align.files import atomic_write_text, json_dumps
-    from grpo_align.lm.model import save_pretrained
-    from grpo_align.lm.sequences import build_sequence_reference
-    from grpo_align.lm.task import build_sequence_task, task_words
-    from grpo_align.lm.tokenizer import build_tokenizer
-
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k in ("n_questions", "n_labels", "seed", "model", "sft")}  # fmt: skip
-    stamp = json_dumps(fields, sort_keys=True)
-    ref_dir = out / "reference"
-    marker = ref_dir / "grpo_align.json"
-    if marker.exists() and marker.read_text() == stamp:
-        from transformers import AutoModelForCausalLM
-
-        task = build_sequence_task(config.n_questions, seed=config.seed)
-        return task, build_tokenizer(task_words()), AutoModelForCausalLM.from_pretrained(ref_dir).eval()
-    task, tokenizer, reference = build_sequence_reference(config)
-    save_pretrained(reference, tokenizer, ref_dir)
-    atomic_write_text(marker, stamp)
-    return task, tokenizer, reference
-
-
 def run_trl_sequence_experiment(
     out_dir: str | Path,
     algo: GRPO = DEFAULT_TRL_SEQUENCE_ALGO,
     *,
-    steps: int = 1200,
-    learning_rate: float = 2e-3,
-    every: int = 10,
+    steps: int = 3000,
+    learning_rate: float = 5e-4,
+    every: int = 5,
     seed: int = 0,
-    tail_fraction: float = 0.4,
+    tail_fraction: float = 0.5,
+    lr_final: float = 0.2,
+    n_batches: int = 10,
+    groups_per_question: int = 4,
     experiment: Any = None,
+    progress: Callable[[int], None] | None = None,
 ) -> TRLSequenceResult:
-    """Train TRL's ``GRPOTrainer`` with its default ``loss_type`` on the sequence task
-    (``lm.sequences``: ``yes`` / ``yes indeed`` / ``no``) and compare its end point with
-    every aggregation's prediction.
+    """Train TRL's ``GRPOTrainer`` on the sequence task (``lm.sequences``: ``yes`` / the
+    long answer / ``no``) and compare its end point with every aggregation's prediction.
 
-    ``algo`` must have aggregation ``constant``: the config is built from
-    ``trl_kwargs_from_grpo(algo)`` without its ``loss_type``, so TRL's default ("dapo")
-    trains, and must read back as "dapo" and as ``algo`` (``grpo_from_trl``) before
-    anything is trained. ``max_completion_length`` is the longest answer's token count
-    (its <eos> included). The end points are predicted, before training, by
-    ``stationary_policy`` on ``lm.sequences.sequence_problem`` of the reference, for
-    ``algo`` under each aggregation; "dapo" is ``constant`` in the many-groups limit, and
-    ``finite_batch_shift`` states its finite-batch effect with one group per question per
-    step. The measurement is the tail mean of the exact candidate probabilities (teacher
-    forcing, every ``every`` steps).
+    ``algo.aggregation`` ``constant`` trains TRL's default ``loss_type`` ("dapo": the config
+    is built from ``trl_kwargs_from_grpo(algo)`` without its ``loss_type`` and must read back
+    as "dapo"); ``sequence_mean`` trains ``loss_type="grpo"``. Either way the config must
+    read back as ``algo`` (``grpo_from_trl``) before anything is trained.
+    ``max_completion_length`` is the longest answer's token count (its <eos> included). The
+    end points are predicted, before training, by ``stationary_policy`` on
+    ``lm.sequences.sequence_problem`` of the reference, for ``algo`` under each aggregation;
+    "dapo" is ``constant`` in the many-groups limit, and ``finite_batch_shift`` states its
+    finite-batch effect with ``groups_per_question`` groups per question per step (each
+    prompt that many times in the dataset, ``train_lm``'s ``groups_per_question``). The learning rate decays
+    linearly over the averaged tail to ``learning_rate * lr_final`` (as ``train_lm``'s).
+    The measurement is the tail mean of the exact candidate probabilities (teacher
+    forcing, every ``every`` steps) with ``n_batches`` batch means.
     """
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from grpo_align.lm.probs import answer_ids, answer_probabilities
-    from grpo_align.lm.sequences import SequenceExperimentConfig, sequence_problem
-    from grpo_align.lm.task import build_sequence_task, task_words
-    from grpo_align.lm.tokenizer import build_tokenizer
+    from grpo_align.lm.sequences import (
+        SequenceExperimentConfig,
+        load_or_fit_reference,
+        sequence_problem,
+        sequence_task,
+    )
     from grpo_align.theory.stationary import stationary_policy
 
-    if not isinstance(algo, GRPO) or algo.aggregation != "constant":
+    if not isinstance(algo, GRPO) or algo.aggregation not in ("constant", "sequence_mean"):
         raise InputError(
             "aggregation",
-            "TRL's default loss_type 'dapo' trains 'constant' (many-groups limit); expected a GRPO with "
-            f"aggregation='constant', got {getattr(algo, 'aggregation', algo)!r}",
+            "TRL trains 'constant' (its default loss_type 'dapo', many-groups limit) or 'sequence_mean' "
+            f"(loss_type 'grpo'); expected a GRPO with one of them, got {getattr(algo, 'aggregation', algo)!r}",
         )
     spec_kwargs = trl_kwargs_from_grpo(algo)
-    del spec_kwargs["loss_type"]  # TRL's default
+    if algo.aggregation == "constant":
+        del spec_kwargs["loss_type"]  # TRL's default
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = experiment if experiment is not None else SequenceExperimentConfig()
-    probe, probe_tok = build_sequence_task(config.n_questions, seed=config.seed), build_tokenizer(task_words())
+    probe, probe_tok = sequence_task(config)
     longest = max(len(answer_ids(probe_tok, c)) for q in probe.questions for c in q.candidates)
     args = _grpo_config(
         out,
         spec_kwargs,
-        n_ctx=config.n_questions,
+        n_ctx=config.n_questions * groups_per_question,
         max_completion_length=longest,
         steps=steps,
         learning_rate=learning_rate,
         seed=seed,
+        decay_steps=round(steps * tail_fraction),
+        lr_final=lr_final,
     )
-    if args.loss_type != "dapo":
-        raise AssertionError(f"expected TRL's default loss_type 'dapo', the config has {args.loss_type!r}")
+    expected_loss = "dapo" if algo.aggregation == "constant" else "grpo"
+    if args.loss_type != expected_loss:
+        raise AssertionError(f"expected loss_type {expected_loss!r}, the config has {args.loss_type!r}")
     trained = grpo_from_trl(args)
     if trained != algo:  # the mapping must be exact both ways, or the prediction is for another spec
         raise AssertionError(f"GRPOConfig trains {trained}, not {algo}")
     settings = {k: getattr(args, k) for k in (*trl_kwargs_from_grpo(algo), "max_completion_length")}
     with args.main_process_first(desc="reference model"):
-        task, tokenizer, reference = _sequence_reference(config, out)
+        task, tokenizer, reference = load_or_fit_reference(config, out)
     problem = sequence_problem(tokenizer, task, answer_probabilities(reference, tokenizer, task))
     predicted = {}
     for agg in AGGREGATIONS:  # before training
@@ -499,9 +509,11 @@ def run_trl_sequence_experiment(
     gap_path = out / "trl_sequence_gap.jsonl"
     if args.process_index == 0:
         gap_path.unlink(missing_ok=True)
-    callback = PredictionGapCallback(tokenizer, task, predicted[algo.aggregation], every=every, path=gap_path)
-    seconds = _train_on_task(args, task, tokenizer, out / "reference", callback)
-    measured, se, other = callback.tail_distribution(tail_fraction, n_batches=6)
+    callback = PredictionGapCallback(
+        tokenizer, task, predicted[algo.aggregation], every=every, path=gap_path, progress=progress
+    )
+    seconds = _train_on_task(args, task, tokenizer, out / "reference", callback, copies=groups_per_question)
+    measured, se, other = callback.tail_distribution(tail_fraction, n_batches=n_batches)
     return TRLSequenceResult(
         algo=algo,
         trl_settings=settings,
@@ -510,9 +522,102 @@ def run_trl_sequence_experiment(
         measured=measured,
         stderr=se,
         other=other,
-        groups_per_batch=config.n_questions,
-        finite_batch_shift=dapo_finite_batch_shift(predicted, config.n_questions),
+        groups_per_batch=config.n_questions * groups_per_question,
+        finite_batch_shift=dapo_finite_batch_shift(predicted, config.n_questions * groups_per_question),
         steps=steps,
         seconds=seconds,
         history=callback.history,
     )
+
+
+#: the TRL sequence runs of ``grpo-align lm --trl --task sequences``: TRL's scaling, the
+#: plain k3 penalty at beta 0.5, G 4 (the settings of ``lm.sequences.SEQUENCE_RUNS``), under
+#: TRL's default loss_type "dapo" (``constant``) and under "grpo" (``sequence_mean``)
+TRL_SEQUENCE_RUNS: tuple[GRPO, ...] = (
+    GRPO.preset("trl", beta=0.5, group_size=4, penalty="k3", aggregation="sequence_mean"),
+    GRPO.preset("trl", beta=0.5, group_size=4, penalty="k3", aggregation="constant"),
+)
+
+
+def run_trl_sequence_summary(
+    out_dir: str | Path,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    runs: Sequence[GRPO] = TRL_SEQUENCE_RUNS,
+    experiment: Any = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Train each of ``runs`` with TRL's ``GRPOTrainer`` on the sequence task and write the
+    summary ``out_dir/trl_sequences.json`` (``commands.lm_sequences.sequence_summary``:
+    per run and answer the measurement, its standard error, z-scores against every
+    aggregation's prediction, and the verdict); returns its path.
+
+    Each finished run is stored in ``out_dir/runs/trl_<aggregation>/result.json`` with the
+    settings it was run with; a rerun with the same settings reuses it (an interrupted
+    experiment resumes at the run it stopped in). ``progress(name, step, steps)`` after
+    every step.
+    """
+    import os
+
+    from grpo_align.commands.lm_sequences import sequence_summary
+    from grpo_align.files import atomic_write_json, to_jsonable
+
+    n_steps = 3000 if steps is None else steps
+    out = Path(out_dir)
+    entries, predicted, reference, questions = [], None, None, None
+    for algo in runs:
+        name = algo.aggregation
+        run_dir = out / "runs" / f"trl_{name}"
+        stamp = to_jsonable({"algo": algo, "steps": n_steps, "seed": seed, "experiment": experiment})
+        stored = run_dir / "result.json"
+        if stored.exists() and json.loads(stored.read_text()).get("stamp") == stamp:
+            entry = json.loads(stored.read_text())
+        else:
+            cb = (lambda step, _n=name: progress(f"trl {_n}", step, n_steps)) if progress is not None else None
+            res = run_trl_sequence_experiment(
+                run_dir, algo, steps=n_steps, seed=seed, experiment=experiment, progress=cb
+            )
+            entry = to_jsonable(
+                {
+                    "stamp": stamp,
+                    "name": name,
+                    "algo": algo,
+                    "loss_type": res.trl_settings["loss_type"],
+                    "measured": res.measured,
+                    "stderr": res.stderr,
+                    "other": res.other,
+                    "finite_batch_shift": res.finite_batch_shift if name == "constant" else 0.0,
+                    "seconds": res.seconds,
+                    "steps": res.steps,
+                    "predicted": res.predicted,
+                    "reference": res.reference,
+                }
+            )
+            if int(os.environ.get("RANK", "0")) == 0:
+                atomic_write_json(stored, entry)
+        if predicted is None:
+            predicted = {k: np.asarray(v) for k, v in entry["predicted"].items()}
+            reference = np.asarray(entry["reference"])
+        entries.append({k: v for k, v in entry.items() if k not in ("stamp", "predicted", "reference")})
+    assert predicted is not None and reference is not None
+    from grpo_align.lm.sequences import SequenceExperimentConfig, sequence_task
+
+    config = experiment if experiment is not None else SequenceExperimentConfig()
+    task, _ = sequence_task(config)
+    questions = [
+        {"prompt": q.prompt, "candidates": list(q.candidates), "rewards": list(q.rewards), "reference": reference[c]}
+        for c, q in enumerate(task.questions)
+    ]
+    summary = sequence_summary(
+        trainer="trl",
+        config={"experiment": to_jsonable(config), "steps": n_steps, "seed": seed, "learning_rate": 5e-4},
+        questions=questions,
+        predicted=predicted,
+        runs=entries,
+        n_batches=10,
+    )
+    path = out / "trl_sequences.json"
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(path, summary)
+    return path

@@ -26,6 +26,7 @@ from grpo_align.errors import InputError
 
 __all__ = [
     "ANSWER_TOKENS",
+    "LONG_ANSWER",
     "PROMPT_WORDS",
     "SEQUENCE_CANDIDATES",
     "Question",
@@ -33,6 +34,8 @@ __all__ = [
     "build_sequence_task",
     "build_task",
     "noisy_labels",
+    "sequence_labels",
+    "sequence_task_words",
     "task_words",
 ]
 
@@ -45,6 +48,9 @@ FIXED = ("is", "which", "?", ":", "yes", "no")
 #: last in the vocabulary, so the ids of every other word are unchanged
 SEQUENCE_WORDS = ("indeed",)
 SEQUENCE_CANDIDATES = ("yes", "yes indeed", "no")
+#: the long answer of the sequence experiment (6 tokens with <eos>): the aggregations' end
+#: points differ more the longer it is against ``yes`` (docs/lm.md)
+LONG_ANSWER = "yes indeed it is true"
 
 PROMPT_WORDS = 6
 ANSWER_TOKENS = 2  # the answer word and <eos>
@@ -140,16 +146,32 @@ def build_task(n_binary: int = 12, n_choice: int = 12, seed: int = 0) -> Task:
     return Task(tuple(questions))
 
 
-def build_sequence_task(n_questions: int = 8, seed: int = 0) -> Task:
+def sequence_task_words(task: Task) -> tuple[str, ...]:
+    """``task_words()`` then every word of the task's candidates not among them, in order of
+    first appearance (appended, so the ids of the other words are unchanged)."""
+    words = list(task_words())
+    for q in task.questions:
+        for cand in q.candidates:
+            words += [w for w in cand.split() if w not in words]
+    return tuple(words)
+
+
+def build_sequence_task(n_questions: int = 8, seed: int = 0, long_answer: str = "yes indeed") -> Task:
     """Yes/no questions whose answers differ in token length and share a prefix (THEORY.md 10).
 
-    Candidates ``yes`` (2 tokens with <eos>), ``yes indeed`` (3 tokens, sharing ``yes``) and
-    ``no`` (2 tokens). Half the questions (in a random order) are "yes" questions: both yes
-    answers earn 1, ``no`` 0; the others reward ``no`` only. The answers of one reward
-    have different lengths, so the aggregation decides how the mass splits between them.
+    Candidates ``yes`` (2 tokens with <eos>), ``long_answer`` (its words and <eos>; it must
+    start with ``yes``, the shared prefix) and ``no`` (2 tokens). Half the questions (in a
+    random order) are "yes" questions: both yes answers earn 1, ``no`` 0; the others reward
+    ``no`` only. The answers of one reward have different lengths, so the aggregation
+    decides how the mass splits between them. The tokenizer must know the long answer's
+    words: ``build_tokenizer(sequence_task_words(task))``.
     """
     if n_questions < 1:
         raise InputError("n_questions", f"expected at least one question, got {n_questions}")
+    words = long_answer.split() if isinstance(long_answer, str) else []
+    if len(words) < 2 or words[0] != "yes":
+        raise InputError("long_answer", f"expected 'yes' followed by at least one word, got {long_answer!r}")
+    candidates = ("yes", " ".join(words), "no")
     rng = np.random.default_rng(seed)
     kinds = rng.permutation([i % 2 == 0 for i in range(n_questions)])
     seen: set[str] = set()
@@ -161,8 +183,39 @@ def build_sequence_task(n_questions: int = 8, seed: int = 0) -> Task:
             continue
         seen.add(prompt)
         rewards = (1.0, 1.0, 0.0) if kinds[len(questions)] else (0.0, 0.0, 1.0)
-        questions.append(Question(prompt, SEQUENCE_CANDIDATES, rewards, "sequence"))
+        questions.append(Question(prompt, candidates, rewards, "sequence"))
     return Task(tuple(questions))
+
+
+def sequence_labels(
+    task: Task,
+    n_labels: int,
+    yes_masses: Sequence[Sequence[float]],
+    no_masses: Sequence[Sequence[float]],
+) -> list[dict[str, int]]:
+    """Label counts of the sequence task with designed answer frequencies.
+
+    The i-th "yes" question (both yes answers rewarded) gets ``yes_masses[i % len]`` (the
+    frequencies of its three candidates), the i-th "no" question ``no_masses[i % len]``;
+    counts are ``round(mass n_labels)``. The reference model fitted to them has these
+    answer probabilities, where the aggregations' end points differ most (docs/lm.md).
+    """
+    if n_labels < 1:
+        raise InputError("n_labels", f"expected an integer >= 1, got {n_labels!r}")
+    for name, masses in (("yes_masses", yes_masses), ("no_masses", no_masses)):
+        rows = [np.asarray(m, dtype=float) for m in masses]
+        if not rows or any(r.shape != (3,) or np.any(r < 0) or abs(r.sum() - 1) > 1e-9 for r in rows):
+            raise InputError(name, "expected a non-empty list of three non-negative frequencies summing to 1")
+    out = []
+    seen = {True: 0, False: 0}
+    for q in task.questions:
+        is_yes = q.rewards[0] > q.rewards[2]
+        masses = yes_masses if is_yes else no_masses
+        freq = masses[seen[is_yes] % len(masses)]
+        seen[is_yes] += 1
+        counts = {c: round(m * n_labels) for c, m in zip(q.candidates, freq, strict=True)}
+        out.append({c: n for c, n in counts.items() if n > 0})
+    return out
 
 
 def noisy_labels(

@@ -80,6 +80,17 @@ class LMTrainConfig(RunConfig):
     gradient, so it cannot move the points where the expected gradient vanishes"""
     lr_final: float = 0.25
     """the learning rate decays linearly over the tail to lr * lr_final (less noise at the end point)"""
+    decay_steps: int = 0
+    """0: the decay spans the averaged tail; > 0: it spans the ``decay_steps`` steps before the
+    tail, which then runs at lr * lr_final throughout. The tail average of the answer
+    probabilities carries a bias of the order of the fluctuations' variance (a curved
+    function of the parameters, averaged), which scales with the learning rate, while its
+    standard error depends on the tail's length, not on the learning rate (docs/lm.md)"""
+    groups_per_question: int = 1
+    """independent groups of G completions sampled per question per step; more groups
+    average the gradient noise (each group is normalised on its own, so the expected
+    gradient and its zeros are unchanged), which shrinks the tail average's noise-induced
+    bias at a given learning rate"""
     max_new_tokens: int = ANSWER_TOKENS
     """completion length limit (answers are ANSWER_TOKENS long)"""
     eval_every: int = 10
@@ -90,7 +101,15 @@ class LMTrainConfig(RunConfig):
         self._set("warmup_steps", check_int("warmup_steps", self.warmup_steps, 0))
         self._set("max_grad_norm", check_float("max_grad_norm", self.max_grad_norm, 0.0))
         self._set("lr_final", check_float("lr_final", self.lr_final, 0.0, 1.0, open_low=True))
+        self._set("decay_steps", check_int("decay_steps", self.decay_steps, 0))
+        if self.decay_steps and self.decay_steps + self.warmup_steps > self.tail_start:
+            raise InputError(
+                "decay_steps",
+                f"warm-up ({self.warmup_steps}) and decay ({self.decay_steps}) must end before the tail "
+                f"starts (step {self.tail_start}); shorten them or the tail",
+            )
         self._set("max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1))
+        self._set("groups_per_question", check_int("groups_per_question", self.groups_per_question, 1))
         self._set("eval_every", check_int("eval_every", self.eval_every, 1))
         if self.tail_records < self.n_batches:
             raise InputError(
@@ -108,12 +127,15 @@ class LMTrainConfig(RunConfig):
         return len([s for s in range(0, self.steps + 1, self.eval_every) if s >= self.tail_start])
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up, constant, then linear decay over the tail."""
+        """Linear warm-up, constant, then linear decay over the tail (``decay_steps`` 0) or
+        over the ``decay_steps`` before it, the tail at ``lr * lr_final``."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / (self.warmup_steps + 1)
-        if step < self.tail_start:
+        start = self.tail_start - self.decay_steps if self.decay_steps else self.tail_start
+        if step < start:
             return self.lr
-        frac = (step - self.tail_start) / max(1, self.steps - self.tail_start)
+        length = self.decay_steps if self.decay_steps else max(1, self.steps - self.tail_start)
+        frac = min(1.0, (step - start) / length)
         return self.lr * (1 - (1 - self.lr_final) * frac)
 
 
@@ -187,6 +209,7 @@ def train_lm(
         raise InputError("group_size", "training needs a finite group size")
     start_time = time.perf_counter()
     group = int(algo.group_size)
+    n_groups = config.groups_per_question
     eos = tokenizer.eos_token_id
     prompt_ids = encode_prompts(tokenizer, task)
     cands = candidate_tokens(tokenizer, task)
@@ -241,10 +264,11 @@ def train_lm(
         for g in opt.param_groups:
             g["lr"] = config.lr_at(step)
         # 1. sample from pi_old
-        comp = sample_completions(policy, prompt_ids, group, config.max_new_tokens, eos, gen)
+        # (groups_per_question groups of G per question: consecutive samples of one question)
+        comp = sample_completions(policy, prompt_ids, group * n_groups, config.max_new_tokens, eos, gen)
         # 2. reward on the decoded text
         texts = tokenizer.batch_decode(comp.tokens, skip_special_tokens=True)
-        rewards = task.rewards(comp.question.tolist(), texts).reshape(n_ctx, group)
+        rewards = task.rewards(comp.question.tolist(), texts).reshape(n_ctx * n_groups, group)
         # distinct rows, scored once
         rows = torch.cat([comp.question[:, None], comp.tokens], dim=1)
         uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
@@ -259,7 +283,7 @@ def train_lm(
                 logp_old = logp.detach()
                 # group advantages (THEORY.md section 2), of the penalised rewards (eq. 10.7)
                 scored = (
-                    penalised_rewards(rewards, logp_old, logp_ref, comp.mask, algo).reshape(n_ctx, group)
+                    penalised_rewards(rewards, logp_old, logp_ref, comp.mask, algo).reshape(n_ctx * n_groups, group)
                     if algo.penalty_in == "reward"
                     else rewards
                 )
