@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -354,3 +355,16 @@ def test_cli_rejects_bad_steps(capsys):
 
     assert main(["lm", "--steps", "3"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_too_short_a_run_says_how_many_steps_it_needs():
+    """The tail's record count, not an arbitrary floor: the message names the minimum, and
+    that minimum is accepted while one step fewer is not."""
+    from grpo_align.lm.trainer import LMTrainConfig
+
+    with pytest.raises(InputError, match=r"use steps >= (\d+)") as info:
+        LMTrainConfig(steps=100)
+    need = int(re.search(r"use steps >= (\d+)", str(info.value)).group(1))
+    assert LMTrainConfig(steps=need).tail_records >= LMTrainConfig().n_batches
+    with pytest.raises(InputError):
+        LMTrainConfig(steps=need - 1)

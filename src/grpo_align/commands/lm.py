@@ -95,19 +95,17 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= MAX_THREADS:
         # torch allocates per thread: 100000 would exhaust memory before anything runs
         raise InputError("--threads", f"expected an integer from 1 to {MAX_THREADS}, got {args.threads}")
-    min_steps = 1 if args.trl else 20  # our runs average a tail of records
-    if args.steps is not None and args.steps < min_steps:
-        raise InputError("--steps", f"expected an integer >= {min_steps}, got {args.steps}")
+    # (our runs also need a tail long enough for its standard error: the run's config says
+    # how many steps that takes, in one line, when it is built)
+    if args.steps is not None and args.steps < 1:
+        raise InputError("--steps", f"expected an integer >= 1, got {args.steps}")
     if args.seed < 0:
         raise InputError("--seed", f"expected an integer >= 0, got {args.seed}")
 
     algo = _single_run(args)
-    if args.task == "sequences":
-        if algo is not None or args.quick:
-            flag = "--quick" if args.quick else "--preset/--beta/--group-size"
-            raise InputError(flag, "--task sequences trains its own settings (docs/lm.md); drop " + flag)
-        if args.steps is not None and args.steps < 20:
-            raise InputError("--steps", f"expected an integer >= 20, got {args.steps}")
+    if args.task == "sequences" and (algo is not None or args.quick):
+        flag = "--quick" if args.quick else "--preset/--beta/--group-size"
+        raise InputError(flag, "--task sequences trains its own settings (docs/lm.md); drop " + flag)
     # one line with the install command instead of an ImportError deep inside a run
     if args.trl:
         require("trl", "grpo-align lm --trl")
@@ -128,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from grpo_align.lm.experiment import LMExperimentConfig, run_experiment
 
     config = LMExperimentConfig.quick() if args.quick else LMExperimentConfig.full()
-    train = config.train if args.steps is None else replace(config.train, steps=args.steps)
+    train = _with_steps(config.train, args.steps)
     config = replace(config, seed=args.seed, train=replace(train, seed=args.seed))
     if algo is not None:
         config = replace(config, runs=(algo,))
@@ -358,7 +356,7 @@ def _run_sequences(args: argparse.Namespace) -> int:
             from grpo_align.lm.sequences import SequenceExperimentConfig, run_sequence_experiment
 
             config = SequenceExperimentConfig()
-            train = config.train if args.steps is None else replace(config.train, steps=args.steps)
+            train = _with_steps(config.train, args.steps)
             config = replace(config, seed=args.seed, train=replace(train, seed=args.seed))
             run_sequence_experiment(config, args.out, progress=progress)
             path = args.out / "sequences.json"
@@ -366,3 +364,18 @@ def _run_sequences(args: argparse.Namespace) -> int:
     print(sequence_markdown(data, path), end="")
     Console(stderr=True, highlight=False).print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
     return 0 if data["verdict"]["pass"] else 1
+
+
+def _with_steps(train: Any, steps: int | None) -> Any:
+    """The run's train config with ``--steps``; a tail too short for its standard error is
+    reported against the flag."""
+    from grpo_align.errors import InputError
+
+    if steps is None:
+        return train
+    try:
+        return replace(train, steps=steps)
+    except InputError as exc:
+        if exc.field != "steps":
+            raise
+        raise InputError("--steps", exc.expected) from None

@@ -55,6 +55,12 @@ from grpo_align.training.stats import tail_statistics
 __all__ = ["LMTrainConfig", "LMTrainResult", "train_lm"]
 
 
+def _tail_records(steps: int, tail_fraction: float, eval_every: int) -> int:
+    """Records (one every ``eval_every`` steps, step 0 included) from the tail's first step on."""
+    start = round(steps * (1 - tail_fraction))
+    return len(range(-(-start // eval_every) * eval_every, steps + 1, eval_every))
+
+
 @dataclass(frozen=True)
 class LMTrainConfig(RunConfig):
     """How an LM GRPO run is carried out (what is trained is the ``GRPO`` spec).
@@ -114,8 +120,9 @@ class LMTrainConfig(RunConfig):
         if self.tail_records < self.n_batches:
             raise InputError(
                 "steps",
-                f"the tail holds {self.tail_records} records, fewer than n_batches={self.n_batches}; "
-                "run longer or record more often",
+                f"{self.steps} steps leave {self.tail_records} records in the averaged tail (one every "
+                f"{self.eval_every} steps over the last {self.tail_fraction:.0%}), fewer than the {self.n_batches} "
+                f"batches of its standard error; use steps >= {self.min_steps()}",
             )
 
     @property
@@ -124,7 +131,14 @@ class LMTrainConfig(RunConfig):
 
     @property
     def tail_records(self) -> int:
-        return len([s for s in range(0, self.steps + 1, self.eval_every) if s >= self.tail_start])
+        return _tail_records(self.steps, self.tail_fraction, self.eval_every)
+
+    def min_steps(self) -> int:
+        """The fewest steps whose averaged tail holds ``n_batches`` records."""
+        steps = self.n_batches
+        while _tail_records(steps, self.tail_fraction, self.eval_every) < self.n_batches:
+            steps += 1
+        return steps
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, constant, then linear decay over the tail (``decay_steps`` 0) or
