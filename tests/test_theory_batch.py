@@ -345,9 +345,9 @@ def test_two_class_split_matches_the_partition(n_out: int) -> None:
             np.testing.assert_array_equal(class_dist, want_dist)
             pr = problem.ref[0]
             exact = [math.fsum(pr[class_of[0] == j]) for j in (0, 1)]
-            # (S +- D) / 2 from pairwise sums: a few eps; a class under 1/16 of the mass is an
-            # einsum over its outputs (rounding grows like sqrt(K) eps: 1e-14 at K = 10^4)
-            np.testing.assert_allclose(ref_mass[0], exact, rtol=2e-15 if min(exact) >= 1 / 16 else 1e-13, atol=0)
+            # pairwise sums (S +- D) / 2, or for a class under 1/16 of the mass its own sum and
+            # S minus it: a few eps
+            np.testing.assert_allclose(ref_mass[0], exact, rtol=2e-15, atol=0)
             np.testing.assert_allclose(want_mass[0], exact, rtol=1e-12, atol=0)
             np.testing.assert_array_equal(split.signed_ref, np.where(split.mask, -pr, pr))
             assert split.ref_total == pytest.approx(math.fsum(pr), rel=1e-15)
@@ -442,3 +442,40 @@ def test_one_context_many_outputs_matches_general(penalty: str) -> None:
             _assert_same(problem, algo)
             fast = st.stationary_policy(problem, algo)
             assert not np.any(np.signbit(fast.policy))  # no -0.0 from the signed reference
+
+
+def test_two_class_check_class_sums_by_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_two_class_check takes the class sums of pi from R_j and the class extremes of
+    pi_ref / pi when those agree to 8 eps (a solved policy): the same residual, multiplier
+    and tolerance as with the sums over the outputs; a policy spread by 1e-11 inside a
+    class takes the sums (and, stationary to 1e-11, passes)."""
+    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary.reduction import Reduced
+
+    rng = np.random.default_rng(24)
+    n_out = 9000
+    problem = ga.Problem.from_bernoulli(rng.dirichlet(np.ones(n_out)), np.where(rng.random(n_out) < 0.2, 0.7, 0.1))
+    algo = ga.GRPO(group_size=8, beta=0.5)
+    red = Reduced(problem, algo)
+    assert red.split is not None
+    solved = st.stationary_policy(problem, algo).policy[0]
+    spread = solved.copy()
+    spread[int(np.nonzero(~red.split.mask)[0][0])] *= 1 + 1e-11
+
+    def class_spread(pi: np.ndarray) -> float:
+        r = problem.ref[0] / pi
+        return max(float(np.max(r[m]) / np.min(r[m])) - 1 for m in (red.split.mask, ~red.split.mask))
+
+    assert class_spread(solved) <= 4 * 2.0**-52 < 1e-12 < class_spread(spread)
+    for pi in (solved, spread):
+        got = bt._two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
+        monkeypatch.setattr(bt, "_SPREAD_FOR_BOUNDS", -1.0)  # always the sums over the outputs
+        want = bt._two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
+        monkeypatch.undo()
+        assert got is not None and want is not None
+        assert got[0][0] <= got[2][0]
+        # the enclosure's middle is within 4 eps of the sums (relative): c and the residual
+        # move by a few eps times the term scale (about 1 here)
+        np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-12, atol=0)

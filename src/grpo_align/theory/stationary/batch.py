@@ -1073,6 +1073,12 @@ def _one_context_check(
     return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])
 
 
+#: Largest relative spread r_hi / r_lo - 1 of pi_ref / pi within a class for which
+#: ``_two_class_check`` takes the class sums of pi from the class masses and the extremes
+#: (a policy built as f_j pi_ref has a spread of 1-2 eps: two roundings).
+_SPREAD_FOR_BOUNDS = 8 * float(np.finfo(float).eps)
+
+
 def _two_class_route(
     red: Reduced, masses: np.ndarray, levels: np.ndarray
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
@@ -1095,20 +1101,28 @@ def _two_class_route(
     if not (ref_mass[0] > 0 and ref_mass[1] > 0 and np.isfinite(f0) and np.isfinite(f1)):
         return None
     pi = split.signed_ref * f0
-    np.maximum(pi, split.signed_ref * -f1, out=pi)
-    checked = _two_class_check(red.problem, red.algo, pi, split, red.dist[0], levels)
+    scratch = np.multiply(split.signed_ref, -f1)
+    np.maximum(pi, scratch, out=pi)
+    # (the check's ratio array reuses the scratch: one fresh (K,) array fewer)
+    checked = _two_class_check(red.problem, red.algo, pi, split, red.dist[0], levels, out=scratch)
     if checked is None:
         return None
     return pi[None, :], checked
 
 
 def _two_class_check(
-    problem: Problem, algo: Any, pi: np.ndarray, split: TwoClassSplit, class_dist: np.ndarray, levels: np.ndarray
+    problem: Problem,
+    algo: Any,
+    pi: np.ndarray,
+    split: TwoClassSplit,
+    class_dist: np.ndarray,
+    levels: np.ndarray,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``_one_context_check`` (k3) for a policy ``pi`` (K,) >= 0 of one context split in two
     classes (``split``, class rows ``class_dist`` (2, 2)): residual, multiplier and
     tolerance as (1,) arrays, or None (an output with pi = 0 or pi_ref = 0, a mixture near
-    a vertex, another penalty).
+    a vertex, another penalty). ``out``: a (K,) scratch array to use (overwritten).
 
     The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``
     (THEORY.md section 5), from the policy alone. The residual is the maximum over outputs
@@ -1121,7 +1135,8 @@ def _two_class_check(
     r of each, to two roundings: beta r eps, far below the tolerance's rounding floor).
     The mixture w = sum_o pi(o) F_o and c = sum_o pi(o) (P_G(o) - beta phi(o)) =
     sum_j P_j sum_{o in j} pi(o) - beta (sum pi - sum pi_ref) use the class sums of pi
-    (sums over the outputs, grouped by the exact partition); P_j in longdouble from the
+    (sums over the outputs, grouped by the exact partition; or, when r is constant on each
+    class to 8 eps, enclosed by R_j / r_hi and R_j / r_lo); P_j in longdouble from the
     level table, as ``_one_context_check``. Nothing here reads the solve's masses, roots
     or factors.
     """
@@ -1129,7 +1144,7 @@ def _two_class_check(
     if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty != "k3":
         return None
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = split.signed_ref / pi
+        ratio = np.divide(split.signed_ref, pi, out=out)
         top0, bottom1 = float(np.max(ratio)), float(np.min(ratio))
         np.reciprocal(ratio, out=ratio)
         inv0, inv1 = float(np.max(ratio)), float(np.min(ratio))
@@ -1139,10 +1154,20 @@ def _two_class_check(
         return None
     r_lo = np.array([1.0 / inv0, -1.0 / inv1])  # smallest r per class
     r_hi = np.array([top0, -bottom1])  # largest r per class
-    total = float(np.sum(pi))
-    # (c_einsum: the bool mask cast per block, no temporary; no BLAS threads)
-    in_one = float(np.einsum("k,k->", pi, split.mask))
-    cls_pi = np.array([total - in_one, in_one])
+    if float(np.max(r_hi / r_lo)) <= 1.0 + _SPREAD_FOR_BOUNDS:
+        # sum_{o in j} pi(o) = sum_{o in j} pi_ref(o) / r(o) lies between R_j / r_hi and
+        # R_j / r_lo: with the class ratios this close (a policy in reference ratios), the
+        # middle is the class sum to 4 eps relative (plus R_j's own rounding, a pairwise
+        # sum's few eps, as the sum over the outputs has): no pass over pi. That moves c by
+        # at most about 4 eps (max |P_j| + beta), within the tolerance's rounding floor
+        # (64 eps beta) and 1e-6 of its relative part (1e-9 of the term scale).
+        cls_pi = 0.5 * (split.class_ref / r_hi + split.class_ref / r_lo)
+        total = float(np.sum(cls_pi))
+    else:
+        total = float(np.sum(pi))
+        # (c_einsum: the bool mask cast per block, no temporary; no BLAS threads)
+        in_one = float(np.einsum("k,k->", pi, split.mask))
+        cls_pi = np.array([total - in_one, in_one])
     w = cls_pi @ class_dist
     if not (w[0] >= 1e-290 and w[1] >= 0):
         return None

@@ -423,12 +423,14 @@ class TwoClassSplit(NamedTuple):
     ``mask`` (K,) marks the outputs of class 1 (``class_partition``'s numbering);
     ``signed_ref`` (K,) is pi_ref on class 0 and -pi_ref on class 1 (a policy in reference
     ratios and the residual check's per-class extremes take one elementwise pass each
-    from it, with no select by the mask); ``ref_total`` is sum_o pi_ref(o).
+    from it, with no select by the mask); ``ref_total`` is sum_o pi_ref(o) and
+    ``class_ref`` (2,) the class masses R_0, R_1.
     """
 
     mask: np.ndarray
     signed_ref: np.ndarray
     ref_total: float
+    class_ref: np.ndarray
 
 
 #: Outputs per block of ``_rows_equal``: numpy's inner loop runs over 2 * _ROW_BLOCK
@@ -470,7 +472,8 @@ def _two_class_split(dist: np.ndarray, ref: np.ndarray) -> tuple[TwoClassSplit, 
     occurs (the two matches are disjoint: the rows differ). The class masses are
     R_0, R_1 = (S +- D) / 2 from S = sum pi_ref and D = sum of the signed reference, both
     pairwise sums: absolute error a few eps S, so a class below S / 16 (whose relative
-    error that would inflate) is summed over its own outputs and the other is S minus it.
+    error that would inflate) is summed over its own outputs (pairwise too) and the other
+    is S minus it.
     """
     if dist.shape[0] != 1 or dist.shape[2] != 2 or dist.shape[1] < _SPLIT_MIN or dist.dtype != np.float64:
         return None
@@ -502,10 +505,12 @@ def _two_class_split(dist: np.ndarray, ref: np.ndarray) -> tuple[TwoClassSplit, 
     ref_mass = np.array([0.5 * (total + diff), 0.5 * (total - diff)])
     small = int(np.argmin(ref_mass))
     if not float(ref_mass[small]) >= total / 16:
-        # the small class over its own outputs, the large one as the rest of S
-        ref_mass[small] = float(np.einsum("k,k->", ref[0], mask if small else ~mask))
+        # the small class over its own outputs (pi_ref times 0 or 1, exact, then a pairwise
+        # sum), the large one as the rest of S
+        ref_mass[small] = float(np.sum(ref[0] * (mask if small else ~mask)))
         ref_mass[1 - small] = total - ref_mass[small]
-    return TwoClassSplit(mask, signed_ref, total), ref_mass[None, :], class_rows[None]
+    ref_mass.flags.writeable = False
+    return TwoClassSplit(mask, signed_ref, total, ref_mass), ref_mass[None, :], class_rows[None]
 
 
 def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
