@@ -3,6 +3,7 @@
     python benchmarks/bench_batch.py              # every case below (about 5 minutes on 2 cores)
     python benchmarks/bench_batch.py --quick      # 10x smaller
     python benchmarks/bench_batch.py --contexts   # only the batches of contexts with K outputs
+    python benchmarks/bench_batch.py --single     # only the 10^6-output problem (and binary k3)
 
 One pass is one elementwise numpy operation over the problem's (n, 2) array of reference
 probabilities (``ref * 1.0001``, a fresh output array): the unit of the speed goal "10^6
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10x smaller problems")
     parser.add_argument("--repeats", type=int, default=3, help="solves per case; the best counts")
     parser.add_argument("--contexts", action="store_true", help="only the batches of contexts with K outputs")
+    parser.add_argument("--single", action="store_true", help="only the single problem and the binary k3 batch")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     rng = np.random.default_rng(0)
@@ -179,6 +181,11 @@ def main() -> None:
     g8 = dict(group_size=8, beta=0.5)
     if args.contexts:
         contexts(scale, rng, g8)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        return
+    if args.single:
+        solve_row("single problem, 0/1 rewards, G 8, k3", single(10**6 // scale, rng), ga.GRPO(**g8), 7)
+        solve_row("binary, G 8, k3", binary(10**6 // scale, rng), ga.GRPO(**g8), args.repeats)
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
         return
     solve_row("binary, G 8, k3", binary(10**6 // scale, rng), ga.GRPO(**g8), args.repeats)

@@ -311,3 +311,171 @@ def test_bracket_on_a_table_spanning_the_double_range() -> None:
     t = np.array([-1e308, -0.5, 0.5, 1.7e308, -1.7e308, 1.0])
     want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
     np.testing.assert_array_equal(bt._bracket(vv, bt._value_index(vv), t), want)
+
+
+def _one_context(rows: np.ndarray, pick: np.ndarray, ref: np.ndarray) -> ga.Problem:
+    return ga.Problem(ref=ref, levels=[0.0, 1.0], dist=rows[pick])
+
+
+@pytest.mark.parametrize("n_out", [8192, 8193, 12345])
+def test_two_class_split_matches_the_partition(n_out: int) -> None:
+    """reduction._two_class_split (block comparison, signed reference) against
+    ``_partition`` (the peel): the same classes, numbering and rows; class masses against
+    math.fsum; signed zeros compare equal; a third row or a single class gives None."""
+    from grpo_align.theory.stationary import reduction
+
+    rng = np.random.default_rng(21)
+    row_sets = [
+        np.array([[1.0, 0.0], [0.0, 1.0]]),
+        np.array([[0.0, 1.0], [1.0, 0.0]]),
+        np.array([[0.3, 0.7], [0.75, 0.25]]),
+        np.array([[0.5, 0.5], [np.nextafter(0.5, 1.0), np.nextafter(0.5, 0.0)]]),  # one ulp apart
+    ]
+    for rows in row_sets:
+        for share in (0.3, 0.999, 1e-3):  # a class below 1/16 of the mass is summed directly
+            pick = (rng.random(n_out) < share).astype(int)
+            pick[rng.integers(1, n_out)] = 1 - pick[0]  # both classes present
+            ref = rng.dirichlet(np.ones(n_out))
+            problem = _one_context(rows, pick, ref)
+            got = reduction._two_class_split(problem.dist, problem.ref)
+            assert got is not None
+            split, ref_mass, class_dist = got
+            class_of, want_mass, want_dist = reduction._partition(problem.dist, problem.ref)
+            np.testing.assert_array_equal(split.mask, class_of[0] == 1)
+            np.testing.assert_array_equal(class_dist, want_dist)
+            pr = problem.ref[0]
+            exact = [math.fsum(pr[class_of[0] == j]) for j in (0, 1)]
+            # pairwise sums (S +- D) / 2, or for a class under 1/16 of the mass its own sum and
+            # S minus it: a few eps
+            np.testing.assert_allclose(ref_mass[0], exact, rtol=2e-15, atol=0)
+            np.testing.assert_allclose(want_mass[0], exact, rtol=1e-12, atol=0)
+            np.testing.assert_array_equal(split.signed_ref, np.where(split.mask, -pr, pr))
+            assert split.ref_total == pytest.approx(math.fsum(pr), rel=1e-15)
+    # -0.0 and 0.0 are one reward row, as for ==
+    dist = np.tile([1.0, 0.0], (n_out, 1))
+    dist[::3] = [0.0, 1.0]
+    dist[1::3, 1] = -0.0
+    split_z = reduction._two_class_split(dist[None], np.full((1, n_out), 1.0 / n_out))
+    assert split_z is not None and int(np.count_nonzero(split_z[0].mask)) in (len(dist[::3]), n_out - len(dist[::3]))
+    # a third row anywhere (also in the tail past the last block), or one class: None
+    for where in (n_out // 2, n_out - 1):
+        three = dist.copy()
+        three[where] = [0.5, 0.5]
+        assert reduction._two_class_split(three[None], np.full((1, n_out), 1.0 / n_out)) is None
+    assert reduction._two_class_split(np.tile([0.2, 0.8], (1, n_out, 1)), np.full((1, n_out), 1.0 / n_out)) is None
+
+
+def test_two_class_route_policy_and_check() -> None:
+    """batch._two_class_route / _two_class_check (one context split in two classes, k3):
+    pi as Reduced.policy rounds it; the residual, multiplier and tolerance against the
+    generic ones on random and solved policies; a solved policy with any one of the four
+    class extremes of pi_ref / pi moved by 1e-6, or with both class masses moved by 1e-6
+    (reference ratios kept), fails; a zero pi_ref or pi gives None."""
+    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary.reduction import Reduced
+    from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
+
+    rng = np.random.default_rng(22)
+    n_out = 9000
+    problem = ga.Problem.from_rewards(rng.dirichlet(np.ones(n_out)), (rng.random(n_out) < 0.3).astype(float))
+    for algo in (ga.GRPO(group_size=8, beta=0.5), ga.GRPO(group_size=2, beta=0.05), ga.GRPO(group_size=16, beta=4.0)):
+        red = Reduced(problem, algo)
+        assert red.split is not None
+        levels, rows = problem.levels[0], red.dist[0]
+        masses = rng.dirichlet(np.ones(2))[None]
+        got = bt._two_class_route(red, masses, levels)
+        assert got is not None
+        np.testing.assert_array_equal(got[0], red.policy(masses))
+        solved = st.stationary_policy(problem, algo)
+        assert bool(np.all(solved.success))
+        for pi in (rng.dirichlet(np.ones(n_out))[None], got[0], solved.policy):
+            checked = bt._two_class_check(problem, algo, pi[0], red.split, rows, levels)
+            assert checked is not None
+            pref = preference_2d(problem, algo, pi)
+            res_g, mult_g = residual_given(problem, algo, pi, pref)
+            tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+            # differ by the rounding of K-term sums of O(term scale) numbers
+            np.testing.assert_allclose(checked[0], res_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
+            np.testing.assert_allclose(checked[1], mult_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
+            np.testing.assert_allclose(checked[2], tol_g, rtol=1e-12, atol=0)
+        ok = bt._two_class_check(problem, algo, solved.policy[0], red.split, rows, levels)
+        assert ok is not None and ok[0][0] <= ok[2][0]
+        ratio = problem.ref[0] / solved.policy[0]
+        for cls in (False, True):
+            members = np.nonzero(red.split.mask == cls)[0]
+            for o in (members[np.argmax(ratio[members])], members[np.argmin(ratio[members])]):
+                for step in (1e-6, -1e-6):
+                    moved = solved.policy[0].copy()
+                    moved[o] *= 1 + step
+                    moved /= moved.sum()
+                    bad = bt._two_class_check(problem, algo, moved, red.split, rows, levels)
+                    assert bad is not None and bad[0][0] > bad[2][0], (cls, o, step)
+        shifted = solved.policy[0] * np.where(red.split.mask, 1 + 1e-6, 1.0)
+        shifted /= shifted.sum()
+        bad = bt._two_class_check(problem, algo, shifted, red.split, rows, levels)
+        assert bad is not None and bad[0][0] > bad[2][0]
+        drained = solved.policy[0].copy()
+        drained[3] = 0.0
+        assert bt._two_class_check(problem, algo, drained, red.split, rows, levels) is None
+    ref = rng.dirichlet(np.ones(n_out))
+    ref[7] = 0.0
+    zero = ga.Problem.from_rewards(ref / ref.sum(), (rng.random(n_out) < 0.3).astype(float))
+    red = Reduced(zero, ga.GRPO(group_size=8, beta=0.5))
+    assert red.split is not None
+    assert bt._two_class_route(red, np.array([[0.4, 0.6]]), zero.levels[0]) is None
+
+
+@pytest.mark.parametrize("penalty", ["k3", "kl"])
+def test_one_context_many_outputs_matches_general(penalty: str) -> None:
+    """One context with 10^4 outputs in two classes (the split route, for k3 its own policy
+    and check) against the general path, also with an output of pi_ref = 0."""
+    rng = np.random.default_rng(23)
+    n_out = 10_000
+    for zero in (False, True):
+        ref = rng.dirichlet(np.ones(n_out))
+        if zero:
+            ref[11] = 0.0
+            ref /= ref.sum()
+        problem = ga.Problem.from_bernoulli(ref, np.where(rng.random(n_out) < 0.4, 0.9, 0.2))
+        for beta in (0.05, 0.5):
+            algo = ga.GRPO(group_size=8, beta=beta, penalty=penalty)
+            _assert_same(problem, algo)
+            fast = st.stationary_policy(problem, algo)
+            assert not np.any(np.signbit(fast.policy))  # no -0.0 from the signed reference
+
+
+def test_two_class_check_class_sums_by_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_two_class_check takes the class sums of pi from R_j and the class extremes of
+    pi_ref / pi when those agree to 8 eps (a solved policy): the same residual, multiplier
+    and tolerance as with the sums over the outputs; a policy spread by 1e-11 inside a
+    class takes the sums (and, stationary to 1e-11, passes)."""
+    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary.reduction import Reduced
+
+    rng = np.random.default_rng(24)
+    n_out = 9000
+    problem = ga.Problem.from_bernoulli(rng.dirichlet(np.ones(n_out)), np.where(rng.random(n_out) < 0.2, 0.7, 0.1))
+    algo = ga.GRPO(group_size=8, beta=0.5)
+    red = Reduced(problem, algo)
+    assert red.split is not None
+    solved = st.stationary_policy(problem, algo).policy[0]
+    spread = solved.copy()
+    spread[int(np.nonzero(~red.split.mask)[0][0])] *= 1 + 1e-11
+
+    def class_spread(pi: np.ndarray) -> float:
+        r = problem.ref[0] / pi
+        return max(float(np.max(r[m]) / np.min(r[m])) - 1 for m in (red.split.mask, ~red.split.mask))
+
+    assert class_spread(solved) <= 4 * 2.0**-52 < 1e-12 < class_spread(spread)
+    for pi in (solved, spread):
+        got = bt._two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
+        monkeypatch.setattr(bt, "_SPREAD_FOR_BOUNDS", -1.0)  # always the sums over the outputs
+        want = bt._two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
+        monkeypatch.undo()
+        assert got is not None and want is not None
+        assert got[0][0] <= got[2][0]
+        # the enclosure's middle is within 4 eps of the sums (relative): c and the residual
+        # move by a few eps times the term scale (about 1 here)
+        np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-12, atol=0)

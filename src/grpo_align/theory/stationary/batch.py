@@ -37,7 +37,7 @@ import numpy as np
 from grpo_align.theory.preference import LevelPreference, level_advantage_table
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.stationary.boundary import has_boundary_roots
-from grpo_align.theory.stationary.reduction import Reduced
+from grpo_align.theory.stationary.reduction import Reduced, TwoClassSplit
 from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
 
@@ -732,9 +732,18 @@ def _assemble(
         masses[rows, take(j1)] = m1_r
         # a one-class context has j2 == j1: its mass is already 1 (m2 = 0)
         masses[rows, take(j2)] += m2_r
-        pi = red.policy(masses) if single else np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
-        if single and n_ctx == 1 and red.n_classes == 2 and bool(two[0]) and problem.n_outputs > 8:
-            checked = _one_context_check(problem, algo, pi, red.class_of, red.dist[0], shapes[0, 4:6])
+        one_two = single and n_ctx == 1 and red.n_classes == 2 and bool(two[0])
+        fast = _two_class_route(red, masses, shapes[0, 4:6]) if one_two and red.split is not None else None
+        if fast is not None:
+            pi, checked = fast
+        else:
+            pi = (
+                red.policy(masses)
+                if single
+                else np.take_along_axis(masses, take(red.class_of), axis=1) * take(red.within)
+            )
+            if one_two and problem.n_outputs > 8:
+                checked = _one_context_check(problem, algo, pi, red.class_of, red.dist[0], shapes[0, 4:6])
     # the roots' mixtures: built here when choosing among several roots, else per root on demand
     mix = None if single else m1_r[:, None] * take(f1) + m2_r[:, None] * take(f2)
     if checked is not None:
@@ -1059,6 +1068,122 @@ def _one_context_check(
     # max |beta phi| over the outputs: at the smallest or the largest u (phi is monotone in u)
     size = max(1.0, float(np.max(np.abs(p_class))), beta * abs(shift - u_lo), beta * abs(shift - u_hi))
     floor = 64 * np.finfo(float).eps * beta * (max(1.0, u_hi) if algo.penalty == "k3" else 1.0)
+    if not np.isfinite(res):
+        return None
+    return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])
+
+
+#: Largest relative spread r_hi / r_lo - 1 of pi_ref / pi within a class for which
+#: ``_two_class_check`` takes the class sums of pi from the class masses and the extremes
+#: (a policy built as f_j pi_ref has a spread of 1-2 eps: two roundings).
+_SPREAD_FOR_BOUNDS = 8 * float(np.finfo(float).eps)
+
+
+def _two_class_route(
+    red: Reduced, masses: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """The policy of class masses ``masses`` (1, 2) and its residual check, for one context
+    whose partition is a ``TwoClassSplit`` (k3); None where this route does not apply (the
+    caller builds pi with ``Reduced.policy`` and checks it by ``_one_context_check``).
+
+    pi(o) = f_j pi_ref(o) with f_j = m_j / R_j, rounded as ``Reduced.policy`` rounds it, from
+    the signed reference s(o) = +-pi_ref(o) without a select by class: s f_0 is f_0 pi_ref on
+    class 0 and negative on class 1, s (-f_1) the reverse, so their maximum is pi (three
+    elementwise passes). A zero pi_ref gives a signed zero here; the check then meets 0/0
+    and returns None, and the caller rebuilds pi.
+    """
+    split = red.split
+    if split is None or red.algo.penalty != "k3":
+        return None
+    ref_mass = red.ref_mass[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f0, f1 = float(masses[0, 0] / ref_mass[0]), float(masses[0, 1] / ref_mass[1])
+    if not (ref_mass[0] > 0 and ref_mass[1] > 0 and np.isfinite(f0) and np.isfinite(f1)):
+        return None
+    pi = split.signed_ref * f0
+    scratch = np.multiply(split.signed_ref, -f1)
+    np.maximum(pi, scratch, out=pi)
+    # (the check's ratio array reuses the scratch: one fresh (K,) array fewer)
+    checked = _two_class_check(red.problem, red.algo, pi, split, red.dist[0], levels, out=scratch)
+    if checked is None:
+        return None
+    return pi[None, :], checked
+
+
+def _two_class_check(
+    problem: Problem,
+    algo: Any,
+    pi: np.ndarray,
+    split: TwoClassSplit,
+    class_dist: np.ndarray,
+    levels: np.ndarray,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``_one_context_check`` (k3) for a policy ``pi`` (K,) >= 0 of one context split in two
+    classes (``split``, class rows ``class_dist`` (2, 2)): residual, multiplier and
+    tolerance as (1,) arrays, or None (an output with pi = 0 or pi_ref = 0, a mixture near
+    a vertex, another penalty). ``out``: a (K,) scratch array to use (overwritten).
+
+    The same quantities as ``residual.residual_given`` and ``residual.residual_tolerance``
+    (THEORY.md section 5), from the policy alone. The residual is the maximum over outputs
+    of |P_G(o) - c - beta phi(o)| with phi = 1 - r, r = pi_ref / pi. On a class P_G is one
+    number (section 5) and the term is affine in r(o), so its maximum over the class sits
+    at the class's smallest or largest r: the four class extremes of r give exactly the
+    per-output maximum, not a bound, and an output moved off the class's reference ratio
+    moves an extreme. They come from one signed array, s / pi = +r on class 0 and -r on
+    class 1 (max and min: the largest r of each class), and its reciprocal (the smallest
+    r of each, to two roundings: beta r eps, far below the tolerance's rounding floor).
+    The mixture w = sum_o pi(o) F_o and c = sum_o pi(o) (P_G(o) - beta phi(o)) =
+    sum_j P_j sum_{o in j} pi(o) - beta (sum pi - sum pi_ref) use the class sums of pi
+    (sums over the outputs, grouped by the exact partition; or, when r is constant on each
+    class to 8 eps, enclosed by R_j / r_hi and R_j / r_lo); P_j in longdouble from the
+    level table, as ``_one_context_check``. Nothing here reads the solve's masses, roots
+    or factors.
+    """
+    n_deg = algo.group_size - 1
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty != "k3":
+        return None
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.divide(split.signed_ref, pi, out=out)
+        top0, bottom1 = float(np.max(ratio)), float(np.min(ratio))
+        np.reciprocal(ratio, out=ratio)
+        inv0, inv1 = float(np.max(ratio)), float(np.min(ratio))
+    extremes = np.array([top0, bottom1, inv0, inv1])
+    # (a NaN, 0/0 at pi_ref = 0, propagates through max and min)
+    if not (bool(np.all(np.isfinite(extremes))) and top0 > 0 and inv0 > 0 and bottom1 < 0 and inv1 < 0):
+        return None
+    r_lo = np.array([1.0 / inv0, -1.0 / inv1])  # smallest r per class
+    r_hi = np.array([top0, -bottom1])  # largest r per class
+    if float(np.max(r_hi / r_lo)) <= 1.0 + _SPREAD_FOR_BOUNDS:
+        # sum_{o in j} pi(o) = sum_{o in j} pi_ref(o) / r(o) lies between R_j / r_hi and
+        # R_j / r_lo: with the class ratios this close (a policy in reference ratios), the
+        # middle is the class sum to 4 eps relative (plus R_j's own rounding, a pairwise
+        # sum's few eps, as the sum over the outputs has): no pass over pi. That moves c by
+        # at most about 4 eps (max |P_j| + beta), within the tolerance's rounding floor
+        # (64 eps beta) and 1e-6 of its relative part (1e-9 of the term scale).
+        cls_pi = 0.5 * (split.class_ref / r_hi + split.class_ref / r_lo)
+        total = float(np.sum(cls_pi))
+    else:
+        total = float(np.sum(pi))
+        # (c_einsum: the bool mask cast per block, no temporary; no BLAS threads)
+        in_one = float(np.einsum("k,k->", pi, split.mask))
+        cls_pi = np.array([total - in_one, in_one])
+    w = cls_pi @ class_dist
+    if not (w[0] >= 1e-290 and w[1] >= 0):
+        return None
+    ld = np.longdouble
+    coef = _binary_coefficients(levels.astype(float), algo, ld) @ class_dist.T.astype(ld)  # (G, 2)
+    t = np.array([w[1]], ld) / ld(w[0])
+    scale = _power(np.array([w[0]], ld), n_deg)
+    p_class = np.array([_horner_t(t, coef[:, j], scale)[0] for j in range(2)])
+    beta = algo.beta
+    c = float(cls_pi @ p_class) - beta * (total - split.ref_total)
+    # P_j - c - beta phi = (P_j - c - beta) + beta r at the class extremes of r
+    offset = p_class - c - beta
+    res = float(np.max(np.abs(np.concatenate([offset + beta * r_lo, offset + beta * r_hi]))))
+    u_lo, u_hi = float(np.min(r_lo)), float(np.max(r_hi))
+    size = max(1.0, float(np.max(np.abs(p_class))), beta * abs(1.0 - u_lo), beta * abs(1.0 - u_hi))
+    floor = 64 * np.finfo(float).eps * beta * max(1.0, u_hi)
     if not np.isfinite(res):
         return None
     return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])

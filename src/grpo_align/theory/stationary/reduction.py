@@ -9,6 +9,8 @@ scalar c chosen so that they sum to 1; a stationary policy is a fixed point of t
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from grpo_align.errors import InputError
@@ -16,7 +18,7 @@ from grpo_align.theory.preference import LevelPreference
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["Reduced", "class_partition", "reward_classes"]
+__all__ = ["Reduced", "TwoClassSplit", "class_partition", "reward_classes"]
 
 
 def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -178,32 +180,48 @@ class Reduced:
     problem: Problem
     algo: GRPO
     beta: float
-    class_of: np.ndarray
+    split: TwoClassSplit | None
     ref_mass: np.ndarray
     class_dist: np.ndarray | None
     margin: np.ndarray | None
     level_pref: LevelPreference | None
     _ref: np.ndarray
     _within: np.ndarray | None
+    _class_of: np.ndarray | None
 
     def __init__(self, problem: Problem, algo: GRPO) -> None:
         self.problem = problem
         self.algo = algo
         self.beta = algo.beta
+        self.split = None
         if problem.is_preference:
             n_ctx, n_out = problem.ref.shape
-            self.class_of = np.broadcast_to(np.arange(n_out), (n_ctx, n_out))
+            self._class_of = np.broadcast_to(np.arange(n_out), (n_ctx, n_out))
             self.ref_mass = problem.ref.copy()
             self.margin = problem.margin_matrix() * algo.pairwise_scale
             self.class_dist = None
             self.level_pref = None
         else:
-            self.class_of, self.ref_mass, self.class_dist = class_partition(problem)
+            found = _two_class_split(problem.dist, problem.ref) if problem.n_contexts == 1 else None
+            if found is not None:
+                # one context, two classes: the integer class array only when read
+                self.split, self.ref_mass, self.class_dist = found
+                self._class_of = None
+            else:
+                self._class_of, self.ref_mass, self.class_dist = class_partition(problem)
             self.margin = None
             self.level_pref = LevelPreference(problem.levels, algo)
         # the reference rows of these contexts (``take`` indexes them with the classes)
         self._ref = problem.ref
         self._within = None
+
+    @property
+    def class_of(self) -> np.ndarray:
+        """Class index of every output, (C, K) (``class_partition``'s numbering)."""
+        if self._class_of is None:
+            assert self.split is not None
+            self._class_of = self.split.mask.astype(np.int64)[None, :]
+        return self._class_of
 
     @property
     def within(self) -> np.ndarray:
@@ -280,7 +298,8 @@ class Reduced:
         """The contexts ``idx`` (repeats allowed), as a new reduction (``problem`` is kept whole)."""
         sub = Reduced.__new__(Reduced)
         sub.__dict__.update(self.__dict__)
-        sub.class_of = self.class_of[idx]
+        sub._class_of = self.class_of[idx]
+        sub.split = None
         sub.ref_mass = self.ref_mass[idx]
         sub._ref = self._ref[idx]
         sub._within = None if self._within is None else self._within[idx]
@@ -398,6 +417,102 @@ def _two_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return other.astype(np.int64)[None, :], np.stack([first, second])[None]
 
 
+class TwoClassSplit(NamedTuple):
+    """One context whose outputs fall in two reward classes (``_two_class_split``).
+
+    ``mask`` (K,) marks the outputs of class 1 (``class_partition``'s numbering);
+    ``signed_ref`` (K,) is pi_ref on class 0 and -pi_ref on class 1 (a policy in reference
+    ratios and the residual check's per-class extremes take one elementwise pass each
+    from it, with no select by the mask); ``ref_total`` is sum_o pi_ref(o) and
+    ``class_ref`` (2,) the class masses R_0, R_1.
+    """
+
+    mask: np.ndarray
+    signed_ref: np.ndarray
+    ref_total: float
+    class_ref: np.ndarray
+
+
+#: Outputs per block of ``_rows_equal``: numpy's inner loop runs over 2 * _ROW_BLOCK
+#: contiguous doubles against one tiled copy of the row (64 KiB, in cache).
+_ROW_BLOCK = 4096
+
+#: Fewest outputs for ``_two_class_split`` (below, the peel of ``_partition`` is as cheap).
+_SPLIT_MIN = 2 * _ROW_BLOCK
+
+
+def _rows_equal(dist: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Outputs whose two-level reward row equals ``row`` exactly (float ==, so -0.0 == 0.0),
+    (K,) bool from C-contiguous float64 rows (K, 2).
+
+    The rows are compared entry by entry against the row tiled over a block (contiguous,
+    vectorised; twice as fast as the complex view's == and three times the two strided
+    column comparisons), and a row matches when both of its entry bytes are True: the
+    pair read as one uint16 equals 0x0101.
+    """
+    n_out = dist.shape[0]
+    n_blocked = n_out - n_out % _ROW_BLOCK
+    out = np.empty(n_out, bool)
+    if n_blocked:
+        entries = dist[:n_blocked].reshape(-1, 2 * _ROW_BLOCK) == np.tile(row, _ROW_BLOCK)
+        np.equal(entries.reshape(-1).view(np.uint16), 0x0101, out=out[:n_blocked])
+    if n_blocked < n_out:
+        tail = dist[n_blocked:]
+        out[n_blocked:] = (tail[:, 0] == row[0]) & (tail[:, 1] == row[1])
+    return out
+
+
+def _two_class_split(dist: np.ndarray, ref: np.ndarray) -> tuple[TwoClassSplit, np.ndarray, np.ndarray] | None:
+    """The partition of one context (``dist`` (1, K, 2), ``ref`` (1, K)) with exactly two
+    classes, without an integer class array: (split, ref_mass (1, 2), class_dist (1, 2, 2)),
+    the same classes, numbering and rows as ``class_partition``; None for any other context.
+
+    Two exact comparisons (every output's row against the first output's, then against the
+    first other one's); the counts of the two matches add up to K exactly when no third row
+    occurs (the two matches are disjoint: the rows differ). The class masses are
+    R_0, R_1 = (S +- D) / 2 from S = sum pi_ref and D = sum of the signed reference, both
+    pairwise sums: absolute error a few eps S, so a class below S / 16 (whose relative
+    error that would inflate) is summed over its own outputs (pairwise too) and the other
+    is S minus it.
+    """
+    if dist.shape[0] != 1 or dist.shape[2] != 2 or dist.shape[1] < _SPLIT_MIN or dist.dtype != np.float64:
+        return None
+    rows = dist[0]
+    if not rows.flags.c_contiguous:
+        return None
+    n_out = rows.shape[0]
+    first = rows[0].copy()
+    same = _rows_equal(rows, first)
+    n_same = int(np.count_nonzero(same))
+    if n_same == n_out:
+        return None  # one class: the peel's route
+    second = rows[int(np.argmin(same))].copy()
+    other = _rows_equal(rows, second)
+    if n_same + int(np.count_nonzero(other)) != n_out:
+        return None  # a third row (or NaN): the peel and the sort
+    # numbered in the order of ``_partition``'s hash of the rows, computed as it does
+    reps = np.stack([first, second])
+    if int(np.argsort(reps[None] @ _hash_weights(2), axis=1, kind="stable")[0, 0]) == 1:
+        class_rows, mask = reps[::-1].copy(), same
+    else:
+        class_rows, mask = reps, other
+    # +1 on class 0, -1 on class 1, in int8 (the product casts it per block)
+    sign = mask.view(np.int8) * np.int8(-2)
+    sign += np.int8(1)
+    signed_ref = ref[0] * sign
+    total = float(np.sum(ref[0]))
+    diff = float(np.sum(signed_ref))
+    ref_mass = np.array([0.5 * (total + diff), 0.5 * (total - diff)])
+    small = int(np.argmin(ref_mass))
+    if not float(ref_mass[small]) >= total / 16:
+        # the small class over its own outputs (pi_ref times 0 or 1, exact, then a pairwise
+        # sum), the large one as the rest of S
+        ref_mass[small] = float(np.sum(ref[0] * (mask if small else ~mask)))
+        ref_mass[1 - small] = total - ref_mass[small]
+    ref_mass.flags.writeable = False
+    return TwoClassSplit(mask, signed_ref, total, ref_mass), ref_mass[None, :], class_rows[None]
+
+
 def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group outputs with identical reward distributions, as the solvers use them (section 5).
 
@@ -417,6 +532,18 @@ def class_partition(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return _partition(problem.dist, problem.ref)
 
 
+_HASH_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def _hash_weights(n_levels: int) -> np.ndarray:
+    """The fixed random projection that numbers the classes (``class_partition``)."""
+    if n_levels not in _HASH_WEIGHTS:
+        weights = np.random.default_rng(20250225).random(n_levels)
+        weights.flags.writeable = False
+        _HASH_WEIGHTS[n_levels] = weights
+    return _HASH_WEIGHTS[n_levels]
+
+
 def _partition(dist: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``class_partition`` of reward rows ``dist`` (C, K, L) and reference ``ref`` (C, K)."""
     n_ctx, n_out, n_levels = dist.shape
@@ -431,8 +558,7 @@ def _partition(dist: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarra
             np.einsum("ck,kj->cj", ref, onehot),  # (c_einsum: no BLAS threads)
             np.broadcast_to(class_dist0, (n_ctx, n_classes, n_levels)),
         )
-    rng = np.random.default_rng(20250225)
-    weights = rng.random(n_levels)
+    weights = _hash_weights(n_levels)
     peeled = _peel_classes(dist)
     if peeled is not None:
         found, reps = peeled
