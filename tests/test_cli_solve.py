@@ -234,7 +234,7 @@ def test_console_script_bad_input_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "error: problem.speed: unknown key; allowed: ref, rewards, success, levels, dist, win_prob, names, renormalize"
+        "error: problem.speed: unknown key; allowed: ref, rewards, success, levels, dist, win_prob, names, renormalize, sequences"
     ]
 
 

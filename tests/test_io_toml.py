@@ -158,3 +158,36 @@ def test_examples_parse():
         problem, algos, opts = load_problem_toml(path, extra_tables=("train",))
         assert algos and opts["title"]
         assert all(math.isclose(s, 1.0) for s in problem.ref.sum(axis=1))
+
+
+def test_sequences_parse_to_the_api_problem(tmp_path):
+    """problem.sequences: token lists per output; the solve equals the API's on the same tree."""
+    seqs = [["yes", "<eos>"], ["yes", "indeed", "<eos>"], ["no", "<eos>"]]
+    text = (
+        f"[problem]\nref = [0.3, 0.2, 0.5]\nsuccess = [0.9, 0.8, 0.1]\nsequences = {seqs!r}\n".replace("'", '"')
+        + '\n[[algorithm]]\ngroup_size = 3\nbeta = 0.4\naggregation = "group_token_mean"\n'
+    )
+    problem, algos, _ = _load(tmp_path, text)
+    api = ga.Problem.from_bernoulli([0.3, 0.2, 0.5], [0.9, 0.8, 0.1], sequences=[tuple(s) for s in seqs])
+    algo = algos[0][1]
+    assert algo.aggregation == "group_token_mean"
+    np.testing.assert_array_equal(ga.stationary_policy(problem, algo).policy, ga.stationary_policy(api, algo).policy)
+    # and the aggregation moves it here (shared prefix "yes"), unlike without sequences
+    other = ga.stationary_policy(problem, algo.replace(aggregation="sequence_mean")).policy
+    assert np.max(np.abs(other - ga.stationary_policy(problem, algo).policy)) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("sequences", "field"),
+    [
+        ('[["a", "<e>"]]', "problem.sequences"),  # one list for three outputs
+        ('[["a"], [], ["b"]]', "problem.sequences[2]"),
+        ('[["a"], [1.5], ["b"]]', "problem.sequences[2]"),
+        ('"abc"', "problem.sequences"),
+    ],
+)
+def test_bad_sequences_name_the_key(tmp_path, sequences, field):
+    text = f"[problem]\nref = [0.3, 0.2, 0.5]\nrewards = [1, 1, 0]\nsequences = {sequences}\n" + ALGO
+    with pytest.raises(ga.InputError) as info:
+        _load(tmp_path, text)
+    assert info.value.field == field

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Keys of ``[problem]``; of the reward keys exactly one kind must be given.
-PROBLEM_KEYS = ("ref", "rewards", "success", "levels", "dist", "win_prob", "names", "renormalize")
+PROBLEM_KEYS = ("ref", "rewards", "success", "levels", "dist", "win_prob", "names", "renormalize", "sequences")
 REWARD_KINDS = {"rewards": ("rewards",), "success": ("success",), "dist": ("levels", "dist"), "win_prob": ("win_prob",)}
 GRPO_FIELDS = tuple(f.name for f in fields(GRPO))
 #: Keys of each ``[[algorithm]]`` table.
@@ -208,19 +208,42 @@ def parse_problem(table: Any) -> tuple[Problem, dict[str, Any]]:
             levels = [levels] * len(ref)  # one level vector shared by every context
     else:
         win = _numbers(table["win_prob"], "problem.win_prob", (row_depth + 1,))
+    sequences = _sequences(table.get("sequences"), n_outputs, batched, kind)
     try:
         if kind == "rewards":
-            problem = Problem.from_rewards(ref, rewards, renormalize=renormalize)
+            problem = Problem.from_rewards(ref, rewards, renormalize=renormalize, sequences=sequences)
         elif kind == "success":
-            problem = Problem.from_bernoulli(ref, success, renormalize=renormalize)
+            problem = Problem.from_bernoulli(ref, success, renormalize=renormalize, sequences=sequences)
         elif kind == "dist":
-            problem = Problem(ref, levels, dist, renormalize=renormalize)
+            problem = Problem(ref, levels, dist, renormalize=renormalize, sequences=sequences)
         else:
             problem = Problem.from_preference(ref, win, renormalize=renormalize)
     except InputError as exc:
         raise _reprefix(exc, where) from None
     names = _output_names(table.get("names"), n_outputs, batched)
     return problem, {"kind": kind, "names": names, "n_outputs": n_outputs}
+
+
+def _sequences(value: Any, n_outputs: list[int], batched: bool, kind: str) -> Any:
+    """``problem.sequences``: one token list per output (tokens are strings or integers),
+    each ending with its end token, prefix-free (THEORY.md section 10); None when absent."""
+    if value is None:
+        return None
+    if kind == "win_prob":
+        raise InputError("problem.sequences", "a pairwise-preference problem has no token sequences")
+    if batched:
+        raise InputError("problem.sequences", "give sequences for a single context (a batch of contexts has none)")
+    if not isinstance(value, list) or len(value) != n_outputs[0]:
+        raise InputError("problem.sequences", f"expected a list of {n_outputs[0]} token lists, one per output")
+    out = []
+    for i, seq in enumerate(value, start=1):
+        if not isinstance(seq, list) or not seq:
+            raise InputError(f"problem.sequences[{i}]", "expected a non-empty list of tokens")
+        for tok in seq:
+            if isinstance(tok, bool) or not isinstance(tok, (str, int)):
+                raise InputError(f"problem.sequences[{i}]", f"expected tokens as strings or integers, got {tok!r}")
+        out.append(tuple(seq))
+    return out
 
 
 def _output_names(value: Any, n_outputs: list[int], batched: bool) -> list[list[str]]:

@@ -290,7 +290,13 @@ def _print_status(console: Console, spec: ProblemFile, results: list[StationaryR
 
 def _spec_text(algo: GRPO) -> str:
     g = "inf" if algo.is_limit else str(algo.group_size)
-    return f"{g} {algo.beta:g} {algo.normalization} {algo.ddof} {algo.eps:g} {algo.penalty}"
+    text = f"{g} {algo.beta:g} {algo.normalization} {algo.ddof} {algo.eps:g} {algo.penalty}"
+    # the section 10 fields, only where they differ from the paper's setting
+    if algo.penalty_in == "reward":
+        text += " in the reward"
+    if algo.aggregation != "sequence_mean":
+        text += f" {algo.aggregation}"
+    return text
 
 
 def _ranges(indices: list[int]) -> str:
