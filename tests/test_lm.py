@@ -368,3 +368,28 @@ def test_too_short_a_run_says_how_many_steps_it_needs():
     assert LMTrainConfig(steps=need).tail_records >= LMTrainConfig().n_batches
     with pytest.raises(InputError):
         LMTrainConfig(steps=need - 1)
+
+
+def test_cached_reference_is_refitted_when_what_it_is_made_of_changes(tmp_path, monkeypatch):
+    """The cache's stamp holds a fingerprint of vocabulary, questions and labels, so a model
+    fitted by an older release (same settings, another vocabulary) is not reused."""
+    import json
+
+    from grpo_align.lm import experiment
+
+    fits = []
+    monkeypatch.setattr(experiment, "supervised_finetune", lambda *a, **k: fits.append(1))
+    config = experiment.LMExperimentConfig()
+    experiment.build_reference(config, tmp_path)
+    experiment.build_reference(config, tmp_path)
+    assert len(fits) == 1  # fitted once, then reloaded
+    stamp_file = tmp_path / "reference" / "grpo_align.json"
+    stamp = json.loads(stamp_file.read_text())
+    stamp["fingerprint"] = "0" * 64  # as if another vocabulary had been fitted
+    stamp_file.write_text(json.dumps(stamp, sort_keys=True))
+    experiment.build_reference(config, tmp_path)
+    assert len(fits) == 2
+    del stamp["fingerprint"]  # a stamp from before fingerprints
+    stamp_file.write_text(json.dumps(stamp, sort_keys=True))
+    experiment.build_reference(config, tmp_path)
+    assert len(fits) == 3

@@ -177,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
     kind = "n, correct" if "correct" in records[0] else "rewards"
     print(
         f"{len(prompts)} prompts x {args.n} completions from {source}, reward {reward_name}: "
-        f"mean reward {rewards.mean():.4f}; wrote {args.out} ({kind}) in {time.perf_counter() - start:.1f} s"
+        f"mean reward {rewards.mean():.4f}; wrote {args.out} ({kind})"
     )
     sys.stdout.flush()
+    # the time on stderr: stdout is the same for the same model, prompts and seed
+    err.print(f"measured in {time.perf_counter() - start:.1f} s", highlight=False)
     return 0

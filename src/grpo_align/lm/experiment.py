@@ -17,6 +17,7 @@ run checkpoints in ``DIR/runs/<name>/``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,15 +227,26 @@ class LMExperimentResult:
     """per run, in ``config.runs`` order (the report draws per-question figures from them)"""
 
 
+def _fingerprint(*parts: Any) -> str:
+    """A sha256 of the parts' JSON: equal for equal vocabulary, questions and labels."""
+    return hashlib.sha256(json.dumps(to_jsonable(parts), sort_keys=True).encode()).hexdigest()
+
+
 def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
     """(task, tokenizer, reference model): fitted once, saved to ``out_dir/reference``, reloaded after."""
     task = build_task(config.n_binary, config.n_choice, seed=config.seed)
     tokenizer = build_tokenizer(task_words())
+    labels = noisy_labels(task, config.n_labels, seed=config.seed)
     stamp = json.dumps(
         {
-            k: v
-            for k, v in config.to_json().items()
-            if k in ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")
+            **{
+                k: v
+                for k, v in config.to_json().items()
+                if k in ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")
+            },
+            # what the fit is made of, not only the settings that make it: a cache fitted by an
+            # older release (another vocabulary, other questions or labels) is refitted
+            "fingerprint": _fingerprint(sorted(tokenizer.get_vocab().items()), task.prompts, labels),
         },
         sort_keys=True,
     )
@@ -248,7 +260,7 @@ def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
 
         return task, tokenizer, AutoModelForCausalLM.from_pretrained(ref_dir).eval()
     model = build_model(tokenizer, config.model, seed=config.seed)
-    supervised_finetune(model, tokenizer, task, noisy_labels(task, config.n_labels, seed=config.seed), config.sft)
+    supervised_finetune(model, tokenizer, task, labels, config.sft)
     if ref_dir is not None:
         save_pretrained(model, tokenizer, ref_dir)
         atomic_write_text(ref_dir / "grpo_align.json", stamp)
