@@ -127,7 +127,7 @@ def ensure_docs(python: Path) -> None:
 #: ``<!-- run: COMMAND -->`` then a console block holding ``$ COMMAND`` and its output
 README_BLOCK = re.compile(r"<!-- run: (?P<cmd>[^\n]+?) -->\n```console\n(?P<body>.*?)```\n", re.S)
 #: the files whose marked blocks ``tasks.py readme`` rewrites and tests/test_readme.py checks
-RUN_BLOCK_FILES = ("README.md", "docs/howto/predict.md", "docs/lm.md")
+RUN_BLOCK_FILES = ("README.md", "docs/howto/predict.md", "docs/howto/measure.md", "docs/lm.md")
 #: a long run's data stored beside the docs: ``<!-- data: PATH from {out}/FILE after: COMMAND -->``;
 #: ``tasks.py readme`` runs COMMAND with ``{out}`` a fresh temporary folder and copies FILE to PATH
 #: (tests/test_readme.py reruns it only under ``-m slow``)
