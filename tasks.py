@@ -9,6 +9,9 @@
                                      rewrite the marked blocks of README.md and docs/ from real
                                      runs (--skip-data: keep the stored run data, docs/data/*.json,
                                      and only render the tables again)
+    python3 tasks.py reference       fit the built-in reference model again and write it, with its
+                                     manifest (fingerprint, file hashes), into
+                                     src/grpo_align/data/reference (shipped with the package)
     python3 tasks.py setup           only create / update .venv
 
 Each command first makes sure ``.venv`` holds the project with every extra: it creates the
@@ -235,12 +238,12 @@ def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036  (this script is what runs on an older Python)
         say(f"needs Python 3.11 or newer, this is {sys.version.split()[0]}")
         return 2
-    if not argv or argv[0] not in {"report", "test", "lint", "docs", "readme", "setup"}:
+    if not argv or argv[0] not in {"report", "test", "lint", "docs", "readme", "reference", "setup"}:
         print(USAGE, file=sys.stderr)
         return 2
     command, args = argv[0], argv[1:]
     skip_data = command == "readme" and args == ["--skip-data"]
-    if command in {"lint", "docs", "readme", "setup"} and args and not skip_data:
+    if command in {"lint", "docs", "readme", "reference", "setup"} and args and not skip_data:
         say(f"{command} takes no arguments, got {' '.join(args)}")
         return 2
     python = str(ensure_venv())
@@ -257,6 +260,10 @@ def main(argv: list[str]) -> int:
         return run([python, "-m", "mkdocs", "build", "--strict", "--site-dir", "site"], env)
     if command == "readme":
         return rewrite_readme(python, env, data=not skip_data)
+    if command == "reference":
+        return run(
+            [python, "-m", "grpo_align.lm.builtin", str(ROOT / "src" / "grpo_align" / "data" / "reference")], env
+        )
     # lint: every check runs, so one run reports all three
     checks = [
         ["ruff", "format", "--check", "."],

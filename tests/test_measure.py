@@ -7,6 +7,7 @@ Jeffreys interval's exact coverage (``lm.endtoend``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -113,11 +114,10 @@ def _run(argv, capsys):
 
 
 def test_cli_builtin_then_predict(tmp_path, capsys):
-    """The default built-in model (fitted into a fresh cache: about 10 s), then predict on its STATS."""
+    """The default built-in model (shipped with the package), then predict on its STATS."""
     stats = tmp_path / "stats.jsonl"
-    code, out, err = _run(["--cache", str(tmp_path / "cache"), "--n", "8", "--out", str(stats)], capsys)
+    code, out, err = _run(["--n", "8", "--out", str(stats)], capsys)
     assert code == 0, err
-    assert (tmp_path / "cache" / "reference" / "config.json").is_file()
     rows = [json.loads(line) for line in stats.read_text().splitlines()]
     assert len(rows) == 24 and all(r["n"] == 8 and 0 <= r["correct"] <= 8 for r in rows)
     assert rows[0]["prompt_id"] == "q00" and "wrote" in out
@@ -193,7 +193,7 @@ def test_cli_bad_input_is_one_line_exit_2(argv, needle, small, model_folder, tmp
         argv = ["--model", str(folder), "--max-new-tokens", "2", *argv]
     if "--out" not in argv:
         argv = [*argv, "--out", str(tmp_path / "s.jsonl")]
-    code, _, err = _run(["--cache", str(small[0]), "--n", "2", *argv] if "--n" not in argv else argv, capsys)
+    code, _, err = _run(["--n", "2", *argv] if "--n" not in argv else argv, capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
@@ -254,9 +254,18 @@ def _check_end_to_end(res, max_mean_z: float = 3.0) -> None:
 
 
 def test_measure_predict_train_small(small, tmp_path):
-    """12 questions, n = 16 samples each, 600 steps of the LM trainer (about 20 s on a core)."""
+    """12 questions, n = 16 samples each, 1200 steps of the LM trainer (about 15 s on a core).
+
+    One question starts at p0 = 0.002: it escapes at a random step, overshoots (to 0.98) and
+    comes back to its end point (0.75). At 600 steps the tail caught that transient under
+    torch's generic kernels (mean error 7 standard errors; 1.5 with the AVX-512 ones); at 1200
+    both are within 1 standard error, at 2000 as well.
+    """
     cache = small[0]
-    res = measure_predict_train(EndToEndConfig(experiment=SMALL, algo=ga.GRPO(group_size=8, beta=0.5), n=16), cache)
+    experiment = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, steps=1200))
+    res = measure_predict_train(
+        EndToEndConfig(experiment=experiment, algo=ga.GRPO(group_size=8, beta=0.5), n=16), cache
+    )
     _check_end_to_end(res)
 
 

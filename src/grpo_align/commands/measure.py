@@ -3,8 +3,8 @@
     grpo-align measure [--model PATH] [--prompts FILE] [--reward module:function | --answer-column COL]
                        [--n N] [--batch-size B] [--seed S] --out STATS
 
-Without ``--model`` the built-in tiny model (fitted once, cached in ``--cache``) is
-sampled; without ``--prompts`` the built-in task's questions, scored by exact match with
+Without ``--model`` the built-in tiny model (shipped with the package, the same on every
+CPU: ``grpo_align.lm.builtin``) is sampled; without ``--prompts`` the built-in task's questions, scored by exact match with
 their answers. With a prompts file (JSON Lines or CSV: ``prompt``, optional ``prompt_id``)
 the reward is ``--reward module:function``, called as ``function(prompt, completion, row)``,
 or exact match against ``--answer-column`` (default ``answer`` when the file has one).
@@ -44,9 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: 1 for the built-in model, else torch's)"
     )
-    parser.add_argument(
-        "--cache", type=Path, default=None, help="folder of the built-in model (default ~/.cache/grpo-align/builtin)"
-    )
     parser.add_argument("--out", type=Path, required=True, help="the STATS file to write: .jsonl or .csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -85,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     from grpo_align.errors import InputError
     from grpo_align.lm.measure import (
         DEFAULT_BATCH_SIZE,
-        DEFAULT_CACHE,
         PromptSet,
         builtin_model,
         builtin_prompts,
@@ -133,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads or 1)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.model is None:
-        with err.status("fitting the built-in reference model (cached after the first run)"):
-            task, tokenizer, model = builtin_model(args.cache or DEFAULT_CACHE)
+        task, tokenizer, model = builtin_model()
         if prompts is None:
             prompts = builtin_prompts(task)
         max_new = args.max_new_tokens or ANSWER_TOKENS

@@ -45,10 +45,13 @@ __all__ = [
     "RunOutcome",
     "RunSummary",
     "build_reference",
+    "fit_reference",
     "predict",
+    "reference_stamp",
     "reward_problem",
     "run_experiment",
     "run_name",
+    "uses_builtin_reference",
 ]
 
 
@@ -232,39 +235,77 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(to_jsonable(parts), sort_keys=True).encode()).hexdigest()
 
 
-def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
-    """(task, tokenizer, reference model): fitted once, saved to ``out_dir/reference``, reloaded after."""
+#: the settings of ``LMExperimentConfig`` that the reference model depends on
+REFERENCE_FIELDS = ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")
+
+
+def reference_stamp(config: LMExperimentConfig, task: Task, tokenizer: Any) -> dict[str, Any]:
+    """What a fitted reference model is: its settings and a fingerprint of what the fit is made of.
+
+    The fingerprint covers vocabulary, questions and labels, so a model fitted by an older
+    release (same settings, another vocabulary) is never taken for this one.
+    """
+    labels = noisy_labels(task, config.n_labels, seed=config.seed)
+    settings = {k: v for k, v in config.to_json().items() if k in REFERENCE_FIELDS}
+    return {**settings, "fingerprint": _fingerprint(sorted(tokenizer.get_vocab().items()), task.prompts, labels)}
+
+
+def fit_reference(config: LMExperimentConfig):
+    """(task, tokenizer, reference model) fitted now (``sft.supervised_finetune``); nothing read or written."""
     task = build_task(config.n_binary, config.n_choice, seed=config.seed)
     tokenizer = build_tokenizer(task_words())
     labels = noisy_labels(task, config.n_labels, seed=config.seed)
-    stamp = json.dumps(
-        {
-            **{
-                k: v
-                for k, v in config.to_json().items()
-                if k in ("n_binary", "n_choice", "n_labels", "seed", "model", "sft")
-            },
-            # what the fit is made of, not only the settings that make it: a cache fitted by an
-            # older release (another vocabulary, other questions or labels) is refitted
-            "fingerprint": _fingerprint(sorted(tokenizer.get_vocab().items()), task.prompts, labels),
-        },
-        sort_keys=True,
-    )
-    ref_dir = out_dir / "reference" if out_dir is not None else None
-    if (
-        ref_dir is not None
-        and (ref_dir / "grpo_align.json").exists()
-        and (ref_dir / "grpo_align.json").read_text() == stamp
-    ):
-        from transformers import AutoModelForCausalLM
-
-        return task, tokenizer, AutoModelForCausalLM.from_pretrained(ref_dir).eval()
     model = build_model(tokenizer, config.model, seed=config.seed)
     supervised_finetune(model, tokenizer, task, labels, config.sft)
-    if ref_dir is not None:
-        save_pretrained(model, tokenizer, ref_dir)
-        atomic_write_text(ref_dir / "grpo_align.json", stamp)
     return task, tokenizer, model
+
+
+def uses_builtin_reference(config: LMExperimentConfig) -> bool:
+    """Whether ``config``'s reference is the shipped one (its reference settings are the defaults)."""
+    default = LMExperimentConfig().to_json()
+    mine = config.to_json()
+    return all(mine[k] == default[k] for k in REFERENCE_FIELDS)
+
+
+def build_reference(config: LMExperimentConfig, out_dir: Path | None = None):
+    """(task, tokenizer, reference model).
+
+    With the default reference settings, the model shipped in the package
+    (``lm.builtin``: fitted once, the same on every CPU, its files' hashes checked).
+    Otherwise fitted once and saved to ``out_dir/reference``, reloaded while its stamp
+    (``reference_stamp``) is unchanged. Either way ``out_dir/reference`` holds the model
+    after the call (TRL rebuilds its reference model from that folder).
+    """
+    task = build_task(config.n_binary, config.n_choice, seed=config.seed)
+    tokenizer = build_tokenizer(task_words())
+    stamp = reference_stamp(config, task, tokenizer)
+    ref_dir = out_dir / "reference" if out_dir is not None else None
+    if uses_builtin_reference(config):
+        from grpo_align.lm.builtin import builtin_manifest, load_builtin_reference
+
+        model = load_builtin_reference(stamp)
+        # a folder holding a model fitted here earlier (same settings) is not this one
+        stamp = {**stamp, "builtin": builtin_manifest()["files"]["model.safetensors"]}
+    else:
+        model = None
+    stamp_text = json.dumps(stamp, sort_keys=True)
+    saved = ref_dir is not None and _read_stamp(ref_dir) == stamp_text
+    if model is None:
+        if saved:
+            from transformers import AutoModelForCausalLM
+
+            assert ref_dir is not None
+            return task, tokenizer, AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+        _, _, model = fit_reference(config)
+    if ref_dir is not None and not saved:
+        save_pretrained(model, tokenizer, ref_dir)
+        atomic_write_text(ref_dir / "grpo_align.json", stamp_text)
+    return task, tokenizer, model
+
+
+def _read_stamp(ref_dir: Path) -> str | None:
+    stamp = ref_dir / "grpo_align.json"
+    return stamp.read_text() if stamp.is_file() else None
 
 
 def summarise(task: Task, pred: Prediction, result: LMTrainResult, steps: int) -> RunSummary:

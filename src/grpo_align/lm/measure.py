@@ -9,8 +9,8 @@ reward function ``reward(prompt, completion, row) -> float``, and summarised per
 ``skip_special_tokens=True``, so the reward sees the text a GRPO run would score.
 
 The default model and task are the project's own (``grpo_align.lm``): the tiny GPT-2
-fitted to noisy labels as ``lm.experiment.build_reference`` does, cached in a folder, and
-its questions with their exact-match answers.
+fitted to noisy labels, shipped with the package (``lm.builtin``; ``lm.experiment.build_reference``
+loads it), and its questions with their exact-match answers.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from grpo_align.files import atomic_write_jsonl, atomic_write_text
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
-    "DEFAULT_CACHE",
     "PromptSet",
     "RewardFn",
     "builtin_model",
@@ -52,9 +51,6 @@ __all__ = [
 
 #: sequences (prompt copies) per ``generate`` call
 DEFAULT_BATCH_SIZE = 256
-
-#: where the built-in reference model is cached (``GRPO_ALIGN_CACHE`` overrides it)
-DEFAULT_CACHE = Path(os.environ.get("GRPO_ALIGN_CACHE", Path.home() / ".cache" / "grpo-align")) / "builtin"
 
 #: ``reward(prompt, completion, row) -> float``
 RewardFn = Callable[[str, str, Mapping[str, Any]], float]
@@ -203,16 +199,19 @@ def _score(reward: RewardFn, name: str, prompt: str, completion: str, row: Mappi
 
 
 # ---------------------------------------------------------------- models
-def builtin_model(cache: str | Path = DEFAULT_CACHE, config: Any = None) -> tuple[Any, Any, Any]:
-    """(task, tokenizer, reference model) of the built-in experiment, fitted once and cached.
+def builtin_model(cache: str | Path | None = None, config: Any = None) -> tuple[Any, Any, Any]:
+    """(task, tokenizer, reference model) of the built-in experiment.
 
-    ``config`` is an ``LMExperimentConfig`` (default: its defaults); the model is the one
-    ``lm.experiment`` trains from, saved in ``cache/reference`` and reloaded while its
-    settings are unchanged.
+    ``config`` is an ``LMExperimentConfig``; with its default reference settings (the
+    default) the model is the one shipped with the package, checked against its manifest.
+    Other settings fit a model, saved in ``cache/reference`` when ``cache`` is given and
+    reloaded from there while the settings are unchanged.
     """
     from grpo_align.lm.experiment import LMExperimentConfig, build_reference
 
-    return build_reference(config if config is not None else LMExperimentConfig(), Path(cache))
+    return build_reference(
+        config if config is not None else LMExperimentConfig(), Path(cache) if cache is not None else None
+    )
 
 
 def builtin_prompts(task: Any) -> PromptSet:
