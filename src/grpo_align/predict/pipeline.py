@@ -3,12 +3,15 @@
 The file streams through in chunks: read a chunk, solve its prompts as one batch, append
 its rows to ``predictions.csv`` (and ``.parquet``). Only running sums and a uniform random
 sample of at most ``SAMPLE_SIZE`` prompts (for the figures and the planner) are kept, so
-memory does not grow with the file (the ids are kept to catch duplicates).
+memory does not grow with the file (the ids are kept to catch duplicates). The first chunk
+is read before anything is written, so an empty input (a header without rows, an empty
+Parquet file) is refused leaving the output folder as it was.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from grpo_align.errors import InputError
 from grpo_align.files import atomic_write_json, atomic_write_text
 from grpo_align.predict.config import SpecSource
 from grpo_align.predict.engine import binary_end_points, predict_chunk, reward_end_points
@@ -143,10 +147,15 @@ def run_predict(
 
     ``on_start(total_rows or None)`` and ``on_chunk(rows_done, total_rows or None)`` report
     progress. Returns the summary (its ``failed`` lists prompts whose solve failed).
+    Raises ``InputError`` on the file where it has no rows.
     """
     start = time.perf_counter()
     out = Path(out_dir)
     reader = StatsReader(stats, chunk_size)
+    chunks = iter(reader)
+    first = next(chunks, None)  # an empty input is refused before anything is written
+    if first is None:
+        raise InputError(str(stats), "has no rows; expected one row per prompt")
     total = reader.total_rows()
     if on_start is not None:
         on_start(total)
@@ -158,7 +167,7 @@ def run_predict(
     rows = 0
     out.mkdir(parents=True, exist_ok=True)
     with PredictionWriter(out, parquet) as writer:
-        for chunk in reader:
+        for chunk in itertools.chain([first], chunks):
             cols = predict_chunk(chunk, algo)
             writer.write(cols)  # type: ignore[arg-type]
             rows += len(chunk)
