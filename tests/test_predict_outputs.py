@@ -1,7 +1,13 @@
-"""``grpo-align predict``'s output folder.
+"""``grpo-align predict``'s output folder: the outputs of one run land together or not at all.
 
-Issue 18 item 2: an empty input (a header without rows, an empty Parquet file) is a
-one-line exit 2 that touches nothing, as an empty JSON Lines file already was.
+Issue 18: an empty input touches nothing (item 2); a second run on the same folder, a link
+planted among the outputs and an interrupt at any point leave one run's complete set, the
+old or the new, and no staging leftovers (item 3); ``--out ""`` and a device as ``--out``
+are one-line errors that say what they are (item 9).
+
+Every run goes through the public entry points: ``cli.main`` or ``run_predict`` (its
+``on_start`` / ``on_chunk`` callbacks are where a test acts in the middle of a run).
+Interrupts are real ``SIGINT``s, raised at each file replacement of a run in turn.
 """
 
 from __future__ import annotations
@@ -11,11 +17,16 @@ import gzip
 import json
 import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
 from grpo_align.cli import main
+from grpo_align.errors import InputError
+from grpo_align.predict import run_predict
+from grpo_align.predict.config import SpecSource
+from grpo_align.theory import GRPO
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pass_rates.jsonl"
@@ -115,3 +126,156 @@ def test_an_empty_input_is_one_line_and_touches_nothing(tmp_path, capsys, earlie
     # a folder that does not exist yet is not created
     assert _predict(paths[kind], tmp_path / "fresh") == 2
     assert not (tmp_path / "fresh").exists()
+
+
+# ---------------------------------------------------------------------------- item 3: one set at a time
+def test_a_link_among_the_outputs_is_refused_before_anything_is_replaced(tmp_path, capsys, earlier):
+    (tmp_path / "elsewhere.json").write_bytes((earlier / "summary.json").read_bytes())
+    (earlier / "summary.json").unlink()
+    (earlier / "summary.json").symlink_to(tmp_path / "elsewhere.json")
+    before = _snapshot(earlier)
+    assert _predict(_new_input(tmp_path), earlier) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "summary.json" in err and "symbolic link" in err, err
+    assert _snapshot(earlier) == before
+
+
+def test_a_link_planted_during_the_run_leaves_the_old_set(tmp_path, earlier):
+    before = _snapshot(earlier)
+
+    def plant(done: int, total: int | None) -> None:
+        (earlier / "index.html").unlink()
+        (earlier / "index.html").symlink_to(tmp_path / "nowhere.html")
+
+    with pytest.raises(InputError, match=r"index\.html.*symbolic link"):
+        run_predict(_new_input(tmp_path), GRPO.preset("paper"), SpecSource("preset", "paper"), earlier, on_chunk=plant)
+    after = _snapshot(earlier)
+    assert after.pop("index.html") == ("link", str(tmp_path / "nowhere.html"))
+    before.pop("index.html")
+    assert after == before  # predictions, Parquet and summary are the earlier run's; no staging left
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, capsys, earlier):
+    second: list[tuple[int, str]] = []
+
+    def start_another(total: int | None) -> None:
+        second.append((_predict(EXAMPLE, earlier), capsys.readouterr().err))
+
+    run_predict(
+        _new_input(tmp_path), GRPO.preset("paper"), SpecSource("preset", "paper"), earlier, on_start=start_another
+    )
+    assert second == [
+        (2, f"error: --out: {earlier} is in use by another grpo-align run; wait for it or choose another folder\n")
+    ]
+    assert _run_of(earlier) == dict.fromkeys(OUTPUTS, len(NEW_ROWS))
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".lock")
+
+
+def _count_replaces(monkeypatch: pytest.MonkeyPatch, stats: Path, out: Path) -> int:
+    real = os.replace
+    calls = [0]
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", counting)
+    assert _predict(stats, out) == 0
+    monkeypatch.setattr(os, "replace", real)
+    return calls[0]
+
+
+def test_an_interrupt_at_any_replacement_leaves_one_complete_set(tmp_path, capsys, monkeypatch, earlier):
+    """SIGINT at the k-th ``os.replace`` of a run, for every k: the old set or the new one."""
+    stats = _new_input(tmp_path)
+    replaces = _count_replaces(monkeypatch, stats, tmp_path / "count")
+    assert replaces >= len(OUTPUTS)
+    old = _run_of(earlier)
+    seen = set()
+    real = os.replace
+    for k in range(1, replaces + 1):
+        folder = tmp_path / f"k{k}"
+        assert _predict(EXAMPLE, folder) == 0
+        calls = [0]
+
+        def interrupting(*args, _k=k, _calls=calls, **kwargs):
+            _calls[0] += 1
+            if _calls[0] == _k:
+                signal.raise_signal(signal.SIGINT)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", interrupting)
+        try:
+            rc = _predict(stats, folder)
+        finally:
+            monkeypatch.setattr(os, "replace", real)
+        assert rc == 130, (k, capsys.readouterr().err)
+        runs = _run_of(folder)
+        assert runs in (old, dict.fromkeys(OUTPUTS, len(NEW_ROWS))), (k, runs)
+        assert _hidden(folder) == [], k
+        seen.add(runs["summary.json"])
+    assert seen == {32, len(NEW_ROWS)}  # interrupts before the move and during it were both tried
+
+
+def test_an_interrupt_while_the_page_is_drawn_leaves_the_old_set(tmp_path, capsys, monkeypatch, earlier):
+    from grpo_align.predict import html
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(html, "render_page", interrupted)
+    before = _snapshot(earlier)
+    assert _predict(_new_input(tmp_path), earlier) == 130
+    assert _snapshot(earlier) == before
+
+
+def test_outputs_this_run_does_not_write_are_removed(tmp_path, capsys, earlier):
+    """--no-html: the earlier run's page would describe another run; it goes."""
+    assert _predict(_new_input(tmp_path), earlier, "--no-html") == 0
+    assert capsys.readouterr().out.rstrip().endswith("summary.json")
+    assert _run_of(earlier) == {**dict.fromkeys(OUTPUTS, len(NEW_ROWS)), "index.html": None}
+
+
+# ---------------------------------------------------------------------------- item 9: --out itself
+def test_an_empty_out_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stats = _new_input(tmp_path)
+    assert _predict(stats, "") == 2
+    assert capsys.readouterr().err == "error: --out: empty path; give a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.jsonl"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/dev/full", "/dev/full is a device; expected a folder"),
+        ("/dev/full/x", "/dev/full/x cannot be created: /dev/full is a device; expected a folder"),
+    ],
+)
+def test_a_device_as_out_is_called_a_device(tmp_path, capsys, out, message):
+    assert _predict(_new_input(tmp_path), out) == 2
+    assert capsys.readouterr().err == f"error: --out: {message}\n"
+
+
+def test_a_file_as_out_is_called_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    assert _predict(_new_input(tmp_path), tmp_path / "f" / "sub") == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: --out: {tmp_path / 'f' / 'sub'} cannot be created: {tmp_path / 'f'} is a file; expected a folder\n"
+    )
+
+
+def test_a_link_at_the_lock_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").symlink_to(tmp_path / "elsewhere")
+    assert _predict(_new_input(tmp_path), out) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out / '.lock'}: exists and is a symbolic link; only regular files are written: remove it\n"
+    )
+    assert not (tmp_path / "elsewhere").exists() and sorted(p.name for p in out.iterdir()) == [".lock"]
