@@ -2,8 +2,9 @@
 
 Issue 18: an empty input touches nothing (item 2); a second run on the same folder, a link
 planted among the outputs and an interrupt at any point leave one run's complete set, the
-old or the new, and no staging leftovers (item 3); ``--out ""`` and a device as ``--out``
-are one-line errors that say what they are (item 9).
+old or the new, and no staging leftovers (item 3); failed prompts have empty results and
+stay out of the means (item 4); ``--out ""`` and a device as ``--out`` are one-line errors
+that say what they are (item 9).
 
 Every run goes through the public entry points: ``cli.main`` or ``run_predict`` (its
 ``on_start`` / ``on_chunk`` callbacks are where a test acts in the middle of a run).
@@ -13,6 +14,7 @@ Interrupts are real ``SIGINT``s, raised at each file replacement of a run in tur
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import json
 import os
@@ -20,6 +22,7 @@ import re
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grpo_align.cli import main
@@ -237,6 +240,69 @@ def test_outputs_this_run_does_not_write_are_removed(tmp_path, capsys, earlier):
     assert _predict(_new_input(tmp_path), earlier, "--no-html") == 0
     assert capsys.readouterr().out.rstrip().endswith("summary.json")
     assert _run_of(earlier) == {**dict.fromkeys(OUTPUTS, len(NEW_ROWS)), "index.html": None}
+
+
+# ---------------------------------------------------------------------------- item 4: failed prompts
+def _failing(monkeypatch: pytest.MonkeyPatch, fails) -> None:
+    """Make the solver fail the contexts where ``fails(p0 of the context)`` holds, as it
+    does for real: status "failed", success False, a candidate policy (here pi_ref)."""
+    from grpo_align.predict import engine
+
+    real = engine.stationary_policy
+
+    def solver(problem, algo):
+        res = real(problem, algo)
+        bad = np.array([bool(fails(float(p))) for p in problem.ref[:, 0]])
+        policy = np.where(bad[:, None], problem.ref, res.policy)
+        status = tuple("failed" if b else s for b, s in zip(bad, res.status, strict=True))
+        message = tuple("no stationary policy found (test)" if b else m for b, m in zip(bad, res.message, strict=True))
+        return dataclasses.replace(res, policy=policy, status=status, message=message, success=res.success & ~bad)
+
+    monkeypatch.setattr(engine, "stationary_policy", solver)
+
+
+def _rows(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "predictions.csv").open(newline="") as fh:
+        return {row["prompt_id"]: row for row in csv.DictReader(fh)}
+
+
+def test_failed_prompts_have_no_results_and_stay_out_of_the_means(tmp_path, capsys, monkeypatch):
+    _failing(monkeypatch, lambda p: p > 0.6)
+    out = tmp_path / "out"
+    assert _predict(_new_input(tmp_path), out) == 1
+    text = capsys.readouterr().out
+    rows = _rows(out)
+    ok = [r for r in rows.values() if r["status"] != "failed"]
+    assert sorted(r["prompt_id"] for r in rows.values() if r["status"] == "failed") == ["n3", "n4"]
+    for row in rows.values():
+        if row["status"] == "failed":
+            assert (row["predicted"], row["kl"], row["rlhf"]) == ("", "", ""), row
+            assert row["p0"] != ""  # the input is still shown
+        else:
+            assert row["predicted"] != "" and row["kl"] != "" and row["rlhf"] != ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["prompts"], summary["failed"], summary["means_over"]) == (5, 2, 3)
+    for name in ("p0", "predicted", "kl", "rlhf"):
+        assert summary[f"mean_{name}"] == pytest.approx(np.mean([float(r[name]) for r in ok]), abs=1e-12), name
+    assert "means over 3 of 5 prompts (2 failed, left out)" in text
+    assert (out / "index.html").read_text().count("means over 3 of 5 prompts (2 failed, left out)") == 1
+
+
+def test_a_run_where_every_prompt_failed_shows_no_mean(tmp_path, capsys, monkeypatch):
+    _failing(monkeypatch, lambda p: True)
+    out = tmp_path / "out"
+    assert _predict(EXAMPLE, out) == 1
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["prompts"], summary["failed"], summary["means_over"]) == (32, 32, 0)
+    assert all(
+        summary[f"mean_{k}"] is None for k in ("p0", "predicted", "predicted_low", "predicted_high", "kl", "rlhf")
+    )
+    assert "0.4926" not in text  # the mean p0 of the example, once shown as the prediction
+    reason = "no means: the solve failed for every prompt"
+    assert reason in text and (out / "index.html").read_text().count(reason) == 1
+    rows = _rows(out)
+    assert all(r["predicted"] == r["predicted_low"] == r["predicted_high"] == r["kl"] == "" for r in rows.values())
 
 
 # ---------------------------------------------------------------------------- item 9: --out itself

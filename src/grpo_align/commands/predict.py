@@ -8,7 +8,9 @@ grpo-align TOML file with an ``[algorithm]`` table, or a trainer's config file
 to DIR and prints the headline numbers. The outputs replace an earlier run's in DIR all
 together or not at all (``grpo_align.predict.pipeline``): an empty input touches nothing,
 a second run on the same DIR stops at once (exit 2), and an interrupt leaves one run's
-complete set. Exit status: 0, 1 when a prompt's solve failed, 2 on bad input.
+complete set. Prompts whose solve failed have no results and stay out of the means; the
+table says over how many prompts the means are. Exit status: 0, 1 when a prompt's solve
+failed, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ def _fmt(x: Any) -> str:
 
 
 def _print_summary(console: Console, data: dict[str, Any]) -> None:
+    from grpo_align.predict.pipeline import means_note
+
     spec = data["spec"]
     g = "inf" if spec["group_size"] == math.inf else spec["group_size"]
     source = data["source"]
@@ -164,4 +168,7 @@ def _print_summary(console: Console, data: dict[str, Any]) -> None:
     table.add_row(f"RLHF at beta={spec['beta']:g}", _fmt(data["mean_rlhf"]))
     table.add_row("KL(pi || pi_ref), nats", _fmt(data["mean_kl"]))
     console.print(table)
+    note = means_note(data)
+    if note is not None:
+        console.print(note)
     console.print("status: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))

@@ -15,6 +15,9 @@ moves the set (``OUTPUTS``) into place together once it is complete
 earlier run's complete set or this run's, and an output this run does not write (the page
 under ``html=False``, the Parquet twin without pyarrow) is removed rather than left beside
 another run's files.
+
+Prompts whose solve failed have no results (NaN) and stay out of the means; the summary
+says how many failed and how many prompts the means are over (``means_over``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -45,6 +48,7 @@ __all__ = [
     "SAMPLE_SIZE",
     "PredictSummary",
     "Sample",
+    "means_note",
     "planner",
     "run_predict",
 ]
@@ -143,6 +147,16 @@ def planner(
     }
 
 
+def means_note(data: dict[str, Any]) -> str | None:
+    """The line saying which prompts the means are over, where some solves failed (else None)."""
+    failed, prompts = data["failed"], data["prompts"]
+    if not failed:
+        return None
+    if failed == prompts:
+        return "no means: the solve failed for every prompt (status 'failed' in predictions.csv)"
+    return f"means over {data['means_over']} of {prompts} prompts ({failed} failed, left out)"
+
+
 def run_predict(
     stats: str | Path,
     algo: GRPO,
@@ -187,8 +201,9 @@ def run_predict(
                 cols = predict_chunk(chunk, algo)
                 writer.write(cols)  # type: ignore[arg-type]
                 rows += len(chunk)
+                ok = np.array([s != "failed" for s in cast(list[str], cols["status"])])
                 for name in sums:
-                    sums[name] += float(np.sum(np.asarray(cols[name], dtype=float)))
+                    sums[name] += float(np.sum(np.asarray(cols[name], dtype=float)[ok]))
                 for pid, status, message in zip(cols["prompt_id"], cols["status"], cols["message"], strict=True):  # type: ignore[call-overload]
                     status_counts[status] = status_counts.get(status, 0) + 1
                     if status == "failed":
@@ -197,7 +212,8 @@ def run_predict(
                 if on_chunk is not None:
                     on_chunk(rows, total)
         plan = planner(sample, reader.kind, algo, planner_prompts) if planner_prompts > 0 else None
-        means = {f"mean_{k}": v / rows for k, v in sums.items()}
+        means_over = rows - len(failed)
+        means = {f"mean_{k}": (v / means_over if means_over else math.nan) for k, v in sums.items()}
         if reader.kind != "counts":
             means["mean_predicted_low"] = means["mean_predicted_high"] = math.nan
         if algo.beta == 0:
@@ -207,6 +223,7 @@ def run_predict(
             **means,
             "status": status_counts,
             "failed": len(failed),
+            "means_over": means_over,
             "input": {"path": str(stats), "format": reader.format, "kind": reader.kind},
             "quantity": "p(correct)" if reader.kind != "rewards" else "mean reward",
             "spec": dataclasses.asdict(algo),
