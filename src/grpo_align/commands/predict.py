@@ -53,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="prompts the planner solves at each (G, beta); 0 skips it (default 200)",
     )
-    parser.add_argument("--no-html", action="store_true", help="skip index.html")
+    parser.add_argument(
+        "--no-html", action="store_true", help="no index.html (an earlier run's page in DIR is removed)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
