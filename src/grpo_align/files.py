@@ -12,6 +12,17 @@ or a folder is refused (``InputError``) rather than replaced, so ``--out /dev/fu
 link planted in an output folder is never clobbered. An ``OSError`` while writing (no
 permission, disk full) is re-raised naming the target, not the temporary file.
 
+Folders: ``check_folder`` says whether a path is a folder or can be made one (naming what
+is in the way: a file, a device, ...); ``folder_lock`` holds an exclusive ``flock`` on
+``FOLDER/.lock`` while a run lasts, so a second run on the same folder stops at once with
+an ``InputError`` (the kernel drops the lock when the process ends, however it ends). Under
+that lock, ``staged_outputs`` writes a set of files into a hidden staging folder inside the
+target folder and moves the set into place together: each file with ``os.replace``, with
+``SIGINT`` and ``SIGTERM`` held back for those few renames, so an interrupt leaves the old
+set or the new one, never a mix, and no staging folder behind. (A crash or ``SIGKILL`` in
+the middle of the renames can still mix them; the staging folder it leaves is removed by
+the next run.)
+
 Reading: ``read_regular_file`` reads regular files only, up to a size limit, so a FIFO or
 ``/dev/zero`` given as an input cannot hang or exhaust memory.
 
@@ -23,11 +34,15 @@ JSON (``allow_nan=False``) and a reader can tell "undefined" from "unbounded".
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
+import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,15 +53,20 @@ import numpy as np
 from grpo_align.errors import InputError
 
 __all__ = [
+    "LOCK_FILE",
     "MAX_INPUT_BYTES",
+    "STAGING_PREFIX",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_folder",
     "check_target",
+    "folder_lock",
     "json_dumps",
     "read_regular_file",
+    "staged_outputs",
     "to_jsonable",
 ]
 
@@ -55,6 +75,12 @@ FILE_MODE = 0o644
 
 #: largest input file read: problem files are a few KiB; the bound stops a mistaken path
 MAX_INPUT_BYTES = 16 * 2**20
+
+#: the lock file of a run folder (``folder_lock``)
+LOCK_FILE = ".lock"
+
+#: name prefix of the staging folders inside an output folder (``staged_outputs``)
+STAGING_PREFIX = ".staging-"
 
 PathLike = str | os.PathLike[str]
 
@@ -91,6 +117,154 @@ def check_target(path: PathLike) -> Path:
             str(target), f"exists and is {_kind(mode)}; only regular files are written: choose another name"
         )
     return target
+
+
+def _what(mode: int) -> str:
+    """What a node is, for messages: "a file" or what ``_kind`` says."""
+    return "a file" if stat.S_ISREG(mode) else _kind(mode)
+
+
+def check_folder(path: PathLike, field: str) -> Path:
+    """``path`` as a Path, if it is a folder (links followed) or could be created as one.
+
+    Nothing is created. Raises ``InputError`` on ``field`` for an empty path, for a path
+    that exists as anything but a folder (a file, a device, ...), and for one whose nearest
+    existing ancestor is not a folder (``/dev/full/x``), naming what is in the way.
+    Permissions are left to the ``OSError`` of creating it.
+    """
+    if os.fspath(path) == "":
+        raise InputError(field, "empty path; give a folder")
+    folder = Path(path)
+    for node in (folder, *folder.parents):
+        try:
+            mode = os.stat(node).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not there (or under a non-folder): look further up
+        if stat.S_ISDIR(mode):
+            return folder
+        if node == folder:
+            raise InputError(field, f"{folder} is {_what(mode)}; expected a folder")
+        raise InputError(field, f"{folder} cannot be created: {node} is {_what(mode)}; expected a folder")
+    return folder
+
+
+@contextmanager
+def folder_lock(path: PathLike, field: str) -> Iterator[Path]:
+    """Create the folder ``path`` and hold an exclusive lock on ``path/.lock`` meanwhile.
+
+    The lock is ``flock``: the kernel drops it when the process ends, however it ends, so
+    a killed run never leaves a stale lock. A second holder (another process, or another
+    ``folder_lock`` in this one) gets an ``InputError`` on ``field`` at once instead of
+    racing the first for the same files. ``check_folder`` runs first. Without ``fcntl``
+    (not POSIX) there is no lock.
+    """
+    folder = check_folder(path, field)
+    folder.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(folder / LOCK_FILE, flags, FILE_MODE)
+    except OSError as exc:
+        if not (exc.errno == errno.ELOOP and os.path.islink(folder / LOCK_FILE)):
+            raise _naming(exc, folder) from exc  # no permission to write there, ...
+        raise InputError(
+            str(folder / LOCK_FILE), "exists and is a symbolic link; only regular files are written: remove it"
+        ) from None
+    try:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(
+                    field, f"{folder} is in use by another grpo-align run; wait for it or choose another folder"
+                ) from None
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold ``SIGINT`` and ``SIGTERM`` back until the block ends, then deliver them.
+
+    Only in the main thread (the only one that receives Python's signal handlers); a
+    signal whose handler was not set from Python is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is None or handler == signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for held, handler in previous.items():
+            signal.signal(held, handler)
+        for received in dict.fromkeys(pending):
+            signal.raise_signal(received)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the renames) to disk, where the system allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def staged_outputs(folder: PathLike, names: Iterable[str]) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``folder``; on a clean exit move its files into place.
+
+    Hold ``folder_lock(folder)`` around it. ``names`` are every file the set can hold, in
+    the order they are moved (put the one that marks a finished run last). Each target is
+    checked up front and again just before the move (``check_target``: only regular files
+    are replaced). On a clean exit each staged name replaces its namesake in ``folder``
+    and the names not staged are removed from it (left there, an earlier run's file would
+    sit beside this run's), with ``SIGINT`` and ``SIGTERM`` held back until the set is in
+    place. On any exception (``KeyboardInterrupt`` included) the staging folder is removed
+    and ``folder`` keeps the old set. Staging folders a killed run left are removed first.
+    """
+    folder = Path(folder)
+    names = tuple(names)
+    for name in names:
+        check_target(folder / name)
+    for left in folder.glob(STAGING_PREFIX + "*"):
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+    try:
+        stage = Path(tempfile.mkdtemp(dir=folder, prefix=STAGING_PREFIX))
+    except OSError as exc:
+        raise _naming(exc, folder) from exc
+    try:
+        yield stage
+        staged = [name for name in names if os.path.lexists(stage / name)]
+        with _signals_held():
+            for name in names:
+                check_target(folder / name)  # a link may have appeared while the run ran
+            for name in staged:
+                os.replace(stage / name, folder / name)
+            for name in names:
+                if name not in staged:
+                    (folder / name).unlink(missing_ok=True)
+            _fsync_folder(folder)
+            shutil.rmtree(stage, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _naming(exc: OSError, target: Path) -> OSError:

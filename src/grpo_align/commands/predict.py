@@ -5,8 +5,12 @@ STATS holds one row per prompt (``prompt_id`` and ``n`` + ``correct``, ``p0`` or
 grpo-align TOML file with an ``[algorithm]`` table, or a trainer's config file
 (``grpo_align.predict.config``); ``--beta`` and ``--group-size`` override it. Writes
 ``predictions.csv`` (and ``.parquet`` with pyarrow), ``summary.json`` and ``index.html``
-to DIR and prints the headline numbers. Exit status: 0, 1 when a prompt's solve failed,
-2 on bad input.
+to DIR and prints the headline numbers. The outputs replace an earlier run's in DIR all
+together or not at all (``grpo_align.predict.pipeline``): an empty input touches nothing,
+a second run on the same DIR stops at once (exit 2), and an interrupt leaves one run's
+complete set. Prompts whose solve failed have no results and stay out of the means; the
+table says over how many prompts the means are. Exit status: 0, 1 when a prompt's solve
+failed, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from rich.table import Table
 
 from grpo_align.commands.console import StdoutConsole
 from grpo_align.errors import InputError
+from grpo_align.files import check_folder
 
 #: inputs with more rows than this get a progress bar
 LONG_INPUT = 20_000
@@ -38,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer", default=None, help="the trainer that reads CONFIG (default: detected)")
     parser.add_argument("--beta", type=float, default=None, help="override the penalty weight beta")
     parser.add_argument("--group-size", default=None, help="override G (an integer, or inf)")
-    parser.add_argument("--out", type=Path, default=Path("predict"), help="output folder (default ./predict)")
+    parser.add_argument("--out", default="predict", help="output folder (default ./predict)")
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="rows read, solved and written at a time (default 100000)"
     )
@@ -48,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="prompts the planner solves at each (G, beta); 0 skips it (default 200)",
     )
-    parser.add_argument("--no-html", action="store_true", help="skip index.html")
+    parser.add_argument(
+        "--no-html", action="store_true", help="no index.html (an earlier run's page in DIR is removed)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -78,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     planner_prompts = DEFAULT_PLANNER_PROMPTS if args.planner_prompts is None else args.planner_prompts
     if planner_prompts < 0:
         raise InputError("--planner-prompts", f"expected an integer >= 0, got {planner_prompts}")
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError("--out", f"{args.out} is a file; expected a folder")
+    out = check_folder(args.out, "--out")
     algo, source = _spec(args)  # before reading the data, so a typo costs nothing
     console = StdoutConsole(highlight=False, width=None if sys.stdout.isatty() else 120)
 
@@ -106,18 +112,22 @@ def run(args: argparse.Namespace) -> int:
             args.stats,
             algo,
             source,
-            args.out,
+            out,
             chunk_size=chunk_size,
             planner_prompts=planner_prompts,
             on_start=on_start,
             on_chunk=on_chunk,
             html=not args.no_html,
         )
+    except InputError as exc:
+        if exc.field == "out_dir":  # the API's name for --out
+            raise InputError("--out", exc.expected) from None
+        raise
     finally:
         if shown:
             progress.stop()
     _print_summary(console, summary.data)
-    console.print(f"wrote {', '.join(str(args.out / f) for f in summary.data['outputs'])}")
+    console.print(f"wrote {', '.join(str(out / f) for f in summary.data['outputs'])}")
     for pid, message in summary.failed[:10]:
         print(f"error: prompt {pid}: {message}", file=sys.stderr)
     if len(summary.failed) > 10:
@@ -135,6 +145,8 @@ def _fmt(x: Any) -> str:
 
 
 def _print_summary(console: Console, data: dict[str, Any]) -> None:
+    from grpo_align.predict.pipeline import means_note
+
     spec = data["spec"]
     g = "inf" if spec["group_size"] == math.inf else spec["group_size"]
     source = data["source"]
@@ -158,4 +170,7 @@ def _print_summary(console: Console, data: dict[str, Any]) -> None:
     table.add_row(f"RLHF at beta={spec['beta']:g}", _fmt(data["mean_rlhf"]))
     table.add_row("KL(pi || pi_ref), nats", _fmt(data["mean_kl"]))
     console.print(table)
+    note = means_note(data)
+    if note is not None:
+        console.print(note)
     console.print("status: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))

@@ -36,7 +36,6 @@ mean's). Exit status 0 within tolerance, 1 outside it (or when a prediction fail
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Iterable, Iterator
@@ -54,7 +53,7 @@ from rich.text import Text
 
 from grpo_align.errors import InputError
 from grpo_align.extras import require
-from grpo_align.files import atomic_write_jsonl
+from grpo_align.files import atomic_write_jsonl, folder_lock
 from grpo_align.io_toml import ProblemFile, load_problem_toml, toml_value
 
 #: contexts printed as tables; every context is in the summary file
@@ -65,7 +64,6 @@ FAMILY_ALPHA = 1e-3
 
 #: the files a run writes into its folder (what --overwrite removes)
 RUN_FILES = ("summary.jsonl", "trajectory-*.jsonl", "checkpoint-*.pt")
-LOCK_FILE = ".lock"
 
 #: command-line flags that override [train] fields
 FLAG_OF = {"steps": "--steps", "seed": "--seed", "checkpoint_every": "--checkpoint-every"}
@@ -197,30 +195,12 @@ def check_sizes(spec: ProblemFile, config: Any, args: argparse.Namespace) -> Non
 def run_folder(out: Path) -> Iterator[None]:
     """Create ``out`` and hold an exclusive lock on ``out/.lock`` while the run lasts.
 
-    The lock is ``flock``: the kernel drops it when the process ends, however it ends, so
-    a killed run never leaves a stale lock. A second run on the same folder gets an
-    ``InputError`` at once instead of racing the first for the same files.
+    ``grpo_align.files.folder_lock`` (the lock ``predict`` holds on its folder too): a
+    second run on the same folder gets an ``InputError`` at once instead of racing the
+    first for the same files, and a killed run never leaves a stale lock.
     """
-    if out.exists() and not out.is_dir():
-        raise InputError("--out", f"{out} is a file; expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / LOCK_FILE
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock
-            fcntl = None  # type: ignore[assignment]
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(
-                    "--out", f"{out} is in use by another grpo-align train run; wait for it or choose another folder"
-                ) from None
+    with folder_lock(out, "--out"):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def run_files(out: Path) -> list[Path]:

@@ -14,7 +14,8 @@ Several stationary policies: ``predicted`` is the solver's ``policy``, the stabl
 nearest the reference mixture (THEORY.md section 9); ``roots`` counts them all.
 Without regularisation (beta = 0 or k1) there is no interior end point: ``status`` is
 "limit" and ``predicted`` the vertex the expected dynamics reach (all mass on the best
-class the reference can sample).
+class the reference can sample). Where a solve fails, the status is "failed" and the
+prompt has no results (NaN: the solver's candidate or pi_ref is no end point).
 """
 
 from __future__ import annotations
@@ -198,7 +199,9 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
     (``estimate``); predicted_low / predicted_high are the end points at p0_low / p0_high.
     The end point of a binary question increases with p0 (checked over a grid in the tests),
     so they bound the end point of every p0 in the interval. Given p0 or rewards the
-    interval columns are NaN. ``status`` is "failed" when any of a prompt's solves failed.
+    interval columns are NaN. ``status`` is "failed" when any of a prompt's solves failed;
+    then its results (predicted and its interval, rlhf, kl) are NaN, its p0 and interval
+    kept, and ``message`` says what failed.
     """
     size = len(chunk)
     nan = np.full(size, np.nan)
@@ -232,6 +235,12 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
         p0 = chunk.p0
         main = binary_end_points(p0, algo)
         status = list(main.status)
+    failed = np.array([s == "failed" for s in status], dtype=bool)
+
+    def result(values: np.ndarray) -> np.ndarray:
+        # a failed solve's policy is a candidate or pi_ref, not an end point: no value
+        return np.where(failed, np.nan, values)
+
     return {
         "prompt_id": chunk.prompt_id,
         "n": chunk.n,
@@ -239,11 +248,11 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
         "p0": p0,
         "p0_low": low,
         "p0_high": high,
-        "predicted": main.predicted,
-        "predicted_low": pred_low,
-        "predicted_high": pred_high,
-        "rlhf": main.rlhf,
-        "kl": main.kl,
+        "predicted": result(main.predicted),
+        "predicted_low": result(pred_low),
+        "predicted_high": result(pred_high),
+        "rlhf": result(main.rlhf),
+        "kl": result(main.kl),
         "roots": main.roots,
         "status": status,
         "message": main.message,

@@ -1,7 +1,9 @@
 """``index.html`` of ``predict``: one self-contained page (inline CSS, figures as base64 PNG,
 no scripts, no external resources) with the headline numbers and four figures:
 histograms of p0 and of the end point, the end point against p0, and a planner (mean end
-point and mean KL against beta for several G, the config's own point marked).
+point and mean KL against beta for several G, the config's own point marked). Where some
+prompts' solves failed, a line under the table says over how many prompts the means are
+(or that there are none); the failed prompts have no end point in the figures.
 """
 
 from __future__ import annotations
@@ -156,6 +158,8 @@ def _figure(png: str, alt: str, caption: str) -> str:
 
 def render_page(summary: PredictSummary, algo: GRPO, kind: str) -> str:
     """The page as a string (see the module docstring)."""
+    from grpo_align.predict.pipeline import means_note
+
     data = summary.data
     cols = summary.sample.columns
     quantity = data["quantity"]
@@ -181,6 +185,7 @@ def render_page(summary: PredictSummary, algo: GRPO, kind: str) -> str:
     ]
     rows += [(f"status {k}", v) for k, v in data["status"].items()]
     table = "".join(f"<tr><th>{escape(k)}</th><td class='num'>{_fmt(v)}</td></tr>" for k, v in rows)
+    over = means_note(data)  # over which prompts the means are, where some failed
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -191,6 +196,7 @@ def render_page(summary: PredictSummary, algo: GRPO, kind: str) -> str:
         f"<p class='sub'>{escape(str(data['input']['path']))} ({escape(data['input']['format'])}, {escape(kind)}); "
         f"spec from {escape(source['kind'])} <code>{escape(str(source['name']))}</code>: {escape(spec)}</p>",
         f"<table>{table}</table>",
+        *([f"<p><strong>{escape(over)}</strong></p>"] if over is not None else []),
         "<h2>Distributions</h2>",
         _figure(_histograms(cols, quantity), "histograms of p0 and of the predicted end point", f"Per prompt{note}."),
         "<h2>End point against p0</h2>",

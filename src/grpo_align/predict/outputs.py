@@ -1,7 +1,8 @@
 """Writers of ``predictions.csv`` and ``predictions.parquet``: rows appended chunk by chunk to a
-temporary file in the output folder, moved into place atomically when the run ends
-(``grpo_align.files.atomic_path``): a reader never sees half a file, and an interrupted run
-leaves the old one.
+temporary file in the folder given, moved into place atomically when the writer closes
+(``grpo_align.files.atomic_path``): a reader never sees half a file, and an interrupted
+write leaves the old one. ``predict`` gives its staging folder, whose files then move into
+the output folder together with the summary and the page (``grpo_align.predict.pipeline``).
 """
 
 from __future__ import annotations
