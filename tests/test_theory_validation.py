@@ -112,7 +112,7 @@ CASES = {
     "rlhf problem": ("problem", lambda: ga.rlhf_policy([0.5, 0.5], 0.1)),
     "rlhf preference problem": ("problem", lambda: ga.rlhf_policy(PREF, 0.1)),
     "pairwise W": ("win_prob", lambda: ga.pairwise_policy(GOOD_REF, [[0.0, 0.9], [0.9, 0.0]], 0.5)),
-    "nash tau": ("beta", lambda: ga.nash_policy(GOOD_REF, [[0.0, 0.5], [0.5, 0.0]], 0.0)),
+    "nash tau": ("tau", lambda: ga.nash_policy(GOOD_REF, [[0.0, 0.5], [0.5, 0.0]], 0.0)),
 }
 
 
