@@ -66,7 +66,7 @@ CASES = {
     "eps negative": ("eps", lambda: ga.GRPO(eps=-1e-4)),
     "replace validates": ("beta", lambda: ga.GRPO().replace(beta=-1.0)),
     "preset unknown": ("preset", lambda: ga.GRPO.preset("deepspeed")),
-    "preset option": ("preset", lambda: ga.GRPO.preset("trl", temperature=1.0)),
+    "preset option": ("temperature", lambda: ga.GRPO.preset("trl", temperature=1.0)),
     "preset bad value": ("beta", lambda: ga.GRPO.preset("verl", beta=-1.0)),
     # ---- preference
     "policy shape": ("policy", lambda: ga.preference(BINARY, ga.GRPO(), [0.2, 0.3, 0.5])),

@@ -7,9 +7,12 @@ engine solves it; the trainers run it.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import math
 import numbers
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from grpo_align.errors import InputError
@@ -237,9 +240,7 @@ class GRPO:
         """
         if name not in PRESETS:
             raise InputError("preset", f"unknown {name!r}; expected one of {', '.join(PRESETS)}")
-        unknown = set(overrides) - set(PRESETS[name])
-        if unknown:
-            raise InputError("preset", f"unknown option(s) {', '.join(sorted(unknown))}; expected GRPO fields")
+        _check_field_names(overrides)
         return cls(**{**PRESETS[name], **overrides})
 
     def replace(self, **changes: Any) -> GRPO:
@@ -266,3 +267,42 @@ class GRPO:
                 raise InputError("eps", "the pairwise form at G = 2 needs eps = 0 (it scales by 1/(std + eps))")
             return 1.0 if self.ddof == 0 else 1.0 / math.sqrt(2.0)
         raise InputError("normalization", "the pairwise form at G = 2 holds for shift_scale only")
+
+
+def _field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(GRPO))
+
+
+def _check_field_names(given: Any) -> None:
+    """Every keyword a GRPO field; an unknown one is an InputError naming it and the nearest field."""
+    names = _field_names()
+    for key in given:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise InputError(str(key), f"not a GRPO field; {hint}expected one of {', '.join(names)}")
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """The dataclass ``__init__`` behind a check of the keywords: ``GRPO(foo=1)`` is an
+    ``InputError`` naming ``foo`` and the nearest field, not a TypeError, so the CLI and the
+    API report it on one line like every other bad value. Signature, fields, ``replace``,
+    equality and repr stay the dataclass's own."""
+
+    @functools.wraps(init)
+    def __init__(self: GRPO, *args: Any, **kwargs: Any) -> None:
+        names = _field_names()
+        if len(args) > len(names):
+            raise InputError(
+                "GRPO", f"takes at most {len(names)} positional values ({', '.join(names)}), got {len(args)}"
+            )
+        _check_field_names(kwargs)
+        twice = [key for key in names[: len(args)] if key in kwargs]
+        if twice:
+            raise InputError(twice[0], "given both by position and by name; give it once")
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+GRPO.__init__ = _checked_init(GRPO.__init__)  # type: ignore[method-assign]
