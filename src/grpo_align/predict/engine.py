@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grpo_align.predict.estimate import jeffreys_interval, jeffreys_mean
+from grpo_align.errors import InputError
+from grpo_align.predict.estimate import MAX_COUNT, jeffreys_interval, jeffreys_mean
 from grpo_align.predict.stats import StatsChunk
 from grpo_align.theory import GRPO, Problem, rlhf_policy, stationary_policy
 
@@ -80,10 +81,20 @@ class EndPoints:
 
 
 def _kl(policy: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """KL(pi || pi_ref) per row, with 0 log 0 = 0."""
+    """KL(pi || pi_ref) = sum_o pi(o) log(pi(o)/pi_ref(o)) per row, with 0 log 0 = 0.
+
+    log(pi/pi_ref) is taken from the ratio where the ratio is a normal float and as
+    log pi - log pi_ref where it is not: against a subnormal pi_ref (p0 1e-320 and a
+    predicted p near 1) the ratio overflows, its log does not (KL about 732.7, not inf).
+    """
     pos = policy > 0
-    ratio = np.where(pos, policy, 1.0) / np.where(pos, ref, 1.0)
-    return np.sum(np.where(pos, policy * np.log(ratio), 0.0), axis=-1)
+    num = np.where(pos, policy, 1.0)
+    den = np.where(pos, ref, 1.0)
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        ratio = num / den
+        normal = np.isfinite(ratio) & (ratio >= np.finfo(float).tiny)
+        log_ratio = np.where(normal, np.log(np.where(normal, ratio, 1.0)), np.log(num) - np.log(den))
+    return np.sum(np.where(pos, policy * log_ratio, 0.0), axis=-1)
 
 
 def _solve(problem: Problem, algo: GRPO, values: np.ndarray) -> EndPoints:
@@ -211,6 +222,14 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
         p0, main = reward_end_points(chunk.rewards, algo)
         status = list(main.status)
     elif chunk.kind == "counts":
+        over = chunk.n > MAX_COUNT
+        if np.any(over):  # named by prompt here: the estimate knows only array positions
+            i = int(np.argmax(over))
+            raise InputError(
+                f"prompt_id {chunk.prompt_id[i]!r}, column n",
+                f"{chunk.n[i]:.6g} completions; expected at most 2**53 ({MAX_COUNT}), "
+                "beyond which counts have no exact float",
+            )
         p0 = jeffreys_mean(chunk.n, chunk.correct)
         low, high = jeffreys_interval(chunk.n, chunk.correct)
         # one batch: the point estimate and both ends of the interval
