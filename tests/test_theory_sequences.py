@@ -175,9 +175,10 @@ def test_k2_moves_with_sequence_mean_even_without_shared_prefixes():
 
 # ---------------------------------------------------------------------------- input
 def test_sequences_validation():
-    with pytest.raises(InputError, match="prefix"):
+    # both outputs named as fields, by their Python index (io_toml renumbers both from 1)
+    with pytest.raises(InputError, match=r"^sequences\[0\]: \(1,\) is a prefix of sequences\[1\] \(1, 2\)"):
         ga.Problem.from_rewards([0.5, 0.5], [1, 0], sequences=[(1,), (1, 2)])
-    with pytest.raises(InputError, match="prefix"):
+    with pytest.raises(InputError, match=r"^sequences\[1\]: \(1, 2\) repeats sequences\[0\]"):
         ga.Problem.from_rewards([0.5, 0.5], [1, 0], sequences=[(1, 2), (1, 2)])
     with pytest.raises(InputError, match="one token tuple per output"):
         ga.Problem.from_rewards([0.5, 0.5], [1, 0], sequences=[(1, 2)])

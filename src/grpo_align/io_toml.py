@@ -166,8 +166,15 @@ def _shapes(depth: tuple[int, ...]) -> str:
 
 
 def _reprefix(exc: InputError, where: _Where) -> InputError:
-    """An error of the Python API (field ``rewards``) as one about the file (``problem.rewards``)."""
-    return InputError(where(_field_from_1(exc.field)), in_toml_words(exc.expected))
+    """An error of the Python API (field ``rewards``) as one about the file (``problem.rewards``).
+
+    Indexed fields count from 1 in the file: ``sequences[0]`` is ``problem.sequences[1]``,
+    also where the message names another entry of the same field (``... is a prefix of
+    sequences[1]`` becomes ``problem.sequences[2]``).
+    """
+    base = re.escape(re.sub(r"\[.*", "", exc.field))
+    expected = re.sub(rf"\b{base}(?:\[\d+\])+", lambda m: where(_field_from_1(m.group(0))), exc.expected)
+    return InputError(where(_field_from_1(exc.field)), in_toml_words(expected))
 
 
 def parse_problem(table: Any) -> tuple[Problem, dict[str, Any]]:

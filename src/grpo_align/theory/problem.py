@@ -127,8 +127,11 @@ def _check_one_context(name: str, seqs: Any, n_real: int, n_out: int) -> tuple[t
     for i, s in enumerate(out):
         if s in prefixes or out.index(s) != i:
             j = prefixes.get(s, out.index(s))
+            # both outputs are named as fields (sequences[i], sequences[j]), so a reader that
+            # numbers fields from 1 (io_toml) renumbers both
+            relation = "repeats" if s == out[j] else "is a prefix of"
             raise InputError(
-                name, f"output {i} {s!r} is a prefix of output {j} {out[j]!r}; end every sequence with an end token"
+                f"{name}[{i}]", f"{s!r} {relation} {name}[{j}] {out[j]!r}; end every sequence with an end token"
             )
     return tuple(out)
 
@@ -251,7 +254,7 @@ class Problem:
         order = np.argsort(lev2, axis=1, kind="stable")
         lev2 = np.take_along_axis(lev2, order, axis=1)
         d3 = np.take_along_axis(d3, order[:, None, :], axis=2)
-        if np.any(np.diff(lev2, axis=1) <= 0):
+        if np.any(lev2[:, 1:] <= lev2[:, :-1]):  # compared, not subtracted: -1e308, 1e308 do not overflow
             raise InputError("levels", "contains repeated values; expected distinct reward levels")
         object.__setattr__(self, "ref", ref2)
         object.__setattr__(self, "levels", lev2)
