@@ -92,8 +92,9 @@ def _check_group_size(group_size: Any, ddof: int = 0, cap: float = math.inf) -> 
 def _binomial_window(n: int, p: float) -> np.ndarray:
     """The counts k of Binom(n, p) that carry its mass, within 20 sd + 200 of the mean.
 
-    Bernstein's inequality puts less than exp(-200) of the mass outside; for n <= 400 the
-    window is every count 0..n, so small groups sum exactly the terms they did before.
+    Bernstein's inequality, P(|K - np| >= t) <= 2 exp(-t^2 / (2 (np(1-p) + t/3))), puts
+    less than 2 exp(-200) of the mass outside (t = 20 sd + 200); for n <= 200 the window is
+    every count 0..n, the sum as written.
     """
     mean = n * p
     spread = 20.0 * math.sqrt(n * p * (1.0 - p)) + 200.0
