@@ -28,6 +28,7 @@ from grpo_align.errors import InputError
 from grpo_align.predict.estimate import MAX_COUNT, jeffreys_interval, jeffreys_mean
 from grpo_align.predict.stats import StatsChunk
 from grpo_align.theory import GRPO, Problem, rlhf_policy, stationary_policy
+from grpo_align.theory.stationary.work import MAX_MEMORY_BYTES, check_work
 
 __all__ = ["COLUMNS", "EndPoints", "binary_end_points", "predict_chunk", "reward_end_points"]
 
@@ -146,6 +147,19 @@ def binary_end_points(p0: np.ndarray, algo: GRPO) -> EndPoints:
     return _concat(parts) if parts else _empty()
 
 
+def _batch_within_memory(ref: np.ndarray, levels: np.ndarray, algo: GRPO) -> int:
+    """Contexts per solve for prompts of this many reward classes: ``SOLVE_BATCH``, or fewer
+    where each context's own table of P_G (many distinct levels) would exceed a quarter of
+    the engine's memory bound (``work.MAX_MEMORY_BYTES``).
+
+    A context too costly on its own is refused here, before any solve (``WorkLimitError``).
+    """
+    one = check_work(Problem.from_rewards(ref=ref, rewards=levels), algo)
+    if one.memory_bytes <= 0:
+        return SOLVE_BATCH
+    return int(max(1, min(SOLVE_BATCH, MAX_MEMORY_BYTES // 4 // one.memory_bytes)))
+
+
 def reward_end_points(rewards: list[np.ndarray], algo: GRPO) -> tuple[np.ndarray, EndPoints]:
     """(mean reward under the reference, end points) of empirical reward distributions.
 
@@ -171,8 +185,9 @@ def reward_end_points(rewards: list[np.ndarray], algo: GRPO) -> tuple[np.ndarray
     n_classes = np.array([lev.size for lev in levels_of], dtype=np.int64)
     for k in np.unique(n_classes):
         idx_all = np.flatnonzero(n_classes == k)
-        for start in range(0, idx_all.size, SOLVE_BATCH):
-            idx = idx_all[start : start + SOLVE_BATCH]
+        batch = _batch_within_memory(ref_of[idx_all[0]], levels_of[idx_all[0]], algo)
+        for start in range(0, idx_all.size, batch):
+            idx = idx_all[start : start + batch]
             ref = np.stack([ref_of[i] for i in idx])
             lev = np.stack([levels_of[i] for i in idx])
             out = _solve(Problem.from_rewards(ref=ref, rewards=lev), algo, lev)

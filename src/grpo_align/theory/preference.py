@@ -280,9 +280,18 @@ class LevelPreference:
         # contexts in blocks whose (contexts, points, N) count-vector probabilities stay
         # near 2^18 entries (cache-sized, and bounded memory for many levels)
         block = max(1, (1 << 18) // max(1, flat.shape[1] * n_vec))
-        if self.shared or flat.shape[0] <= block:
+        if flat.shape[0] * flat.shape[1] * n_vec <= (1 << 20) or (not self.shared and flat.shape[0] <= block):
             return self._h(flat, self.rows).reshape(w.shape)
         out = np.empty(flat.shape, dtype=np.result_type(flat, self.table))
+        if self.shared:
+            # one table: blocks of points across contexts (G = 10^5 at 60,000 points would
+            # otherwise hold a 48 GB probability matrix)
+            points = flat.reshape(1, -1, n_lev)
+            step = max(1, (1 << 18) // n_vec)
+            flat_out = out.reshape(-1, n_lev)
+            for i in range(0, points.shape[1], step):
+                flat_out[i : i + step] = self._h(points[:, i : i + step], None)[0]
+            return out.reshape(w.shape)
         for i in range(0, flat.shape[0], block):
             out[i : i + block] = self._h(
                 flat[i : i + block], None if self.rows is None else self.rows[i : i + block], i

@@ -57,6 +57,7 @@ from grpo_align.theory.stationary.tree import (
     needs_tree_solver,
     tree_stationary_policy,
 )
+from grpo_align.theory.stationary.work import MAX_SECONDS, WorkLimitError, check_work, estimate_work
 
 __all__ = [
     "METHODS",
@@ -68,7 +69,9 @@ __all__ = [
     "StationaryContext",
     "StationaryResult",
     "StationaryRoot",
+    "WorkLimitError",
     "applicable_methods",
+    "estimate_work",
     "penalty_coefficient",
     "reward_classes",
     "stationarity_residual",
@@ -113,7 +116,9 @@ def applicable_methods(problem: Problem, algo: GRPO) -> tuple[str, ...]:
     return ("newton",)
 
 
-def stationary_policy(problem: Problem, algo: GRPO, method: str | None = None) -> StationaryResult:
+def stationary_policy(
+    problem: Problem, algo: GRPO, method: str | None = None, *, max_seconds: float | None = MAX_SECONDS
+) -> StationaryResult:
     """The stationary policies of GRPO variant ``algo`` on ``problem`` (THEORY.md section 5).
 
     Every penalty is solved in the reduced space (the reward-level mixture w, or the
@@ -132,6 +137,11 @@ def stationary_policy(problem: Problem, algo: GRPO, method: str | None = None) -
     method : {None, "scan", "newton", "proximal", "replicator"}
         None takes the first of ``applicable_methods(problem, algo)``; a named method that
         does not apply raises ``InputError``.
+    max_seconds : float or None
+        A solve whose estimated cost per context exceeds this (``work.estimate_work``: the
+        count vectors of many reward levels, a large finite G, a large tree) is refused
+        up front with ``WorkLimitError`` naming the field to change; None lifts the limit.
+        Its working memory is bounded regardless (``work.MAX_MEMORY_BYTES``).
 
     Returns
     -------
@@ -148,6 +158,8 @@ def stationary_policy(problem: Problem, algo: GRPO, method: str | None = None) -
     >>> res[0].policy.round(6)
     array([0.653113, 0.155904, 0.190983])
     """
+    if isinstance(problem, Problem) and isinstance(algo, GRPO):
+        check_work(problem, algo, max_seconds)
     if isinstance(problem, Problem) and isinstance(algo, GRPO) and needs_tree_solver(problem, algo):
         # token sequences or the penalty in the reward: THEORY.md section 10
         if method not in (None, "tree"):
