@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,12 +59,9 @@ class SpecSource:
 
 
 def _toml_spec(path: Path) -> GRPO:
-    from grpo_align.io_toml import parse_algorithm
+    from grpo_align.io_toml import parse_algorithm, read_toml
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(str(path), f"malformed TOML: {str(exc).splitlines()[0]}") from None
+    data = read_toml(path)  # as solve reads it: a regular UTF-8 file, a byte-order mark dropped
     table = data.get("algorithm")
     if isinstance(table, list):
         if len(table) != 1:
