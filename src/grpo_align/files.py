@@ -92,6 +92,9 @@ MAX_INPUT_BYTES = 16 * 2**20
 #: longest line of a file read line by line (a STATS or prompts file, of any length)
 MAX_LINE_BYTES = 8 * 2**20
 
+#: bytes read at a time by ``TextLines``
+READ_BLOCK = 2**20
+
 #: the lock file of a run folder (``folder_lock``)
 LOCK_FILE = ".lock"
 
@@ -389,16 +392,17 @@ def read_text_file(path: PathLike, max_bytes: int | None = None, expected: str =
 
 
 class TextLines(Iterator[str]):
-    """The lines of a text file, read one at a time: a regular file, UTF-8, gzipped if ``.gz``.
+    """The lines of a text file, streamed: a regular file, UTF-8, gzip-compressed if ``.gz``.
 
-    Each line is returned with its line break. A line longer than ``max_line_bytes``
-    (default ``MAX_LINE_BYTES``) raises ``InputError`` once that many bytes are read, so
-    an endless line (a file of zeros) costs bounded memory; with ``max_record_bytes``,
-    so does a record of several lines (a CSV cell in quotes over line breaks; the caller
-    calls ``start_record`` at each record). A leading byte-order mark is dropped. Bytes
-    that are not UTF-8, a file named ``.gz`` that is not gzip-compressed, a truncated or
-    corrupt gzip stream: each an ``InputError`` naming the file and the fix. Use as a
-    context manager, or call ``close``.
+    The file is read in blocks of ``READ_BLOCK`` bytes and split into lines at ``\\n``,
+    ``\\r\\n`` or ``\\r``; each line is returned with its line break. A line longer than
+    ``max_line_bytes`` (default ``MAX_LINE_BYTES``, the line break included) raises
+    ``InputError`` as soon as that many bytes are buffered, so an endless line (a file of
+    zeros) costs bounded memory; with ``max_record_bytes`` so does a record of several
+    lines (a CSV cell in quotes over line breaks; the caller calls ``start_record`` at
+    each record). A leading byte-order mark is dropped. Bytes that are not UTF-8, a file
+    named ``.gz`` that is not gzip-compressed, a truncated or corrupt gzip stream: each an
+    ``InputError`` naming the file and the fix. Use as a context manager, or call ``close``.
 
     Attributes
     ----------
@@ -414,16 +418,23 @@ class TextLines(Iterator[str]):
         self.max_record_bytes = max_record_bytes
         self.gzipped = self.path.suffix.lower() == ".gz"
         self._raw = open_regular_file(path)
-        self._fh: BinaryIO = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gzipped else self._raw  # type: ignore[assignment]
+        self._fh: Any = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gzipped else self._raw
         self.line_no = 0
         self.offset = 0
         self._record_start = 0
+        self._lines = self._generate()
 
     def __enter__(self) -> TextLines:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
+
+    def __next__(self) -> str:
+        return next(self._lines)
 
     def close(self) -> None:
         try:
@@ -435,17 +446,20 @@ class TextLines(Iterator[str]):
         """A record starts at the next line (for ``max_record_bytes``)."""
         self._record_start = self.offset
 
-    def _readline(self) -> bytes:
+    def _where(self, line_no: int) -> str:
+        return f"{self.path}, line {line_no}"
+
+    def _read(self, size: int) -> bytes:
         path = str(self.path)
         try:
-            return self._fh.readline(self.max_line_bytes + 1)
+            return self._fh.read(size)
         except gzip.BadGzipFile as exc:
             if not str(exc).startswith("Not a gzipped file"):
                 raise InputError(path, f"corrupt gzip data ({exc}); copy the file again or recompress it") from None
-            if self.offset == 0:
+            if not self._gzip_magic():
                 raise InputError(path, "is not gzip-compressed; decompress it or drop the .gz suffix") from None
             raise InputError(
-                path, f"has bytes that are not gzip data after line {self.line_no}; recompress the file"
+                path, "has bytes that are not gzip data after its gzip data; recompress the file"
             ) from None
         except EOFError:
             after = f" (after line {self.line_no})" if self.line_no else ""
@@ -453,33 +467,55 @@ class TextLines(Iterator[str]):
         except zlib.error as exc:
             raise InputError(path, f"corrupt gzip data ({exc}); copy the file again or recompress it") from None
 
-    def __next__(self) -> str:
-        start = self.offset
-        data = self._readline()
-        if not data:
-            raise StopIteration
-        self.line_no += 1
-        self.offset += len(data)
-        where = f"{self.path}, line {self.line_no}"
-        if len(data) > self.max_line_bytes and not data.endswith(b"\n"):
-            raise InputError(
-                where, f"is longer than {_size(self.max_line_bytes)}; expected one record per line (is this the file?)"
-            )
-        if self.max_record_bytes is not None and self.offset - self._record_start > self.max_record_bytes:
-            raise InputError(
-                where,
-                f'a record runs over {_size(self.max_record_bytes)} of lines; look for a quote (") that is not closed',
-            )
+    def _gzip_magic(self) -> bool:
+        """Whether the file starts as gzip data does (its first two bytes)."""
+        if hasattr(os, "pread"):
+            return os.pread(self._raw.fileno(), 2, 0) == b"\x1f\x8b"
+        return self.line_no > 0  # no pread: data that came out shows it was gzip
+
+    def _too_long(self, line_no: int) -> InputError:
+        return InputError(
+            self._where(line_no),
+            f"is longer than {_size(self.max_line_bytes)}; expected one record per line (is this the right file?)",
+        )
+
+    def _generate(self) -> Iterator[str]:
+        cap = self.max_line_bytes
+        record_cap = self.max_record_bytes
         of = " of the decompressed text" if self.gzipped else ""
-        return decode_utf8(data, where, start, of) if self.line_no == 1 else _decode_line(data, where, start, of)
-
-
-def _decode_line(data: bytes, where: str, offset: int, of: str) -> str:
-    """``decode_utf8`` without dropping a byte-order mark (only the first line may start with one)."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return decode_utf8(data, where, offset, of)
+        rest = b""
+        offset = 0  # of rest's first byte
+        line_no = 0
+        while True:
+            data = self._read(READ_BLOCK)
+            buf = rest + data if rest else data
+            if offset == 0 and buf.startswith(b"\xef\xbb\xbf"):
+                buf, offset = buf[3:], 3
+            pieces = buf.splitlines(keepends=True)
+            # the last piece may go on in the next block (a "\r" may be half of "\r\n")
+            rest = pieces.pop() if data and pieces and not pieces[-1].endswith(b"\n") else b""
+            for piece in pieces:
+                line_no += 1
+                self.line_no = line_no
+                if len(piece) > cap:
+                    raise self._too_long(line_no)
+                try:
+                    text = piece.decode("utf-8")
+                except UnicodeDecodeError:
+                    decode_utf8(piece, self._where(line_no), offset, of)  # raises, naming the byte
+                    raise
+                offset += len(piece)
+                self.offset = offset
+                if record_cap is not None and offset - self._record_start > record_cap:
+                    raise InputError(
+                        self._where(line_no),
+                        f'a record runs over {_size(record_cap)} of lines; look for a quote (") that is not closed',
+                    )
+                yield text
+            if len(rest) > cap:
+                raise self._too_long(line_no + 1)
+            if not data:
+                return
 
 
 class _DuplicateKey(Exception):
@@ -601,7 +637,7 @@ def _csv_next(reader: Any, lines: TextLines) -> list[str] | None:
         if "field larger than field limit" in str(exc):
             raise InputError(
                 where,
-                f"a cell is longer than {limit} characters (the csv module's limit); "
+                f"a cell is longer than {limit} characters (the csv module's limit; is a quote not closed?); "
                 "put long reward lists in a JSON Lines file",
             ) from None
         raise InputError(where, f"malformed CSV ({exc})") from None
