@@ -23,8 +23,21 @@ set or the new one, never a mix, and no staging folder behind. (A crash or ``SIG
 the middle of the renames can still mix them; the staging folder it leaves is removed by
 the next run.)
 
-Reading: ``read_regular_file`` reads regular files only, up to a size limit, so a FIFO or
-``/dev/zero`` given as an input cannot hang or exhaust memory.
+Reading: every file the project reads (STATS and prompts files, problem TOML, trainer
+configs) goes through one set of readers, so one rule holds for all of them. Only regular
+files are read: ``open_regular_file`` opens non-blocking and checks what it opened (links
+followed), so a FIFO, a device (``/dev/zero``, or a link to it), a socket or a folder is an
+``InputError`` at once, never a hang. Text is UTF-8; a leading byte-order mark is dropped
+everywhere, and any other byte that is not UTF-8 is an ``InputError`` naming the file, the
+line where there is one, and the byte offset, with the fix ("save it as UTF-8").
+``read_text_file`` reads a small file whole, up to ``MAX_INPUT_BYTES`` (problem and config
+files); ``TextLines`` streams a file of any size line by line (gzip-compressed if ``.gz``),
+holding at most ``MAX_LINE_BYTES`` of one line, so an endless line costs bounded memory;
+gzip's errors (not gzip, truncated, corrupt) become ``InputError`` with the fix.
+``read_csv`` reads CSV through it (``csv_delimiter``: only the last suffix, before
+``.gz``, makes a ``.tsv``), refusing a name twice in the header and a cell over the csv
+module's ``field_size_limit``; ``loads_json`` refuses a key twice in one object (Python's
+``json`` keeps the last without a word).
 
 JSON: ``to_jsonable`` is the one conversion of results to plain JSON values. NaN becomes
 ``null`` and the infinities the strings ``"inf"`` / ``"-inf"``, so every file is strict

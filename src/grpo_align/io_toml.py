@@ -21,10 +21,10 @@ Schema (README "TOML files"; ``examples/*.toml`` are commented instances)::
 Unknown keys are errors that name the key and the allowed ones. Every error is in the
 file's words: the key's path (``problem.rewards``, ``algorithm[2].beta``, tables and rows
 counted from 1) and TOML values (``true``, ``inf``, ``"text"``). The file must be a regular
-UTF-8 file of at most ``files.MAX_INPUT_BYTES`` (a byte-order mark is skipped; ``read_toml``,
-which ``grpo-align predict --config FILE.toml`` reads too). Parsing
-produces the same ``Problem`` and ``GRPO`` objects the Python API takes; nothing
-downstream re-parses.
+UTF-8 file of at most ``files.MAX_INPUT_BYTES`` (a byte-order mark is skipped;
+``read_toml``, which ``grpo-align predict --config FILE.toml`` uses too). Parsing produces
+the same ``Problem`` and ``GRPO`` objects the Python API takes; nothing downstream
+re-parses.
 """
 
 from __future__ import annotations

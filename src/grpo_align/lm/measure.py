@@ -95,7 +95,9 @@ def load_prompts(path: str | Path, prompt_column: str = "prompt", required: Sequ
 
     ``prompt_column`` holds the prompt text; ``prompt_id`` the id (default: the 1-based
     line number); every column in ``required`` (the reference-answer column) must be
-    present in every row. Raises a one-line ``InputError`` naming the file, line and column.
+    present in every row. The file is read as ``predict`` reads STATS (``files.TextLines``,
+    ``files.read_csv``): a regular UTF-8 file, streamed, a column or key twice refused.
+    Raises a one-line ``InputError`` naming the file, line and column.
     """
     path = Path(path)
     if not path.exists():  # a FIFO or a device: refused as such when opened

@@ -4,7 +4,8 @@ Pure Python: each module reads a trainer's settings by name, without importing t
 trainer, and returns a ``MappingReport`` (``report``): the ``GRPO`` it trains and one row
 per setting. ``trl``: Hugging Face TRL's ``GRPOConfig``; ``verl``: verl's trainer YAML;
 ``openrlhf``: OpenRLHF's ``train_ppo_ray`` flags. ``read_trainer_config(path)`` reads a
-file, detects the trainer and dispatches. ``engine``: the ``GRPO`` fields every mapping
+file (``load_config_file``: a regular UTF-8 file, a key twice, a file with no settings and
+a YAML alias bomb refused), detects the trainer and dispatches. ``engine``: the ``GRPO`` fields every mapping
 sets for token sequences (``aggregation``, ``penalty_in``; THEORY.md section 10).
 """
 
@@ -22,6 +23,7 @@ from grpo_align.mappings.trl import describe_trl_mapping, grpo_from_trl, trl_kwa
 from grpo_align.mappings.verl import describe_verl_mapping, is_verl_config
 
 __all__ = [
+    "MAX_YAML_NODES",
     "TRAINERS",
     "MappingReport",
     "MappingRow",

@@ -4,7 +4,8 @@
 
 * a preset name (``GRPO.presets``: paper, trl, verl, openrlhf, dr_grpo, rloo);
 * a ``.toml`` file with one ``[algorithm]`` table (or one ``[[algorithm]]``) of GRPO fields,
-  as ``grpo-align solve`` reads them (``[problem]`` and ``[train]`` tables are ignored);
+  read as ``grpo-align solve`` reads its file (``io_toml.read_toml``: a regular UTF-8 file,
+  a byte-order mark accepted; ``[problem]`` and ``[train]`` tables are ignored);
 * a trainer's config file (``.yaml``, ``.yml``, ``.json``): parsed to a dict and mapped by
   the mapping of its trainer (TRL, verl or OpenRLHF), given or detected, through
   ``grpo_align.mappings.read_trainer_config``; an OpenRLHF flags file likewise.

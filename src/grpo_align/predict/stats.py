@@ -13,9 +13,15 @@ a JSON list or numbers separated by spaces or semicolons), Parquet (``.parquet``
 and a Hugging Face ``datasets`` folder (``Dataset.save_to_disk``). The last two need the
 ``data`` extra (pyarrow, datasets).
 
-Every file is read in chunks of ``chunk_size`` rows, so a file larger than memory streams
-through. Bad input raises a one-line ``InputError`` naming the file, the row (the 1-based
-line for JSON Lines and CSV, the 1-based row otherwise) and the column.
+The format is the last suffix's, before an optional ``.gz`` (``my.tsv.backup.csv`` is
+comma-separated). Every file is read in chunks of ``chunk_size`` rows, so a file larger
+than memory streams through; text goes through ``files.TextLines`` and ``files.read_csv``
+(regular UTF-8 files only, a byte-order mark dropped, a line at most
+``files.MAX_LINE_BYTES``, gzip errors with their fix, a column or key twice refused) and
+Parquet through ``files.open_regular_file``. Counts are whole numbers up to ``MAX_COUNT``
+= 2**53, compared exactly before any conversion to float. Bad input raises a one-line
+``InputError`` naming the file, the row (the 1-based line for JSON Lines and CSV, the
+1-based row otherwise) and the column.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FORMATS",
     "KINDS",
+    "MAX_COUNT",
     "StatsChunk",
     "StatsReader",
     "detect_format",
