@@ -705,3 +705,31 @@ def test_loads_json_refuses_what_json_loads_lets_through():
         loads_json("1" * 5000, "x", "expected y")
     with pytest.raises(InputError, match="nested too deeply"):
         loads_json("[" * 100_000 + "]" * 100_000, "x", "expected y")
+
+
+def test_a_fifo_in_place_of_a_checkpoint_is_refused_by_resume(tmp_path):
+    """``train --resume`` reads the run folder's checkpoints: a FIFO planted there is not read."""
+    pytest.importorskip("torch")
+    (tmp_path / "p.toml").write_text(
+        "[problem]\nref = [0.3, 0.7]\nrewards = [1.0, 0.0]\n[[algorithm]]\ngroup_size = 4\nbeta = 0.5\n"
+        "[train]\nsteps = 20\ngroups_per_step = 8\nlr = 1.0\nn_batches = 4\ncheckpoint_every = 10\n"
+    )
+    argv = ["train", "p.toml", "--out", "run", "--quiet"]
+    assert _cli(argv, tmp_path, timeout=300).returncode in (0, 1)
+    ckpt = tmp_path / "run" / "checkpoint-0.pt"
+    ckpt.unlink()
+    os.mkfifo(ckpt)
+    _one_line_exit_2(_cli([*argv, "--resume"], tmp_path), "--resume", "checkpoint-0.pt is a FIFO", "delete it")
+
+
+def test_a_fifo_inside_a_datasets_folder_is_refused(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    folder = tmp_path / "ds"
+    datasets.Dataset.from_dict({"prompt_id": ["a", "b"], "p0": [0.2, 0.6]}).save_to_disk(str(folder))
+    assert len(next(iter(StatsReader(folder)))) == 2
+    data = sorted(folder.glob("*.arrow"))[0]
+    data.unlink()
+    os.mkfifo(data)
+    with pytest.raises(InputError) as info:
+        StatsReader(folder)
+    assert str(info.value) == f"{data}: is a FIFO (named pipe); expected a regular file"
