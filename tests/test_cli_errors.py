@@ -10,6 +10,7 @@ real ``chmod`` variants run where the user is not root.
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import shlex
 import stat
@@ -175,6 +176,32 @@ def _internal_error(tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
     return ["solve", str(BINARY)]
 
 
+def _predict(name: str, content: str | bytes, *flags: str) -> Callable[[Path, pytest.MonkeyPatch], list[str]]:
+    """``predict`` of a STATS file ``name`` holding ``content``."""
+    return lambda tmp, mp: [
+        "predict",
+        str(_file(tmp, content, name)),
+        "--preset",
+        "trl",
+        "--out",
+        str(tmp / "o"),
+        *flags,
+    ]
+
+
+def _explain(name: str, content: str | bytes) -> Callable[[Path, pytest.MonkeyPatch], list[str]]:
+    return lambda tmp, mp: ["explain", str(_file(tmp, content, name)), "--no-predict", "--brief"]
+
+
+def _huge_parquet_count(tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table({"prompt_id": ["a"], "n": pa.array([2**63 - 1], pa.int64()), "correct": [1]})
+    pq.write_table(table, tmp / "s.parquet")
+    return ["predict", str(tmp / "s.parquet"), "--preset", "trl", "--out", str(tmp / "o")]
+
+
+STATS = "prompt_id,n,correct\na,4,1\n"
 DEEP = "[problem]\nref = " + "[" * 2000 + "]" * 2000 + "\nrewards = [1]\n" + ALGO
 BIG_INT = "1" + "0" * 400
 
@@ -191,6 +218,38 @@ CASES: dict[str, Case] = {
     "nested 2000 deep": Case(_solve(DEEP), 2, ("nested too deeply",)),
     "nested 5 deep": Case(_solve(PROBLEM.replace("[0.3, 0.7]", "[[[[[0.3]]]]]") + ALGO), 2, ("problem.ref",)),
     "key with a line break": Case(_solve(PROBLEM + '"a\\nb" = 1\n' + ALGO), 2, ("problem.", "unknown key")),
+    # ---- predict and explain inputs (issue 18; the cases that could hang are in test_inputs.py)
+    "STATS not UTF-8": Case(
+        _predict("s.csv", b"prompt_id,n,correct\na,4,\xff\n"), 2, ("byte offset 24", "save it as UTF-8")
+    ),
+    "STATS .gz not gzip": Case(_predict("s.csv.gz", STATS), 2, ("is not gzip-compressed", "drop the .gz suffix")),
+    "STATS .csv.gz truncated": Case(
+        _predict("s.csv.gz", gzip.compress(STATS.encode() * 40)[:-20]), 2, ("truncated", "copy the file")
+    ),
+    "STATS cell over csv's limit": Case(
+        _predict("s.csv", 'prompt_id,rewards\na,"' + "1 " * 70_000 + '"\n'), 2, ("131072", "JSON Lines")
+    ),
+    "STATS column twice": Case(_predict("s.csv", "prompt_id,n,correct,n\na,4,1,5\n"), 2, ("column 'n' appears twice",)),
+    "STATS key twice": Case(
+        _predict("s.jsonl", '{"prompt_id": "a", "p0": 0.1, "p0": 0.2}\n'), 2, ("key 'p0' appears twice",)
+    ),
+    "STATS count 1e20": Case(_predict("s.csv", "prompt_id,n,correct\na,1e20,1\n"), 2, ("column n", "2**53")),
+    "Parquet count 2**63-1": Case(_huge_parquet_count, 2, ("row 1, column n", "9223372036854775807", "2**53")),
+    "explain YAML not UTF-8": Case(_explain("c.yaml", b"beta: 0.1 # \xff\n"), 2, ("c.yaml", "byte offset 12")),
+    "explain YAML key twice": Case(
+        _explain("c.yaml", "beta: 0.1\nbeta: 0.2\n"), 2, ("line 2", "key 'beta' appears twice")
+    ),
+    "explain YAML alias bomb": Case(
+        _explain(
+            "c.yaml",
+            "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(f"{k}: &{k} [{', '.join([f'*{j}'] * 9)}]\n" for j, k in zip("abcdefgh", "bcdefghi", strict=True)),
+        ),
+        2,
+        ("c.yaml", "expands to more than 100000 values"),
+    ),
+    "explain flags only a comment": Case(_explain("run.flags", "# --init_kl_coef 0.01\n"), 2, ("holds no settings",)),
+    "explain JSON with a BOM": Case(_explain("c.json", b"\xef\xbb\xbf" + b'{"beta": 0.1}'), 0),
     # ---- values, in the file's words
     "true for a number": Case(
         _solve(PROBLEM.replace("[1.0, 0.0]", "[true, 0.0]") + ALGO),

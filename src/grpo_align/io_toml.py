@@ -21,9 +21,10 @@ Schema (README "TOML files"; ``examples/*.toml`` are commented instances)::
 Unknown keys are errors that name the key and the allowed ones. Every error is in the
 file's words: the key's path (``problem.rewards``, ``algorithm[2].beta``, tables and rows
 counted from 1) and TOML values (``true``, ``inf``, ``"text"``). The file must be a regular
-UTF-8 file of at most ``files.MAX_INPUT_BYTES`` (a byte-order mark is skipped). Parsing
-produces the same ``Problem`` and ``GRPO`` objects the Python API takes; nothing
-downstream re-parses.
+UTF-8 file of at most ``files.MAX_INPUT_BYTES`` (a byte-order mark is skipped;
+``read_toml``, which ``grpo-align predict --config FILE.toml`` uses too). Parsing produces
+the same ``Problem`` and ``GRPO`` objects the Python API takes; nothing downstream
+re-parses.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from grpo_align.errors import InputError
-from grpo_align.files import read_regular_file
+from grpo_align.files import read_text_file
 from grpo_align.theory import GRPO, PRESETS, Problem
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "load_problem_toml",
     "parse_algorithm",
     "parse_problem",
+    "read_toml",
 ]
 
 #: Keys of ``[problem]``; of the reward keys exactly one kind must be given.
@@ -333,7 +335,7 @@ def load_problem_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> P
     for the parser and every schema violation raise InputError.
     """
     path = Path(path)
-    data = _read_toml(path)
+    data = read_toml(path)
     _check_keys(data, TOP_LEVEL_KEYS + tuple(extra_tables), "")
     if "problem" not in data:
         raise InputError("problem", "missing; expected a [problem] table")
@@ -363,15 +365,10 @@ def load_problem_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> P
     return ProblemFile(problem, algorithms, options)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The TOML document in ``path`` (a regular file; a UTF-8 byte-order mark is skipped)."""
-    raw = read_regular_file(path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(str(path), "not a UTF-8 text file; expected TOML") from None
-    # editors on Windows may start a UTF-8 file with a byte-order mark; TOML does not allow it
-    text = text.removeprefix("\ufeff")
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document in ``path``: a regular UTF-8 file (``files.read_text_file``; a
+    byte-order mark is dropped, though TOML does not allow one: editors on Windows write it)."""
+    text = read_text_file(path)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

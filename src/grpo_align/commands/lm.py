@@ -211,20 +211,17 @@ def _plain_table(rows: list[dict[str, Any]]) -> str:
 def read_summary_file(path: Path) -> Any:
     """The parsed JSON of a summary file (``--from-summary``), refused in one line when
     unreadable or not JSON."""
-    import json
-
     from grpo_align.errors import InputError
-    from grpo_align.files import read_regular_file
+    from grpo_align.files import loads_json, read_text_file
 
     expected = "a summary written by grpo-align lm --out DIR"
     try:
-        raw = read_regular_file(path)  # a FIFO or folder: its own InputError
+        # a FIFO, a device or a folder, a file not UTF-8 or not JSON: each its InputError
+        return loads_json(read_text_file(path, expected=expected), str(path), f"expected {expected}")
     except OSError as exc:
         raise InputError("--from-summary", f"{expected}; cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InputError("--from-summary", f"{expected}; {path} is not JSON: {exc}") from None
+    except InputError as exc:
+        raise InputError("--from-summary", str(exc)) from None
 
 
 def read_summary(path: Path, data: Any = None) -> list[dict[str, Any]]:

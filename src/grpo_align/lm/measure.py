@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from grpo_align.errors import InputError
-from grpo_align.files import atomic_write_jsonl, atomic_write_text
+from grpo_align.files import TextLines, atomic_write_jsonl, atomic_write_text, loads_json, read_csv
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -70,25 +70,22 @@ class PromptSet:
 
 # ---------------------------------------------------------------- prompts
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line, row) of a JSON Lines or CSV file."""
+    """(1-based line, row) of a JSON Lines or CSV file, streamed (``files.TextLines``)."""
     name = path.name.lower()
     if name.endswith((".jsonl", ".ndjson", ".json")):
-        with open(path, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, start=1):
+        with TextLines(path) as lines:
+            for line in lines:
                 if not line.strip():
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}, line {line_no}", f"not JSON ({exc.msg})") from None
+                where = f"{path}, line {lines.line_no}"
+                row = loads_json(line, where, "expected one object per line", position=False)
                 if not isinstance(row, dict):
-                    raise InputError(f"{path}, line {line_no}", "expected a JSON object per line")
-                yield line_no, row
+                    raise InputError(where, "expected a JSON object per line")
+                yield lines.line_no, row
     elif name.endswith((".csv", ".tsv")):
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if name.endswith(".tsv") else ",")
-            for i, row in enumerate(reader, start=2):  # line 1 is the header
-                yield i, dict(row)
+        _, rows, lines = read_csv(path)
+        with lines:
+            yield from rows
     else:
         raise InputError("--prompts", f"{path}: unknown format; expected .jsonl or .csv")
 
@@ -98,10 +95,12 @@ def load_prompts(path: str | Path, prompt_column: str = "prompt", required: Sequ
 
     ``prompt_column`` holds the prompt text; ``prompt_id`` the id (default: the 1-based
     line number); every column in ``required`` (the reference-answer column) must be
-    present in every row. Raises a one-line ``InputError`` naming the file, line and column.
+    present in every row. The file is read as ``predict`` reads STATS (``files.TextLines``,
+    ``files.read_csv``): a regular UTF-8 file, streamed, a column or key twice refused.
+    Raises a one-line ``InputError`` naming the file, line and column.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():  # a FIFO or a device: refused as such when opened
         raise InputError("--prompts", f"{path}: no such file")
     ids: list[str] = []
     prompts: list[str] = []

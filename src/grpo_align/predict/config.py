@@ -4,7 +4,8 @@
 
 * a preset name (``GRPO.presets``: paper, trl, verl, openrlhf, dr_grpo, rloo);
 * a ``.toml`` file with one ``[algorithm]`` table (or one ``[[algorithm]]``) of GRPO fields,
-  as ``grpo-align solve`` reads them (``[problem]`` and ``[train]`` tables are ignored);
+  read as ``grpo-align solve`` reads its file (``io_toml.read_toml``: a regular UTF-8 file,
+  a byte-order mark accepted; ``[problem]`` and ``[train]`` tables are ignored);
 * a trainer's config file (``.yaml``, ``.yml``, ``.json``): parsed to a dict and mapped by
   the mapping of its trainer (TRL, verl or OpenRLHF), given or detected, through
   ``grpo_align.mappings.read_trainer_config``; an OpenRLHF flags file likewise.
@@ -16,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,12 +60,9 @@ class SpecSource:
 
 
 def _toml_spec(path: Path) -> GRPO:
-    from grpo_align.io_toml import parse_algorithm
+    from grpo_align.io_toml import parse_algorithm, read_toml
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(str(path), f"malformed TOML: {str(exc).splitlines()[0]}") from None
+    data = read_toml(path)  # as solve reads it: a regular UTF-8 file, a byte-order mark dropped
     table = data.get("algorithm")
     if isinstance(table, list):
         if len(table) != 1:

@@ -13,33 +13,39 @@ a JSON list or numbers separated by spaces or semicolons), Parquet (``.parquet``
 and a Hugging Face ``datasets`` folder (``Dataset.save_to_disk``). The last two need the
 ``data`` extra (pyarrow, datasets).
 
-Every file is read in chunks of ``chunk_size`` rows, so a file larger than memory streams
-through. Bad input raises a one-line ``InputError`` naming the file, the row (the 1-based
-line for JSON Lines and CSV, the 1-based row otherwise) and the column.
+The format is the last suffix's, before an optional ``.gz`` (``my.tsv.backup.csv`` is
+comma-separated). Every file is read in chunks of ``chunk_size`` rows, so a file larger
+than memory streams through; text goes through ``files.TextLines`` and ``files.read_csv``
+(regular UTF-8 files only, a byte-order mark dropped, a line at most
+``files.MAX_LINE_BYTES``, gzip errors with their fix, a column or key twice refused) and
+Parquet through ``files.open_regular_file``. Counts are whole numbers up to ``MAX_COUNT``
+= 2**53, compared exactly before any conversion to float. Bad input raises a one-line
+``InputError`` naming the file, the row (the 1-based line for JSON Lines and CSV, the
+1-based row otherwise) and the column.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import math
 import numbers
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from grpo_align.errors import InputError
 from grpo_align.extras import require
+from grpo_align.files import TextLines, loads_json, open_regular_file, primed, read_csv
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FORMATS",
     "KINDS",
+    "MAX_COUNT",
     "StatsChunk",
     "StatsReader",
     "detect_format",
@@ -48,6 +54,9 @@ __all__ = [
 
 #: rows read, solved and written at a time
 DEFAULT_CHUNK_SIZE = 100_000
+
+#: largest n or correct: 2**53, the largest integer up to which every integer is a float64
+MAX_COUNT = 2**53
 
 #: the input kinds, in order of precedence, with the columns each needs
 KINDS: dict[str, tuple[str, ...]] = {"counts": ("n", "correct"), "p0": ("p0",), "rewards": ("rewards",)}
@@ -119,47 +128,24 @@ def detect_format(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- row sources
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    # utf-8-sig: spreadsheet programs start their CSV with a byte-order mark
-    return path.open("r", encoding="utf-8-sig", newline="")
-
-
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
+    with TextLines(path) as lines:
+        for line in lines:
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path}, line {line_no}", f"malformed JSON ({exc.msg}); expected one object per line"
-                ) from None
+            where = f"{path}, line {lines.line_no}"
+            row = loads_json(line, where, "expected one object per line", position=False)
             if not isinstance(row, dict):
-                raise InputError(f"{path}, line {line_no}", f"expected a JSON object, got {type(row).__name__}")
-            yield line_no, row
+                raise InputError(where, f"expected a JSON object, got {type(row).__name__}")
+            yield lines.line_no, row
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    stem = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-    delimiter = "\t" if stem.lower().endswith(".tsv") else ","
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        if reader.fieldnames is None:
-            return
-        header = [f.strip() for f in reader.fieldnames]
-        reader.fieldnames = header
-        for row in reader:
-            if None in row:  # more cells than header names
-                raise InputError(
-                    f"{path}, line {reader.line_num}", f"has more cells than the {len(header)} header columns"
-                )
-            if all(v is None or not v.strip() for v in row.values()):
-                continue
-            # an empty cell is a missing value (CSV has no null)
-            yield reader.line_num, {k: v for k, v in row.items() if v is not None and v.strip()}
+def _csv_rows(rows: Iterator[tuple[int, dict[str, str]]]) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for line_no, row in rows:
+        # an empty cell is a missing value (CSV has no null)
+        cells = {k: v for k, v in row.items() if v.strip()}
+        if cells:
+            yield line_no, cells
 
 
 def _arrow_rows(batches: Iterator[Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -176,11 +162,19 @@ def _parquet_columns_and_rows(
     require("data", "reading Parquet", "pyarrow")
     import pyarrow.parquet as pq
 
+    fh = open_regular_file(path)  # a FIFO or device: refused, not read
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(fh)
     except Exception as exc:  # pyarrow raises its own error types for a file that is no Parquet
+        fh.close()
         raise InputError(str(path), f"not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    return list(pf.schema_arrow.names), _arrow_rows(pf.iter_batches(batch_size=chunk_size)), pf.metadata.num_rows
+
+    def batches() -> Generator[Any, None, None]:
+        with fh:
+            yield None  # primed: from here on the generator owns the file
+            yield from pf.iter_batches(batch_size=chunk_size)
+
+    return list(pf.schema_arrow.names), _arrow_rows(primed(batches())), pf.metadata.num_rows
 
 
 def _datasets_columns_and_rows(
@@ -189,6 +183,7 @@ def _datasets_columns_and_rows(
     require("data", "reading a datasets folder", "pyarrow", "datasets")
     import datasets
 
+    _check_regular_files(path)
     try:
         ds = datasets.load_from_disk(str(path))
     except FileNotFoundError:
@@ -205,6 +200,16 @@ def _datasets_columns_and_rows(
     return list(ds.column_names), _arrow_rows(batches), len(ds)
 
 
+def _check_regular_files(folder: Path, depth: int = 2) -> None:
+    """Refuse a FIFO, device or socket (links followed) in a datasets folder or its split folders."""
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            if depth > 1:
+                _check_regular_files(entry, depth - 1)
+        elif entry.exists():  # a dangling link: datasets says what it misses
+            open_regular_file(entry).close()
+
+
 # ---------------------------------------------------------------------------- values
 def _where(path: Path, fmt: str, row: int, column: str) -> str:
     unit = "line" if fmt in ("jsonl", "csv") else "row"
@@ -219,9 +224,12 @@ def _number(value: Any, where: str) -> float:
         try:
             out = float(value.strip())
         except ValueError:
-            raise InputError(where, f"expected a number, got {value.strip()!r}") from None
+            raise InputError(where, f"expected a number, got {value.strip()[:40]!r}") from None
     elif isinstance(value, numbers.Real):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an integer past float's range (JSON has no bound)
+            raise InputError(where, "expected a finite number, got an integer above 1.8e308") from None
     else:
         raise InputError(where, f"expected a number, got {type(value).__name__}")
     if not math.isfinite(out):
@@ -229,11 +237,43 @@ def _number(value: Any, where: str) -> float:
     return out
 
 
+def _whole(value: Any) -> int | None:
+    """``value`` as an exact integer when it is written as one (an int, or a CSV cell of digits)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,40}", value.strip()):
+        return int(value.strip())
+    return None
+
+
 def _count(value: Any, where: str) -> int:
-    x = _number(value, where)
-    if x != int(x) or x < 0:
+    """A count of completions: a whole number in [0, MAX_COUNT].
+
+    Integers are compared exactly before any conversion to float, so 2**63 - 1 is not
+    taken for 2**63 and 1e20 does not wrap around in an int64 column.
+    """
+    exact = _whole(value)
+    if exact is None:
+        x = _number(value, where)
+        if x <= MAX_COUNT and (x != int(x) or x < 0):
+            raise InputError(where, f"expected a whole number >= 0, got {value!r}")
+        exact = int(x)
+    if exact > MAX_COUNT:
+        raise InputError(
+            where,
+            f"{_shown(value)} is above 2**53 = {MAX_COUNT}, the largest count a float64 holds exactly; "
+            "expected a count of sampled completions",
+        )
+    if exact < 0:
         raise InputError(where, f"expected a whole number >= 0, got {value!r}")
-    return int(x)
+    return exact
+
+
+def _shown(value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else f"a number of {len(text)} characters"
 
 
 def _reward_list(value: Any, where: str) -> np.ndarray:
@@ -242,7 +282,7 @@ def _reward_list(value: Any, where: str) -> np.ndarray:
         if text.startswith("["):
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 raise InputError(where, f"expected a JSON list of numbers, got {text[:40]!r}") from None
         else:
             value = [v for v in text.replace(";", " ").split() if v]
@@ -283,13 +323,13 @@ class StatsReader:
             columns, rows, self._total = opener(self.path, self.chunk_size)
             return columns, rows
         if self.format == "csv":
-            with _open_text(self.path) as fh:
-                header = next(csv.reader(fh, delimiter="\t" if ".tsv" in self.path.name.lower() else ","), None)
+            header, rows, lines = read_csv(self.path)
             if header is None:
+                lines.close()
                 raise InputError(
                     str(self.path), "is empty; expected a header row with prompt_id and n + correct, p0 or rewards"
                 )
-            return [h.strip() for h in header], _csv_rows(self.path)
+            return header, _csv_rows(rows)
         rows = _jsonl_rows(self.path)
         first = next(rows, None)
         if first is None:
@@ -324,7 +364,7 @@ class StatsReader:
         if self._total is not None or self.path.suffix.lower() == ".gz":
             return self._total
         lines = 0
-        with self.path.open("rb") as fh:
+        with open_regular_file(self.path) as fh:
             while block := fh.read(1 << 20):
                 lines += block.count(b"\n")
         return max(lines - (1 if self.format == "csv" else 0), 0)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from grpo_align.errors import InputError
-from grpo_align.files import atomic_path
+from grpo_align.files import atomic_path, open_regular_file
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -29,11 +29,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint written by ``save_checkpoint`` (tensors and plain values only).
 
     A file that cannot be read as one (truncated, corrupted, or something else) raises
-    ``InputError`` naming it; ``save_checkpoint`` writes atomically, so this means the
+    ``InputError`` naming it, as does a FIFO or a device in its place (never read); ``save_checkpoint`` writes atomically, so this means the
     file was damaged or replaced after it was written.
     """
     try:
-        state = torch.load(Path(path), weights_only=True)
+        fh = open_regular_file(Path(path))  # a FIFO or a device in the run folder: refused, not read
+    except InputError as exc:
+        raise InputError("checkpoint", f"{path} {exc.expected}; delete it to start that run afresh") from None
+    try:
+        with fh:
+            state = torch.load(fh, weights_only=True)
     except (OSError, MemoryError):
         raise
     except Exception as exc:  # torch raises RuntimeError, pickle errors, EOFError, zipfile errors...
