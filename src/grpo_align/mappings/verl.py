@@ -34,27 +34,21 @@ Neither torch nor verl is imported.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.report import (
-    MappingReport,
-    MappingRow,
-    read_flag,
-    read_int,
-    read_real,
-    weight_decay_text,
-)
+from grpo_align.mappings.base import InertKeys, Key, KeyTable, Reader
+from grpo_align.mappings.report import MappingReport, weight_decay_text
 from grpo_align.theory.spec import GRPO
+from grpo_align.theory.trainers import VERL_EPS
 
 __all__ = [
     "VERL_AGGREGATION",
     "VERL_EPS",
     "VERL_INERT_PREFIXES",
     "VERL_KEYS",
+    "VERL_TABLE",
     "VERL_VERSION",
     "VerlKey",
     "describe_verl_mapping",
@@ -65,9 +59,6 @@ __all__ = [
 
 #: the verl release whose source the tables below were checked against
 VERL_VERSION = "0.9.1"
-
-#: what compute_grpo_outcome_advantage adds to the group's std (core_algos.py:272, 326)
-VERL_EPS = 1e-6
 
 #: loss_agg_mode -> the aggregation (engine.AGGREGATIONS) that reproduces it
 #: (core_algos.py:1140-1206 agg_loss). token-mean divides by the token count of the whole
@@ -90,12 +81,8 @@ _PENALTY = {"low_var_kl": "k3", "k3": "k3", "mse": "k2", "k2": "k2", "kl": "k1",
 K3_CLAMP_INTERVAL = (-10.999983, 2.610869)
 
 
-@dataclass(frozen=True)
-class VerlKey:
-    """A setting the mapping reads: verl 0.9.1's default and where it is read."""
-
-    default: Any
-    where: str
+#: the record of a setting (``base.Key``), under its former name
+VerlKey = Key
 
 
 _Y = "trainer/config/_generated_ppo_trainer.yaml"
@@ -107,31 +94,31 @@ _A = "actor_rollout_ref.actor."
 _R = "actor_rollout_ref.rollout."
 
 #: Every setting that can change what is trained: verl 0.9.1's default and where it is read.
-VERL_KEYS: dict[str, VerlKey] = {
-    _R + "n": VerlKey(1, f"{_Y}:329, {_V1}:1781 (num_repeat), {_CA}:313 (groups by uid)"),
-    "algorithm.adv_estimator": VerlKey("gae", f"{_Y}:861, {_CA}:267-331 (grpo), 587-636 (rloo)"),
-    "algorithm.norm_adv_by_std_in_grpo": VerlKey(True, f"{_Y}:862, {_CA}:321 (torch.std: Bessel), 325-328"),
-    _A + "use_kl_loss": VerlKey(False, f"{_Y}:106, {_L}:131-141"),
-    _A + "kl_loss_coef": VerlKey(0.001, f"{_Y}:109, {_L}:140"),
-    _A + "kl_loss_type": VerlKey("low_var_kl", f"{_Y}:110, {_CA}:2188-2245"),
-    "algorithm.use_kl_in_reward": VerlKey(False, f"{_Y}:869, {_RT}:78-117, {_V1}:1753-1760"),
-    "algorithm.kl_penalty": VerlKey("kl", f"{_Y}:870, {_RT}:100-106"),
-    "algorithm.kl_ctrl.type": VerlKey("fixed", f"{_Y}:873"),
-    "algorithm.kl_ctrl.kl_coef": VerlKey(0.001, f"{_Y}:874, {_RT}:104-106"),
-    _A + "loss_agg_mode": VerlKey("token-mean", f"{_Y}:101, {_CA}:1140-1206, {_L}:136-137"),
-    _A + "policy_loss.loss_mode": VerlKey("vanilla", f"{_Y}:93, {_L}:101-103"),
-    _A + "entropy_coeff": VerlKey(0, f"{_Y}:103, {_L}:122-128"),
-    _A + "optim.weight_decay": VerlKey(0.01, f"{_Y}:15"),
-    _A + "ppo_epochs": VerlKey(1, f"{_Y}:111"),
-    _R + "temperature": VerlKey(1.0, f"{_Y}:297"),
-    _R + "top_k": VerlKey(-1, f"{_Y}:298"),
-    _R + "top_p": VerlKey(1.0, f"{_Y}:299"),
-    _R + "do_sample": VerlKey(True, f"{_Y}:328"),
-    _R + "ignore_eos": VerlKey(False, f"{_Y}:306"),
-    "algorithm.filter_groups.enable": VerlKey(False, f"{_Y}:865, trainer/ppo/v1/replay_buffer.py:268-310"),
-    "algorithm.use_pf_ppo": VerlKey(False, f"{_Y}:877, {_RT}:229 (GAE only)"),
-    "distillation.enabled": VerlKey(False, f"{_Y}:883"),
-}
+_KEYS = (
+    Key(_R + "n", 1, f"{_Y}:329, {_V1}:1781 (num_repeat), {_CA}:313 (groups by uid)"),
+    Key("algorithm.adv_estimator", "gae", f"{_Y}:861, {_CA}:267-331 (grpo), 587-636 (rloo)"),
+    Key("algorithm.norm_adv_by_std_in_grpo", True, f"{_Y}:862, {_CA}:321 (torch.std: Bessel), 325-328"),
+    Key(_A + "use_kl_loss", False, f"{_Y}:106, {_L}:131-141"),
+    Key(_A + "kl_loss_coef", 0.001, f"{_Y}:109, {_L}:140"),
+    Key(_A + "kl_loss_type", "low_var_kl", f"{_Y}:110, {_CA}:2188-2245"),
+    Key("algorithm.use_kl_in_reward", False, f"{_Y}:869, {_RT}:78-117, {_V1}:1753-1760"),
+    Key("algorithm.kl_penalty", "kl", f"{_Y}:870, {_RT}:100-106"),
+    Key("algorithm.kl_ctrl.type", "fixed", f"{_Y}:873"),
+    Key("algorithm.kl_ctrl.kl_coef", 0.001, f"{_Y}:874, {_RT}:104-106"),
+    Key(_A + "loss_agg_mode", "token-mean", f"{_Y}:101, {_CA}:1140-1206, {_L}:136-137"),
+    Key(_A + "policy_loss.loss_mode", "vanilla", f"{_Y}:93, {_L}:101-103"),
+    Key(_A + "entropy_coeff", 0, f"{_Y}:103, {_L}:122-128"),
+    Key(_A + "optim.weight_decay", 0.01, f"{_Y}:15"),
+    Key(_A + "ppo_epochs", 1, f"{_Y}:111"),
+    Key(_R + "temperature", 1.0, f"{_Y}:297"),
+    Key(_R + "top_k", -1, f"{_Y}:298"),
+    Key(_R + "top_p", 1.0, f"{_Y}:299"),
+    Key(_R + "do_sample", True, f"{_Y}:328"),
+    Key(_R + "ignore_eos", False, f"{_Y}:306"),
+    Key("algorithm.filter_groups.enable", False, f"{_Y}:865, trainer/ppo/v1/replay_buffer.py:268-310"),
+    Key("algorithm.use_pf_ppo", False, f"{_Y}:877, {_RT}:229 (GAE only)"),
+    Key("distillation.enabled", False, f"{_Y}:883"),
+)
 
 #: Subtrees and leaves that do not move the stationary points: run and engineering
 #: settings (batch sizes, parallelism, offload, logging, checkpoints, data loading), the
@@ -210,6 +197,10 @@ VERL_INERT_PREFIXES: tuple[str, ...] = tuple(
     ]
 )
 
+#: verl 0.9.1's table: the keys read (in the report's order) and the inert ones
+VERL_TABLE = KeyTable.of("verl", "verl", VERL_VERSION, _KEYS, inert=InertKeys(prefixes=VERL_INERT_PREFIXES))
+VERL_KEYS = VERL_TABLE.keys
+
 _INERT = "no effect on the end point (a run, engineering or reward-definition setting)"
 
 
@@ -236,33 +227,9 @@ def is_verl_config(config: Mapping[str, Any]) -> bool:
     return any(isinstance(k, str) and k.split(".")[0] in ("algorithm", "actor_rollout_ref") for k in config)
 
 
-def _inert(key: str) -> bool:
-    return any(
-        key == p or (p.endswith(".") and key.startswith(p)) or key.startswith(p + ".") for p in VERL_INERT_PREFIXES
-    )
-
-
-class _Reader:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-        self.rows: dict[str, MappingRow] = {}
-
-    def get(self, key: str) -> Any:
-        return self.values[key] if key in self.values else VERL_KEYS[key].default
-
-    def put(self, key: str, maps_to: str, value: Any = None, *, use_value: bool = False) -> None:
-        used = value if use_value else self.get(key)
-        source = "given" if key in self.values else "default"
-        self.rows[key] = MappingRow(key, used, source, maps_to, VERL_KEYS[key].where)
-
-
-def _refuse(key: str, value: Any, why: str) -> InputError:
-    return InputError(key, f"{value!r} {why}")
-
-
-def _normalization(r: _Reader) -> tuple[dict[str, Any], str]:
+def _normalization(r: Reader) -> tuple[dict[str, Any], str]:
     est = r.get("algorithm.adv_estimator")
-    scale = read_flag("algorithm.norm_adv_by_std_in_grpo", r.get("algorithm.norm_adv_by_std_in_grpo"))
+    scale = r.flag("algorithm.norm_adv_by_std_in_grpo")
     if est in ("grpo", "grpo_vectorized"):
         r.put("algorithm.adv_estimator", "group advantage (r - mean) [/ (std + 1e-6)]")
         if scale:
@@ -286,7 +253,7 @@ def _normalization(r: _Reader) -> tuple[dict[str, Any], str]:
         str(est),
         "is an advantage estimator the engine does not model; expected grpo, grpo_vectorized, rloo or rloo_vectorized",
     )
-    raise _refuse("algorithm.adv_estimator", est, why)
+    raise r.refuse("algorithm.adv_estimator", est, why)
 
 
 #: kl_penalty (use_kl_in_reward) -> the engine's penalty in the reward; verl sums the
@@ -294,11 +261,11 @@ def _normalization(r: _Reader) -> tuple[dict[str, Any], str]:
 _REWARD_PENALTY = {"kl": "k1", "k1": "k1", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
 
 
-def _reward_penalty(r: _Reader) -> tuple[float, str] | None:
+def _reward_penalty(r: Reader) -> tuple[float, str] | None:
     """beta and the penalty of ``use_kl_in_reward``; None when nothing reaches the reward."""
-    in_reward = read_flag("algorithm.use_kl_in_reward", r.get("algorithm.use_kl_in_reward"))
+    in_reward = r.flag("algorithm.use_kl_in_reward")
     kind = r.get("algorithm.kl_penalty")
-    coef = read_real("algorithm.kl_ctrl.kl_coef", r.get("algorithm.kl_ctrl.kl_coef"))
+    coef = r.real("algorithm.kl_ctrl.kl_coef")
     ctrl = r.get("algorithm.kl_ctrl.type")
     if not in_reward:
         r.put("algorithm.use_kl_in_reward", "false: no penalty in the reward")
@@ -307,15 +274,15 @@ def _reward_penalty(r: _Reader) -> tuple[float, str] | None:
         r.put("algorithm.kl_ctrl.type", "read only with use_kl_in_reward")
         return None
     if coef < 0:
-        raise _refuse("algorithm.kl_ctrl.kl_coef", coef, "expected a number >= 0")
+        raise r.refuse("algorithm.kl_ctrl.kl_coef", coef, "expected a number >= 0")
     if ctrl != "fixed" and coef > 0:
-        raise _refuse("algorithm.kl_ctrl.type", ctrl, "changes beta during training; expected 'fixed'")
+        raise r.refuse("algorithm.kl_ctrl.type", ctrl, "changes beta during training; expected 'fixed'")
     r.put("algorithm.kl_ctrl.type", "fixed: beta constant")
     # a '+' suffix changes only the gradient, and the reward penalty is computed from the
     # sampling policy's log-probs without one (ray_trainer.py:100-102): the value is the base's
     base = kind.rstrip("+") if isinstance(kind, str) else kind
     if coef > 0 and base not in _REWARD_PENALTY:
-        raise _refuse(
+        raise r.refuse(
             "algorithm.kl_penalty",
             kind,
             "cannot be put in the reward by the engine; expected kl, k1, mse, k2, low_var_kl or k3 "
@@ -324,7 +291,7 @@ def _reward_penalty(r: _Reader) -> tuple[float, str] | None:
     if coef == 0:
         r.put("algorithm.use_kl_in_reward", "true at kl_coef 0: nothing reaches the reward")
         r.put("algorithm.kl_penalty", "unused at kl_coef 0")
-        r.put("algorithm.kl_ctrl.kl_coef", "0: no penalty in the reward", coef, use_value=True)
+        r.put("algorithm.kl_ctrl.kl_coef", "0: no penalty in the reward", coef)
         return None
     penalty = _REWARD_PENALTY[base]
     r.put(
@@ -336,19 +303,19 @@ def _reward_penalty(r: _Reader) -> tuple[float, str] | None:
         f"penalty {penalty} in the reward, summed over the response's tokens"
         + (" (the sequence log-ratio: exact)" if penalty == "k1" else ""),
     )
-    r.put("algorithm.kl_ctrl.kl_coef", f"beta {coef:g}", coef, use_value=True)
+    r.put("algorithm.kl_ctrl.kl_coef", f"beta {coef:g}", coef)
     return coef, penalty
 
 
-def _penalty(r: _Reader) -> tuple[float, str, str, str, list[str]]:
+def _penalty(r: Reader) -> tuple[float, str, str, str, list[str]]:
     """beta, the engine's penalty, its placement, a phrase for explain, and notes."""
-    in_loss = read_flag(_A + "use_kl_loss", r.get(_A + "use_kl_loss"))
-    coef = read_real(_A + "kl_loss_coef", r.get(_A + "kl_loss_coef"))
+    in_loss = r.flag(_A + "use_kl_loss")
+    coef = r.real(_A + "kl_loss_coef")
     kind = r.get(_A + "kl_loss_type")
     reward = _reward_penalty(r)
     if reward is not None:
         if in_loss and coef != 0:
-            raise _refuse(
+            raise r.refuse(
                 _A + "use_kl_loss",
                 True,
                 "with algorithm.use_kl_in_reward puts a penalty both in the loss and in the reward, which one GRPO "
@@ -380,9 +347,9 @@ def _penalty(r: _Reader) -> tuple[float, str, str, str, list[str]]:
         r.put(_A + "kl_loss_type", "unused without use_kl_loss")
         return 0.0, "k3", "loss", "no penalty", []
     if coef < 0:
-        raise _refuse(_A + "kl_loss_coef", coef, "expected a number >= 0")
+        raise r.refuse(_A + "kl_loss_coef", coef, "expected a number >= 0")
     if not isinstance(kind, str) or kind.rstrip("+") not in _PENALTY or kind == "full":
-        raise _refuse(
+        raise r.refuse(
             _A + "kl_loss_type",
             kind,
             "is not a per-token penalty the engine models; expected low_var_kl, k3, mse, k2, kl, k1 or abs (optionally with +)",
@@ -390,7 +357,7 @@ def _penalty(r: _Reader) -> tuple[float, str, str, str, list[str]]:
     base = _PENALTY[kind.rstrip("+")]
     penalty = "k2" if kind.endswith("+") else base
     r.put(_A + "use_kl_loss", "true: the penalty is a term of the loss")
-    r.put(_A + "kl_loss_coef", f"beta {coef:g}", coef, use_value=True)
+    r.put(_A + "kl_loss_coef", f"beta {coef:g}", coef)
     if kind.endswith("+"):
         text = f"penalty k2: {kind} keeps {base}'s value but takes k2's gradient (straight-through, {_CA}:2200-2213)"
     elif penalty == "k3":
@@ -407,7 +374,7 @@ def _penalty(r: _Reader) -> tuple[float, str, str, str, list[str]]:
     return coef, penalty, "loss", f"{kind} penalty in the loss at beta {coef:g}", notes
 
 
-def _aggregation(r: _Reader) -> str:
+def _aggregation(r: Reader) -> str:
     mode = r.get(_A + "loss_agg_mode")
     if mode not in VERL_AGGREGATION:
         raise InputError(_A + "loss_agg_mode", f"{mode!r}: expected one of {', '.join(VERL_AGGREGATION)}")
@@ -425,53 +392,56 @@ def _aggregation(r: _Reader) -> str:
     return agg
 
 
-def _checks(r: _Reader, beta: float, normalization: str) -> None:
+def _checks(r: Reader, beta: float, normalization: str) -> None:
     mode = r.get(_A + "policy_loss.loss_mode")
     if mode != "vanilla":
-        raise _refuse(
+        raise r.refuse(
             _A + "policy_loss.loss_mode",
             mode,
             "is a policy loss whose on-policy gradient the engine does not model; expected 'vanilla' (PPO clip)",
         )
     r.put(_A + "policy_loss.loss_mode", "vanilla: PPO clip, inactive at ratio 1")
-    ent = read_real(_A + "entropy_coeff", r.get(_A + "entropy_coeff"))
+    ent = r.real(_A + "entropy_coeff")
     if ent != 0:
-        raise _refuse(_A + "entropy_coeff", ent, "adds an entropy bonus, which moves the stationary policy; expected 0")
-    r.put(_A + "entropy_coeff", "0: no entropy bonus", ent, use_value=True)
-    wd = read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
-    r.put(_A + "optim.weight_decay", weight_decay_text(_A + "optim.weight_decay", wd)[0], wd, use_value=True)
-    epochs = read_int(_A + "ppo_epochs", r.get(_A + "ppo_epochs"))
+        raise r.refuse(
+            _A + "entropy_coeff", ent, "adds an entropy bonus, which moves the stationary policy; expected 0"
+        )
+    r.put(_A + "entropy_coeff", "0: no entropy bonus", ent)
+    wd = r.real(_A + "optim.weight_decay")
+    r.put(_A + "optim.weight_decay", weight_decay_text(_A + "optim.weight_decay", wd)[0], wd)
+    epochs = r.integer(_A + "ppo_epochs")
     if epochs < 1:
-        raise _refuse(_A + "ppo_epochs", epochs, "takes no step on a batch; expected an integer >= 1")
+        raise r.refuse(_A + "ppo_epochs", epochs, "takes no step on a batch; expected an integer >= 1")
     r.put(
         _A + "ppo_epochs",
         "batch reuse, off-policy by O(learning rate): the stationary points do not move",
         epochs,
-        use_value=True,
     )
-    t = read_real(_R + "temperature", r.get(_R + "temperature"))
+    t = r.real(_R + "temperature")
     if t != 1.0:
-        raise _refuse(_R + "temperature", t, "samples from softmax(logits / T), not the policy it trains; expected 1.0")
-    r.put(_R + "temperature", "1.0: samples from the policy itself", t, use_value=True)
-    k = read_int(_R + "top_k", r.get(_R + "top_k"))
+        raise r.refuse(
+            _R + "temperature", t, "samples from softmax(logits / T), not the policy it trains; expected 1.0"
+        )
+    r.put(_R + "temperature", "1.0: samples from the policy itself", t)
+    k = r.integer(_R + "top_k")
     if k not in (-1, 0):
-        raise _refuse(_R + "top_k", k, "samples from a truncated distribution; expected -1")
-    r.put(_R + "top_k", "no top-k filtering", k, use_value=True)
-    p = read_real(_R + "top_p", r.get(_R + "top_p"))
+        raise r.refuse(_R + "top_k", k, "samples from a truncated distribution; expected -1")
+    r.put(_R + "top_k", "no top-k filtering", k)
+    p = r.real(_R + "top_p")
     if p != 1.0:
-        raise _refuse(_R + "top_p", p, "samples from a truncated distribution; expected 1.0")
-    r.put(_R + "top_p", "no nucleus filtering", p, use_value=True)
-    if not read_flag(_R + "do_sample", r.get(_R + "do_sample")):
-        raise _refuse(_R + "do_sample", False, "decodes greedily, not from the policy; expected true")
+        raise r.refuse(_R + "top_p", p, "samples from a truncated distribution; expected 1.0")
+    r.put(_R + "top_p", "no nucleus filtering", p)
+    if not r.flag(_R + "do_sample"):
+        raise r.refuse(_R + "do_sample", False, "decodes greedily, not from the policy; expected true")
     r.put(_R + "do_sample", "samples from the policy")
-    if read_flag(_R + "ignore_eos", r.get(_R + "ignore_eos")):
-        raise _refuse(
+    if r.flag(_R + "ignore_eos"):
+        raise r.refuse(
             _R + "ignore_eos", True, "generates past the end token, so answers are not the policy's; expected false"
         )
     r.put(_R + "ignore_eos", "answers end at the end token")
-    if read_flag("algorithm.filter_groups.enable", r.get("algorithm.filter_groups.enable")):
+    if r.flag("algorithm.filter_groups.enable"):
         if beta > 0 or normalization not in ("shift_scale", "shift", "rloo"):
-            raise _refuse(
+            raise r.refuse(
                 "algorithm.filter_groups.enable",
                 True,
                 "drops groups whose rewards all tie, whose penalty gradient then goes missing; "
@@ -480,11 +450,11 @@ def _checks(r: _Reader, beta: float, normalization: str) -> None:
         r.put("algorithm.filter_groups.enable", "drops all-tied groups: their advantages are 0 anyway at beta 0")
     else:
         r.put("algorithm.filter_groups.enable", "false: every group trained")
-    if read_flag("algorithm.use_pf_ppo", r.get("algorithm.use_pf_ppo")):
-        raise _refuse("algorithm.use_pf_ppo", True, "reweights samples by their reward; expected false")
+    if r.flag("algorithm.use_pf_ppo"):
+        raise r.refuse("algorithm.use_pf_ppo", True, "reweights samples by their reward; expected false")
     r.put("algorithm.use_pf_ppo", "false: no reweighting")
-    if read_flag("distillation.enabled", r.get("distillation.enabled")):
-        raise _refuse("distillation.enabled", True, "adds a distillation loss toward a teacher; expected false")
+    if r.flag("distillation.enabled"):
+        raise r.refuse("distillation.enabled", True, "adds a distillation loss toward a teacher; expected false")
     r.put("distillation.enabled", "false: no distillation loss")
 
 
@@ -512,28 +482,17 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
     if not isinstance(config, Mapping):
         raise InputError("config", f"expected a mapping of verl's config keys, got {type(config).__name__}")
     values = flatten(config)
-    r = _Reader(values)
-    for key in values:
-        if key in VERL_KEYS or _inert(key):
-            continue
-        near = difflib.get_close_matches(key, list(VERL_KEYS), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise InputError(
-            key,
-            f"not classified by this mapping (checked against verl {VERL_VERSION}){hint}: it may change what is "
-            "trained; remove it to use verl's default",
-        )
-    g = read_int(_R + "n", r.get(_R + "n"))
+    VERL_TABLE.refuse_unknown(values, "it may change what is trained; remove it to use verl's default")
+    r = Reader(VERL_TABLE, values, set(values))
+    g = r.integer(_R + "n")
     if g < 2:
-        raise _refuse(_R + "n", g, "leaves no group to normalise (verl's default is 1); expected an integer >= 2")
-    r.put(_R + "n", f"group_size {g}", g, use_value=True)
+        raise r.refuse(_R + "n", g, "leaves no group to normalise (verl's default is 1); expected an integer >= 2")
+    r.put(_R + "n", f"group_size {g}", g)
     norm, norm_text = _normalization(r)
     beta, penalty, penalty_in, penalty_text, penalty_notes = _penalty(r)
     aggregation = _aggregation(r)
     _checks(r, beta, norm["normalization"])
-    for key in sorted(values):
-        if key not in r.rows:
-            r.rows[key] = MappingRow(key, values[key], "given", _INERT)
+    r.put_inert(_INERT)
     algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, aggregation=aggregation, penalty_in=penalty_in)
     notes = [
         f"keys not given take verl {VERL_VERSION}'s defaults ({_Y})",
@@ -542,22 +501,10 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
         "only for answers of several tokens with shared prefixes or different lengths (THEORY.md section 10.7)",
         *penalty_notes,
     ]
-    _, wd_note = weight_decay_text(
-        _A + "optim.weight_decay", read_real(_A + "optim.weight_decay", r.get(_A + "optim.weight_decay"))
-    )
+    _, wd_note = weight_decay_text(_A + "optim.weight_decay", r.real(_A + "optim.weight_decay"))
     if wd_note is not None:
         notes.append(wd_note)
-    order = {k: i for i, k in enumerate(VERL_KEYS)}
-    rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))
-    return MappingReport(
-        trainer="verl",
-        checked_version=VERL_VERSION,
-        seen_version=None,
-        algo=algo,
-        aggregation=aggregation,
-        rows=tuple(rows),
-        notes=tuple(notes),
-    )
+    return VERL_TABLE.report(r, algo, notes)
 
 
 def grpo_from_verl(config: Mapping[str, Any]) -> GRPO:

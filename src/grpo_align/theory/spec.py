@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from grpo_align.errors import InputError
+from grpo_align.theory.trainers import OPENRLHF_EPS, TRL_EPS, VERL_EPS
 
 __all__ = ["AGGREGATIONS", "GRPO", "NORMALIZATIONS", "PENALTIES", "PENALTY_PLACEMENTS", "PRESETS"]
 
@@ -59,7 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         beta=0.0,
         normalization="shift_scale",
         ddof=1,
-        eps=1e-4,
+        eps=TRL_EPS,
         penalty="k2",
         aggregation="constant",
         penalty_in="loss",
@@ -74,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         beta=0.001,
         normalization="shift_scale",
         ddof=1,
-        eps=1e-6,
+        eps=VERL_EPS,
         penalty="k3",
         aggregation="constant",
         penalty_in="loss",
@@ -88,7 +89,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         beta=0.001,
         normalization="shift_scale",
         ddof=1,
-        eps=1e-9,
+        eps=OPENRLHF_EPS,
         penalty="k3",
         aggregation="constant",
         penalty_in="loss",
