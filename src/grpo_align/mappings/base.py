@@ -150,13 +150,17 @@ class KeyTable:
         """The refusal of a key the table does not know: ``KEY: {lead} (did you mean ...?): {reason}``."""
         return InputError(self.shown(key) if shown is None else shown, f"{lead}{self.hint(key)}: {reason}")
 
+    def unclassified(self, key: str, reason: str) -> InputError:
+        """The refusal of a key neither read nor inert: not classified by this table (its release)."""
+        return self.unknown(
+            key, f"not classified by this mapping (checked against {self.label} {self.release})", reason
+        )
+
     def refuse_unknown(self, values: Iterable[str], reason: str) -> None:
-        """Refuse the first key that is neither read nor inert, as not classified by this table."""
+        """Refuse the first key that is neither read nor inert (``unclassified``)."""
         for key in values:
             if not self.is_known(key):
-                raise self.unknown(
-                    key, f"not classified by this mapping (checked against {self.label} {self.release})", reason
-                )
+                raise self.unclassified(key, reason)
 
     def report(
         self,

@@ -38,28 +38,22 @@ Neither torch nor OpenRLHF is imported.
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.report import (
-    MappingReport,
-    MappingRow,
-    read_flag,
-    read_int,
-    read_real,
-    weight_decay_text,
-)
+from grpo_align.mappings.base import InertKeys, Key, KeyTable, Reader
+from grpo_align.mappings.report import MappingReport, read_real, weight_decay_text
 from grpo_align.theory.spec import GRPO
+from grpo_align.theory.trainers import OPENRLHF_EPS
 
 __all__ = [
     "LEGACY_FLAGS",
     "OPENRLHF_AGGREGATION",
     "OPENRLHF_EPS",
     "OPENRLHF_KEYS",
+    "OPENRLHF_TABLE",
     "OPENRLHF_VERSION",
     "OpenRLHFKey",
     "describe_openrlhf_mapping",
@@ -73,21 +67,14 @@ OPENRLHF_VERSION = "0.11.2"
 #: the release whose flat flag names ``LEGACY_FLAGS`` were read in
 LEGACY_VERSION = "0.9.10"
 
-#: what group_norm adds to the group's std (experience_maker.py:274)
-OPENRLHF_EPS = 1e-9
-
 #: --actor.loss_agg_mode -> the aggregation (engine.AGGREGATIONS); models/loss.py:11-39:
 #: token-mean divides by the global batch's token count (one normaliser for every group:
 #: "constant" in the many-groups limit); 0.9.10 has no flag and always takes the token mean
 OPENRLHF_AGGREGATION = {"token-mean": "constant", "seq-mean-token-mean": "sequence_mean"}
 
 
-@dataclass(frozen=True)
-class OpenRLHFKey:
-    """A flag the mapping reads: OpenRLHF 0.11.2's default and where it is read."""
-
-    default: Any
-    where: str
+#: the record of a flag (``base.Key``), under its former name
+OpenRLHFKey = Key
 
 
 _P = "cli/train_ppo_ray.py"
@@ -96,39 +83,28 @@ _U = "models/utils.py"
 _A = "trainer/ray/ppo_actor.py"
 
 #: Every flag that can change what is trained (0.11.2 names), its default and where read.
-OPENRLHF_KEYS: dict[str, OpenRLHFKey] = {
-    "rollout.n_samples_per_prompt": OpenRLHFKey(1, f"{_P}:432-434, {_E}:256"),
-    "algo.advantage.estimator": OpenRLHFKey("gae", f"{_P}:514-522, {_E}:268-279"),
-    "algo.kl.use_loss": OpenRLHFKey(False, f"{_P}:523-525, {_A}:318-338, {_E}:205-219"),
-    "algo.kl.init_coef": OpenRLHFKey(0.01, f"{_P}:438, {_A}:338, {_U}:138-144"),
-    "algo.kl.estimator": OpenRLHFKey("k1", f"{_P}:448-456, {_U}:93-113"),
-    "algo.kl.unbiased_gradient": OpenRLHFKey(False, f"{_P}:457-466, {_U}:115-128"),
-    "algo.kl.target": OpenRLHFKey(None, f"{_P}:436, trainer/ppo_trainer.py:171-176"),
-    "algo.advantage.no_std_norm": OpenRLHFKey(False, f"{_P}:526-531, {_E}:325-338"),
-    "actor.loss_agg_mode": OpenRLHFKey("token-mean", f"{_P}:440-447, models/loss.py:11-39"),
-    "actor.policy_loss_type": OpenRLHFKey("ppo", f"{_P}:439"),
-    "actor.entropy_coef": OpenRLHFKey(None, f"{_P}:468-473, {_A}:346-353"),
-    "actor.aux_loss_coef": OpenRLHFKey(0, f"{_P}:467, {_A}:340-344"),
-    "actor.adam.weight_decay": OpenRLHFKey(0.0, f"{_P}:505"),
-    "rollout.temperature": OpenRLHFKey(1.0, f"{_P}:418"),
-    "rollout.top_p": OpenRLHFKey(1.0, f"{_P}:417"),
-    "reward.normalize_enable": OpenRLHFKey(False, f"{_P}:414-416"),
-    "reward.clip_range": OpenRLHFKey((-10, 10), f"{_P}:474, {_U}:141-142"),
-    "reward.overlong_buffer_len": OpenRLHFKey(None, f"{_P}:532-534, {_E}:246"),
-    "reward.stop_properly_penalty_coef": OpenRLHFKey(None, f"{_P}:536-542, {_E}:246"),
-    "algo.dynamic_filtering_enable": OpenRLHFKey(False, f"{_P}:600-602"),
-    "algo.advantage.is_correction_level": OpenRLHFKey("off", f"{_P}:260-267"),
-}
-
-#: flags that take no value (argparse store_true / store_false)
-_SWITCHES = frozenset(
-    {
-        "algo.kl.use_loss",
-        "algo.kl.unbiased_gradient",
-        "algo.advantage.no_std_norm",
-        "reward.normalize_enable",
-        "algo.dynamic_filtering_enable",
-    }
+_KEYS = (
+    Key("rollout.n_samples_per_prompt", 1, f"{_P}:432-434, {_E}:256"),
+    Key("algo.advantage.estimator", "gae", f"{_P}:514-522, {_E}:268-279"),
+    Key("algo.kl.use_loss", False, f"{_P}:523-525, {_A}:318-338, {_E}:205-219"),
+    Key("algo.kl.init_coef", 0.01, f"{_P}:438, {_A}:338, {_U}:138-144"),
+    Key("algo.kl.estimator", "k1", f"{_P}:448-456, {_U}:93-113"),
+    Key("algo.kl.unbiased_gradient", False, f"{_P}:457-466, {_U}:115-128"),
+    Key("algo.kl.target", None, f"{_P}:436, trainer/ppo_trainer.py:171-176"),
+    Key("algo.advantage.no_std_norm", False, f"{_P}:526-531, {_E}:325-338"),
+    Key("actor.loss_agg_mode", "token-mean", f"{_P}:440-447, models/loss.py:11-39"),
+    Key("actor.policy_loss_type", "ppo", f"{_P}:439"),
+    Key("actor.entropy_coef", None, f"{_P}:468-473, {_A}:346-353"),
+    Key("actor.aux_loss_coef", 0, f"{_P}:467, {_A}:340-344"),
+    Key("actor.adam.weight_decay", 0.0, f"{_P}:505"),
+    Key("rollout.temperature", 1.0, f"{_P}:418"),
+    Key("rollout.top_p", 1.0, f"{_P}:417"),
+    Key("reward.normalize_enable", False, f"{_P}:414-416"),
+    Key("reward.clip_range", (-10, 10), f"{_P}:474, {_U}:141-142"),
+    Key("reward.overlong_buffer_len", None, f"{_P}:532-534, {_E}:246"),
+    Key("reward.stop_properly_penalty_coef", None, f"{_P}:536-542, {_E}:246"),
+    Key("algo.dynamic_filtering_enable", False, f"{_P}:600-602"),
+    Key("algo.advantage.is_correction_level", "off", f"{_P}:260-267"),
 )
 
 #: OpenRLHF 0.9.x flat flag -> the 0.11.2 flag it became (read in both releases' train_ppo_ray.py)
@@ -302,6 +278,19 @@ _LEGACY_INERT = frozenset(
     ]
 )
 
+#: OpenRLHF 0.11.2's table: the flags read (in the report's order) and the inert ones; a
+#: misspelt flag is matched against the 0.11.2 and the legacy names
+OPENRLHF_TABLE = KeyTable.of(
+    "openrlhf",
+    "OpenRLHF",
+    OPENRLHF_VERSION,
+    _KEYS,
+    inert=InertKeys(names=_LEGACY_INERT, prefixes=_INERT_PREFIXES),
+    shown_prefix="--",
+    suggest=tuple(LEGACY_FLAGS),
+)
+OPENRLHF_KEYS = OPENRLHF_TABLE.keys
+
 _INERT = "no effect on the end point (a run, engineering or data setting)"
 
 
@@ -364,41 +353,10 @@ def _canonical(flags: Mapping[str, Any]) -> dict[str, Any]:
         name = LEGACY_FLAGS.get(key, key)
         if name in out:
             raise InputError(f"--{key}", f"gives --{name} a second time (legacy and 0.11 names)")
-        if name in OPENRLHF_KEYS or name in _LEGACY_INERT or _inert(name):
-            out[name] = value
-            continue
-        near = difflib.get_close_matches(name, [*OPENRLHF_KEYS, *LEGACY_FLAGS], n=1)
-        hint = f" (did you mean --{near[0]}?)" if near else ""
-        raise InputError(
-            f"--{key}",
-            f"not classified by this mapping (checked against OpenRLHF {OPENRLHF_VERSION}){hint}: "
-            "it may change what is trained; remove it to use the default",
-        )
+        if not OPENRLHF_TABLE.is_known(name):  # an unknown name is its own (not a legacy alias)
+            raise OPENRLHF_TABLE.unclassified(name, "it may change what is trained; remove it to use the default")
+        out[name] = value
     return out
-
-
-def _inert(key: str) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) or key.startswith(p + ".") for p in _INERT_PREFIXES)
-
-
-class _Reader:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-        self.rows: dict[str, MappingRow] = {}
-
-    def get(self, key: str) -> Any:
-        return self.values[key] if key in self.values else OPENRLHF_KEYS[key].default
-
-    def flag(self, key: str) -> bool:
-        return read_flag(f"--{key}", self.get(key)) if key in _SWITCHES else bool(self.get(key))
-
-    def put(self, key: str, maps_to: str) -> None:
-        source = "given" if key in self.values else "default"
-        self.rows[key] = MappingRow(f"--{key}", self.get(key), source, maps_to, OPENRLHF_KEYS[key].where)
-
-
-def _refuse(key: str, value: Any, why: str) -> InputError:
-    return InputError(f"--{key}", f"{value!r} {why}")
 
 
 _NORM: dict[str, tuple[dict[str, Any], str]] = {
@@ -415,11 +373,13 @@ _NORM: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
+def _spec(r: Reader) -> tuple[GRPO, str, list[str]]:
     notes: list[str] = []
-    g = read_int("--rollout.n_samples_per_prompt", r.get("rollout.n_samples_per_prompt"))
+    g = r.integer("rollout.n_samples_per_prompt")
     if g < 2:
-        raise _refuse("rollout.n_samples_per_prompt", g, "leaves no group (the default is 1); expected an integer >= 2")
+        raise r.refuse(
+            "rollout.n_samples_per_prompt", g, "leaves no group (the default is 1); expected an integer >= 2"
+        )
     r.put("rollout.n_samples_per_prompt", f"group_size {g}")
     est = r.get("algo.advantage.estimator")
     if est not in _NORM:
@@ -428,7 +388,7 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
             if est == "gae"
             else "has no group baseline the engine models; expected group_norm, dr_grpo, rloo or reinforce_baseline"
         )
-        raise _refuse("algo.advantage.estimator", est, why)
+        raise r.refuse("algo.advantage.estimator", est, why)
     norm, text = _NORM[est]
     r.put("algo.advantage.estimator", text)
     whitened = est == "reinforce_baseline" and not r.flag("algo.advantage.no_std_norm")
@@ -438,22 +398,22 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
         if est != "reinforce_baseline"
         else ("true: no batch std" if not whitened else "false: advantages divided by the batch std"),
     )
-    coef = read_real("--algo.kl.init_coef", r.get("algo.kl.init_coef"))
+    coef = r.real("algo.kl.init_coef")
     if coef < 0:
-        raise _refuse("algo.kl.init_coef", coef, "expected a number >= 0")
+        raise r.refuse("algo.kl.init_coef", coef, "expected a number >= 0")
     target = r.get("algo.kl.target")
     if target not in (None, 0, 0.0, "None") and coef > 0:
-        raise _refuse("algo.kl.target", target, "adapts the KL coefficient during training; expected unset")
+        raise r.refuse("algo.kl.target", target, "adapts the KL coefficient during training; expected unset")
     r.put("algo.kl.target", "unset: the coefficient is fixed")
     est_kl = r.get("algo.kl.estimator")
     if est_kl not in ("k1", "k2", "k3"):
-        raise _refuse("algo.kl.estimator", est_kl, "expected k1, k2 or k3")
+        raise r.refuse("algo.kl.estimator", est_kl, "expected k1, k2 or k3")
     in_loss = r.flag("algo.kl.use_loss")
     unbiased = r.flag("algo.kl.unbiased_gradient")
     if in_loss:
         penalty = "k2" if unbiased else est_kl
         if whitened and coef > 0:
-            raise _refuse(
+            raise r.refuse(
                 "algo.advantage.estimator",
                 est,
                 "whitens the advantages by the batch std but not the KL loss, which rescales beta during training; "
@@ -475,7 +435,7 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
         placement = f"{est_kl} penalty in the loss at beta {coef:g}"
     else:
         if coef > 0 and est_kl != "k1":
-            raise _refuse(
+            raise r.refuse(
                 "algo.kl.estimator",
                 est_kl,
                 "without --algo.kl.use_loss adds -init_coef x the estimator to the advantage after the normalisation; "
@@ -513,14 +473,14 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
     return algo, placement, notes
 
 
-def _aggregation(r: _Reader) -> str:
+def _aggregation(r: Reader) -> str:
     mode = r.get("actor.loss_agg_mode")
     if mode not in OPENRLHF_AGGREGATION:
-        raise _refuse("actor.loss_agg_mode", mode, f"expected one of {', '.join(OPENRLHF_AGGREGATION)}")
+        raise r.refuse("actor.loss_agg_mode", mode, f"expected one of {', '.join(OPENRLHF_AGGREGATION)}")
     return OPENRLHF_AGGREGATION[mode]
 
 
-def _checks(r: _Reader, beta: float) -> None:
+def _checks(r: Reader, beta: float) -> None:
     agg = _aggregation(r)
     r.put(
         "actor.loss_agg_mode",
@@ -533,34 +493,32 @@ def _checks(r: _Reader, beta: float) -> None:
     )
     plt = r.get("actor.policy_loss_type")
     if plt != "ppo":
-        raise _refuse("actor.policy_loss_type", plt, "weights whole sequences by their ratio (GSPO); expected ppo")
+        raise r.refuse("actor.policy_loss_type", plt, "weights whole sequences by their ratio (GSPO); expected ppo")
     r.put("actor.policy_loss_type", "ppo: the clip is inactive at ratio 1")
     ent = r.get("actor.entropy_coef")
     if ent is not None and read_real("--actor.entropy_coef", ent) != 0:
-        raise _refuse(
+        raise r.refuse(
             "actor.entropy_coef", ent, "adds an entropy bonus, which moves the stationary policy; expected unset or 0"
         )
     r.put("actor.entropy_coef", "no entropy bonus")
-    aux = read_real("--actor.aux_loss_coef", r.get("actor.aux_loss_coef"))
+    aux = r.real("actor.aux_loss_coef")
     if aux > 1e-8:
-        raise _refuse("actor.aux_loss_coef", aux, "adds a Mixture-of-Experts balancing loss; expected 0")
+        raise r.refuse("actor.aux_loss_coef", aux, "adds a Mixture-of-Experts balancing loss; expected 0")
     r.put("actor.aux_loss_coef", "0: no auxiliary loss")
-    wd_text, _ = weight_decay_text(
-        "actor.adam.weight_decay", read_real("--actor.adam.weight_decay", r.get("actor.adam.weight_decay"))
-    )
+    wd_text, _ = weight_decay_text("actor.adam.weight_decay", r.real("actor.adam.weight_decay"))
     r.put("actor.adam.weight_decay", wd_text)
-    t = read_real("--rollout.temperature", r.get("rollout.temperature"))
+    t = r.real("rollout.temperature")
     if t != 1.0:
-        raise _refuse(
+        raise r.refuse(
             "rollout.temperature", t, "samples from softmax(logits / T), not the policy it trains; expected 1.0"
         )
     r.put("rollout.temperature", "1.0: samples from the policy itself")
-    p = read_real("--rollout.top_p", r.get("rollout.top_p"))
+    p = r.real("rollout.top_p")
     if p != 1.0:
-        raise _refuse("rollout.top_p", p, "samples from a truncated distribution; expected 1.0")
+        raise r.refuse("rollout.top_p", p, "samples from a truncated distribution; expected 1.0")
     r.put("rollout.top_p", "1.0: no nucleus filtering")
     if r.flag("reward.normalize_enable"):
-        raise _refuse("reward.normalize_enable", True, "rescales rewards by running statistics; expected off")
+        raise r.refuse("reward.normalize_enable", True, "rescales rewards by running statistics; expected off")
     r.put("reward.normalize_enable", "off: rewards as given")
     r.put("reward.clip_range", "rewards clipped to this range: exact for rewards inside it")
     for key, why in (
@@ -568,11 +526,11 @@ def _checks(r: _Reader, beta: float) -> None:
         ("reward.stop_properly_penalty_coef", "penalises truncated answers in the reward; expected unset"),
     ):
         if r.get(key) not in (None, "None"):
-            raise _refuse(key, r.get(key), why)
+            raise r.refuse(key, r.get(key), why)
         r.put(key, "unset: the reward as given")
     if r.flag("algo.dynamic_filtering_enable"):
         if beta > 0:
-            raise _refuse(
+            raise r.refuse(
                 "algo.dynamic_filtering_enable",
                 True,
                 "drops groups whose rewards all tie, whose penalty gradient then goes missing; expected off (or beta 0)",
@@ -611,35 +569,21 @@ def describe_openrlhf_mapping(flags: Mapping[str, Any]) -> MappingReport:
     if not isinstance(flags, Mapping):
         raise InputError("flags", f"expected a mapping of OpenRLHF flags, got {type(flags).__name__}")
     values = _canonical(flags)
-    r = _Reader(values)
+    r = Reader(OPENRLHF_TABLE, values, set(values))
     algo, _, notes = _spec(r)
     _checks(r, algo.beta)
-    for key in sorted(values):
-        if key not in r.rows:
-            r.rows[key] = MappingRow(f"--{key}", values[key], "given", _INERT)
+    r.put_inert(_INERT)
     legacy = sorted(k.lstrip("-") for k in flags if isinstance(k, str) and k.lstrip("-") in LEGACY_FLAGS)
     if legacy:
         notes.append(
             f"flat flags of OpenRLHF {LEGACY_VERSION} and before read as their {OPENRLHF_VERSION} names: "
             + ", ".join(f"--{k} -> --{LEGACY_FLAGS[k]}" for k in legacy)
         )
-    _, wd_note = weight_decay_text(
-        "actor.adam.weight_decay", read_real("--actor.adam.weight_decay", r.get("actor.adam.weight_decay"))
-    )
+    _, wd_note = weight_decay_text("actor.adam.weight_decay", r.real("actor.adam.weight_decay"))
     if wd_note is not None:
         notes.append(wd_note)
     notes.append(f"flags not given take OpenRLHF {OPENRLHF_VERSION}'s defaults ({_P})")
-    order = {f"--{k}": i for i, k in enumerate(OPENRLHF_KEYS)}
-    rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))
-    return MappingReport(
-        trainer="openrlhf",
-        checked_version=OPENRLHF_VERSION,
-        seen_version=None,
-        algo=algo,
-        aggregation=_aggregation(r),
-        rows=tuple(rows),
-        notes=tuple(notes),
-    )
+    return OPENRLHF_TABLE.report(r, algo, notes)
 
 
 def grpo_from_openrlhf(flags: Mapping[str, Any]) -> GRPO:
