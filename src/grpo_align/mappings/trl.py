@@ -38,23 +38,16 @@ Neither torch nor trl is imported.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from grpo_align.errors import InputError
-from grpo_align.mappings.report import (
-    MappingReport,
-    MappingRow,
-    read_flag,
-    read_int,
-    read_real,
-    weight_decay_text,
-)
+from grpo_align.mappings.base import InertKeys, Key, KeyTable, Reader
+from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real, weight_decay_text
 from grpo_align.theory.spec import GRPO
+from grpo_align.theory.trainers import TRL_EPS
 
 __all__ = [
     "TRL_AGGREGATION",
@@ -62,6 +55,7 @@ __all__ = [
     "TRL_GRPO_LOSS_AGGREGATION",
     "TRL_INERT_KEYS",
     "TRL_KEYS",
+    "TRL_TABLE",
     "TRL_VERSION",
     "LossAggregation",
     "TRLKey",
@@ -105,23 +99,9 @@ TRL_GRPO_LOSS_AGGREGATION = {
     "dr_grpo": LossAggregation("constant", "max_length"),
 }
 
-#: what TRL adds to the group's std before dividing (grpo_trainer.py:2787)
-TRL_EPS = 1e-4
-
-_SAME = object()
-
-
-@dataclass(frozen=True)
-class TRLKey:
-    """A setting the mapping reads: TRL 1.16.0's default, where it is used, and the
-    behaviour of a TRL release that does not have the field (``absent``)."""
-
-    default: Any
-    where: str
-    absent: Any = _SAME
-
-    def absent_value(self) -> Any:
-        return self.default if self.absent is _SAME else self.absent
+#: the record of a setting (``base.Key``: default, where, and ``absent``, the behaviour of a
+#: TRL release without the field), under its former name
+TRLKey = Key
 
 
 _T = "grpo_trainer.py"
@@ -130,53 +110,53 @@ _C = "grpo_config.py"
 #: Every setting that can change what is trained: TRL 1.16.0's default (grpo_config.py and,
 #: for the TrainingArguments / ``trl grpo`` script fields, their dataclasses) and where
 #: grpo_trainer.py reads it. One table: the defaults a mapping without the key uses.
-TRL_KEYS: dict[str, TRLKey] = {
+_KEYS = (
     # the specification
-    "num_generations": TRLKey(8, f"{_T}:2766-2771 (groups of num_generations)"),
-    "beta": TRLKey(0.0, f"{_T}:984 (no reference model at 0), 3098-3150"),
-    "scale_rewards": TRLKey("group", f"{_T}:2767-2787, utils.py:1037-1043 (Bessel), {_C}:1078", absent="group"),
+    Key("num_generations", 8, f"{_T}:2766-2771 (groups of num_generations)"),
+    Key("beta", 0.0, f"{_T}:984 (no reference model at 0), 3098-3150"),
+    Key("scale_rewards", "group", f"{_T}:2767-2787, utils.py:1037-1043 (Bessel), {_C}:1078", absent="group"),
     # absent before TRL 0.26: the plain k3 term was the only behaviour
-    "use_bias_correction_kl": TRLKey(True, f"{_T}:3104", absent=False),
-    "reward_weights": TRLKey(None, f"{_T}:568-576, 2763"),
-    "reward_funcs": TRLKey(None, "scripts/grpo.py:92-105"),
-    "reward_model_name_or_path": TRLKey(None, "scripts/grpo.py:93-94"),
-    "multi_objective_aggregation": TRLKey("sum_then_normalize", f"{_T}:2761-2800"),
+    Key("use_bias_correction_kl", True, f"{_T}:3104", absent=False),
+    Key("reward_weights", None, f"{_T}:568-576, 2763"),
+    Key("reward_funcs", None, "scripts/grpo.py:92-105"),
+    Key("reward_model_name_or_path", None, "scripts/grpo.py:93-94"),
+    Key("multi_objective_aggregation", "sum_then_normalize", f"{_T}:2761-2800"),
     # the loss; before loss_type existed TRL averaged each sequence's tokens
-    "loss_type": TRLKey("dapo", f"{_T}:3109-3183", absent="grpo"),
-    "epsilon": TRLKey(0.2, f"{_T}:945, 3113"),
-    "epsilon_high": TRLKey(None, f"{_T}:946, 3110, 3113"),
-    "delta": TRLKey(None, f"{_T}:3115-3116"),
-    "sapo_temperature_neg": TRLKey(1.05, f"{_T}:3121-3123"),
-    "sapo_temperature_pos": TRLKey(1.0, f"{_T}:3121-3123"),
-    "importance_sampling_level": TRLKey("token", f"{_T}:3084-3093, 3104"),
-    "off_policy_mask_threshold": TRLKey(None, f"{_T}:2945-2968, 3068-3081, 3140"),
-    "top_entropy_quantile": TRLKey(1.0, f"{_T}:3049-3052, 3143"),
-    "entropy_coef": TRLKey(0.0, f"{_T}:846-850, 3186-3210"),
-    "use_adaptive_entropy": TRLKey(False, f"{_T}:846-850, 3186-3240"),
-    "router_aux_loss_coef": TRLKey(None, f"{_T}:823-832, 3250"),
-    "mask_truncated_completions": TRLKey(False, f"{_T}:2487-2495"),
-    "sync_ref_model": TRLKey(False, f"{_T}:1190-1210"),
-    "max_completion_length": TRLKey(512, f"{_T}:3163-3165 (dr_grpo's constant)"),
+    Key("loss_type", "dapo", f"{_T}:3109-3183", absent="grpo"),
+    Key("epsilon", 0.2, f"{_T}:945, 3113"),
+    Key("epsilon_high", None, f"{_T}:946, 3110, 3113"),
+    Key("delta", None, f"{_T}:3115-3116"),
+    Key("sapo_temperature_neg", 1.05, f"{_T}:3121-3123"),
+    Key("sapo_temperature_pos", 1.0, f"{_T}:3121-3123"),
+    Key("importance_sampling_level", "token", f"{_T}:3084-3093, 3104"),
+    Key("off_policy_mask_threshold", None, f"{_T}:2945-2968, 3068-3081, 3140"),
+    Key("top_entropy_quantile", 1.0, f"{_T}:3049-3052, 3143"),
+    Key("entropy_coef", 0.0, f"{_T}:846-850, 3186-3210"),
+    Key("use_adaptive_entropy", False, f"{_T}:846-850, 3186-3240"),
+    Key("router_aux_loss_coef", None, f"{_T}:823-832, 3250"),
+    Key("mask_truncated_completions", False, f"{_T}:2487-2495"),
+    Key("sync_ref_model", False, f"{_T}:1190-1210"),
+    Key("max_completion_length", 512, f"{_T}:3163-3165 (dr_grpo's constant)"),
     # batch reuse
-    "num_iterations": TRLKey(1, f"{_T}:944, 1270, 1538"),
-    "steps_per_generation": TRLKey(None, f"{_C}:1097-1117, {_T}:1538"),
-    "generation_batch_size": TRLKey(None, f"{_C}:1097-1117"),
+    Key("num_iterations", 1, f"{_T}:944, 1270, 1538"),
+    Key("steps_per_generation", None, f"{_C}:1097-1117, {_T}:1538"),
+    Key("generation_batch_size", None, f"{_C}:1097-1117"),
     # sampling
-    "temperature": TRLKey(1.0, f"{_T}:1068-1077 (training log-probs), 1161 (sampling)"),
-    "top_p": TRLKey(1.0, f"{_T}:1133, 1162"),
-    "top_k": TRLKey(0, f"{_T}:1134, 1163"),
-    "min_p": TRLKey(None, f"{_T}:1135, 1164"),
-    "repetition_penalty": TRLKey(1.0, f"{_T}:1131, 1165"),
-    "generation_kwargs": TRLKey(None, f"{_T}:1138, 1171-1172 (override the sampling settings)"),
-    "vllm_structured_outputs_regex": TRLKey(None, f"{_C}:619 (constrains vLLM's sampling)"),
-    "use_vllm": TRLKey(False, f"{_T}:1125-1153"),
-    "vllm_importance_sampling_correction": TRLKey(True, f"{_T}:2860-2915, 3146-3147", absent=False),
+    Key("temperature", 1.0, f"{_T}:1068-1077 (training log-probs), 1161 (sampling)"),
+    Key("top_p", 1.0, f"{_T}:1133, 1162"),
+    Key("top_k", 0, f"{_T}:1134, 1163"),
+    Key("min_p", None, f"{_T}:1135, 1164"),
+    Key("repetition_penalty", 1.0, f"{_T}:1131, 1165"),
+    Key("generation_kwargs", None, f"{_T}:1138, 1171-1172 (override the sampling settings)"),
+    Key("vllm_structured_outputs_regex", None, f"{_C}:619 (constrains vLLM's sampling)"),
+    Key("use_vllm", False, f"{_T}:1125-1153"),
+    Key("vllm_importance_sampling_correction", True, f"{_T}:2860-2915, 3146-3147", absent=False),
     # TrainingArguments that act on the weights during training
-    "weight_decay": TRLKey(0.0, "transformers Trainer optimizer (decoupled weight decay)"),
-    "neftune_noise_alpha": TRLKey(None, "transformers trainer.py:1537-1538 (noise on embeddings)"),
-    "disable_dropout": TRLKey(False, f"{_C}:453"),
-    "use_peft": TRLKey(False, "trl ModelConfig"),
-}
+    Key("weight_decay", 0.0, "transformers Trainer optimizer (decoupled weight decay)"),
+    Key("neftune_noise_alpha", None, "transformers trainer.py:1537-1538 (noise on embeddings)"),
+    Key("disable_dropout", False, f"{_C}:453"),
+    Key("use_peft", False, "trl ModelConfig"),
+)
 
 #: The other fields of TRL 1.16.0's ``GRPOConfig`` (with its ``TrainingArguments``) and of
 #: the ``trl grpo`` script's dataclasses (GRPOScriptArguments, ModelConfig,
@@ -227,6 +207,13 @@ _INERT_WORDS = """
 """
 TRL_INERT_KEYS: frozenset[str] = frozenset(_INERT_WORDS.split())
 
+#: TRL 1.16.0's table: the keys read (in the report's order) and the inert ones; a misspelt
+#: key is matched against both
+TRL_TABLE = KeyTable.of(
+    "trl", "TRL", TRL_VERSION, _KEYS, inert=InertKeys(names=TRL_INERT_KEYS), suggest=tuple(sorted(TRL_INERT_KEYS))
+)
+TRL_KEYS = TRL_TABLE.keys
+
 _INERT = "no effect on the end point (a run or engineering setting)"
 
 #: generation_kwargs that leave the sampling distribution unchanged at these values
@@ -248,31 +235,6 @@ _INERT_GENERATION = frozenset({"use_cache", "cache_implementation", "disable_com
 
 # ---------------------------------------------------------------------------------------
 # reading the config
-
-
-@dataclass
-class _Reader:
-    """The config's values by key, and the rows of what each key maps to."""
-
-    values: dict[str, Any]
-    given: set[str]
-    absent: set[str]
-    defaults: dict[str, Any]
-    rows: dict[str, MappingRow] = dataclasses.field(default_factory=dict)
-
-    def get(self, key: str) -> Any:
-        if key in self.values:
-            return self.values[key]
-        spec = TRL_KEYS[key]
-        return spec.absent_value() if key in self.absent else spec.default
-
-    def source(self, key: str) -> str:
-        return "given" if key in self.given else "absent" if key in self.absent else "default"
-
-    def put(self, key: str, maps_to: str, value: Any = _SAME) -> None:
-        used = self.get(key) if value is _SAME else value
-        where = TRL_KEYS[key].where if key in TRL_KEYS else ""
-        self.rows[key] = MappingRow(key, used, self.source(key), maps_to, where)
 
 
 def _is_grpo_config(config: Any) -> bool:
@@ -317,14 +279,12 @@ def _unknown_key(key: str, value: Any, installed: tuple[str | None, frozenset[st
             f"a GRPOConfig field of TRL {version} that this mapping (checked against TRL {TRL_VERSION}) "
             "has not classified, so it cannot tell whether it changes what is trained: remove it or leave it at its default",
         )
-    near = difflib.get_close_matches(key, [*TRL_KEYS, *TRL_INERT_KEYS], n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise InputError(
-        key, f"unknown key{hint}: not a field of TRL {TRL_VERSION}'s GRPOConfig or of the `trl grpo` script"
+    raise TRL_TABLE.unknown(
+        key, "unknown key", f"not a field of TRL {TRL_VERSION}'s GRPOConfig or of the `trl grpo` script"
     )
 
 
-def _reader(config: Any) -> tuple[_Reader, str | None, list[str]]:
+def _reader(config: Any) -> tuple[Reader, str | None, list[str]]:
     """Read a mapping or a GRPOConfig object; the TRL version that built it; notes."""
     installed = _installed_trl()
     notes: list[str] = []
@@ -334,9 +294,9 @@ def _reader(config: Any) -> tuple[_Reader, str | None, list[str]]:
             if not isinstance(key, str):
                 raise InputError("config", f"keys must be strings, got {key!r}")
             values[key] = value
-        reader = _Reader(values, set(values), set(), {})
+        reader = Reader(TRL_TABLE, values, set(values))
         for key, value in values.items():
-            if key not in TRL_KEYS and key not in TRL_INERT_KEYS:
+            if not TRL_TABLE.is_known(key):
                 reader.rows[key] = MappingRow(key, value, "given", _unknown_key(key, value, installed))
         notes.append(f"keys not given take TRL {TRL_VERSION}'s defaults (use_bias_correction_kl=true since TRL 1.10)")
         return reader, None, notes
@@ -353,9 +313,9 @@ def _reader(config: Any) -> tuple[_Reader, str | None, list[str]]:
     # fills some (steps_per_generation), which then show as given
     given = {n for n in names if n not in own or values[n] != own[n]}
     absent = {k for k in TRL_KEYS if k not in values and k not in _SCRIPT_KEYS}
-    reader = _Reader(values, given, absent, own)
+    reader = Reader(TRL_TABLE, values, given, absent)
     for key in names:
-        if key not in TRL_KEYS and key not in TRL_INERT_KEYS:
+        if not TRL_TABLE.is_known(key):
             # a field of a later TRL: at its own default it does what that release does by default
             maps_to = (
                 f"not in the table checked against TRL {TRL_VERSION}; at this release's default"
@@ -380,44 +340,40 @@ _SCRIPT_KEYS = frozenset({"reward_funcs", "reward_model_name_or_path", "use_peft
 # the checks: each reads its keys, writes their rows, refuses what it cannot model
 
 
-def _refuse(key: str, value: Any, why: str) -> InputError:
-    return InputError(key, f"{value!r} {why}")
-
-
-def _check_sampling(r: _Reader) -> None:
+def _check_sampling(r: Reader) -> None:
     """The engine samples from the policy it trains: every sampling filter at its identity."""
-    t = read_real("temperature", r.get("temperature"))
+    t = r.real("temperature")
     if t != 1.0:
-        raise _refuse(
+        raise r.refuse(
             "temperature",
             t,
             "samples and scores softmax(logits / T) (training log-probs too), so the end point is that of the "
             "tempered policy and needs reference statistics measured at T; the mapping takes 1.0",
         )
     r.put("temperature", "1.0: samples from the policy itself", t)
-    p = read_real("top_p", r.get("top_p"))
+    p = r.real("top_p")
     if p != 1.0:
-        raise _refuse("top_p", p, "samples from a truncated distribution, not the policy it trains; expected 1.0")
+        raise r.refuse("top_p", p, "samples from a truncated distribution, not the policy it trains; expected 1.0")
     r.put("top_p", "1.0: no nucleus filtering", p)
     k = r.get("top_k")
     if k is not None and read_int("top_k", k) != 0:
-        raise _refuse("top_k", k, "samples from a truncated distribution, not the policy it trains; expected 0")
+        raise r.refuse("top_k", k, "samples from a truncated distribution, not the policy it trains; expected 0")
     r.put("top_k", "0: no top-k filtering")
     m = r.get("min_p")
     if m is not None and read_real("min_p", m) != 0.0:
-        raise _refuse("min_p", m, "samples from a truncated distribution, not the policy it trains; expected null")
+        raise r.refuse("min_p", m, "samples from a truncated distribution, not the policy it trains; expected null")
     r.put("min_p", "null: no min-p filtering")
-    rp = read_real("repetition_penalty", r.get("repetition_penalty"))
+    rp = r.real("repetition_penalty")
     if rp != 1.0:
-        raise _refuse("repetition_penalty", rp, "reweights the sampling distribution; expected 1.0")
+        raise r.refuse("repetition_penalty", rp, "reweights the sampling distribution; expected 1.0")
     r.put("repetition_penalty", "1.0: no repetition penalty", rp)
     _check_generation_kwargs(r)
     regex = r.get("vllm_structured_outputs_regex")
     if regex is not None:
-        raise _refuse("vllm_structured_outputs_regex", regex, "constrains what vLLM samples; expected null")
+        raise r.refuse("vllm_structured_outputs_regex", regex, "constrains what vLLM samples; expected null")
     r.put("vllm_structured_outputs_regex", "null: unconstrained sampling")
-    vllm = read_flag("use_vllm", r.get("use_vllm"))
-    corr = read_flag("vllm_importance_sampling_correction", r.get("vllm_importance_sampling_correction"))
+    vllm = r.flag("use_vllm")
+    corr = r.flag("vllm_importance_sampling_correction")
     r.put("use_vllm", "vLLM samples the same distribution up to numerics" if vllm else "samples with transformers")
     r.put(
         "vllm_importance_sampling_correction",
@@ -430,7 +386,7 @@ def _check_sampling(r: _Reader) -> None:
     )
 
 
-def _check_generation_kwargs(r: _Reader) -> None:
+def _check_generation_kwargs(r: Reader) -> None:
     raw = r.get("generation_kwargs")
     kwargs = raw
     if isinstance(raw, str):  # the TRL CLI passes dict fields as JSON strings
@@ -463,17 +419,17 @@ def _check_generation_kwargs(r: _Reader) -> None:
     r.put("generation_kwargs", "only settings that leave the sampling distribution unchanged", dict(kwargs))
 
 
-def _check_reference(r: _Reader) -> None:
-    if read_flag("sync_ref_model", r.get("sync_ref_model")):
-        raise _refuse(
+def _check_reference(r: Reader) -> None:
+    if r.flag("sync_ref_model"):
+        raise r.refuse(
             "sync_ref_model",
             True,
             "moves pi_ref toward the policy during training (TR-DPO), so there is no fixed reference "
             "whose stationary policy is the end point; expected false",
         )
     r.put("sync_ref_model", "false: pi_ref is fixed")
-    if read_flag("mask_truncated_completions", r.get("mask_truncated_completions")):
-        raise _refuse(
+    if r.flag("mask_truncated_completions"):
+        raise r.refuse(
             "mask_truncated_completions",
             True,
             "drops completions without an end token from the loss, so what is trained is conditioned on "
@@ -484,7 +440,7 @@ def _check_reference(r: _Reader) -> None:
     if length is not None:
         length = read_int("max_completion_length", length)
         if length < 1:
-            raise _refuse("max_completion_length", length, "leaves no completion token; expected an integer >= 1")
+            raise r.refuse("max_completion_length", length, "leaves no completion token; expected an integer >= 1")
     r.put(
         "max_completion_length",
         "answers must fit (a truncated answer is another output); dr_grpo's constant",
@@ -492,39 +448,39 @@ def _check_reference(r: _Reader) -> None:
     )
 
 
-def _check_terms(r: _Reader) -> None:
+def _check_terms(r: Reader) -> None:
     """Nothing but the advantage term and the penalty may reach the gradient."""
-    q = read_real("top_entropy_quantile", r.get("top_entropy_quantile"))
+    q = r.real("top_entropy_quantile")
     if q != 1.0:
-        raise _refuse(
+        raise r.refuse(
             "top_entropy_quantile", q, "keeps only high-entropy tokens in the policy loss; expected 1.0 (every token)"
         )
     r.put("top_entropy_quantile", "1.0: every token in the loss", q)
-    c = read_real("entropy_coef", r.get("entropy_coef"))
+    c = r.real("entropy_coef")
     if c != 0.0:
-        raise _refuse("entropy_coef", c, "adds an entropy bonus, which moves the stationary policy; expected 0")
+        raise r.refuse("entropy_coef", c, "adds an entropy bonus, which moves the stationary policy; expected 0")
     r.put("entropy_coef", "0: no entropy bonus", c)
-    if read_flag("use_adaptive_entropy", r.get("use_adaptive_entropy")):
-        raise _refuse("use_adaptive_entropy", True, "adds an adaptive entropy bonus; expected false")
+    if r.flag("use_adaptive_entropy"):
+        raise r.refuse("use_adaptive_entropy", True, "adds an adaptive entropy bonus; expected false")
     r.put("use_adaptive_entropy", "false: no entropy bonus")
     aux = r.get("router_aux_loss_coef")
     if aux is not None and read_real("router_aux_loss_coef", aux) != 0.0:
-        raise _refuse("router_aux_loss_coef", aux, "adds a Mixture-of-Experts load-balancing loss; expected null or 0")
+        raise r.refuse("router_aux_loss_coef", aux, "adds a Mixture-of-Experts load-balancing loss; expected null or 0")
     r.put(
         "router_aux_loss_coef",
         "null: a Mixture-of-Experts model adds its own load-balancing loss (not modelled); none for a dense model"
         if aux is None
         else "0: no auxiliary loss",
     )
-    wd_text, _ = weight_decay_text("weight_decay", read_real("weight_decay", r.get("weight_decay")))
+    wd_text, _ = weight_decay_text("weight_decay", r.real("weight_decay"))
     r.put("weight_decay", wd_text)
     noise = r.get("neftune_noise_alpha")
     if noise is not None:
-        raise _refuse(
+        raise r.refuse(
             "neftune_noise_alpha", noise, "adds noise to the embeddings in training forward passes; expected null"
         )
     r.put("neftune_noise_alpha", "null: no embedding noise")
-    dropout_off = read_flag("disable_dropout", r.get("disable_dropout"))
+    dropout_off = r.flag("disable_dropout")
     r.put(
         "disable_dropout",
         "dropout off: log-probs are the policy's"
@@ -532,11 +488,11 @@ def _check_terms(r: _Reader) -> None:
         else "dropout on in training forward passes: exact only for a model without dropout",
     )
     if "use_peft" in r.given:
-        peft = read_flag("use_peft", r.get("use_peft"))
+        peft = r.flag("use_peft")
         r.put("use_peft", "LoRA: the engine assumes the end point is reachable by the adapter" if peft else _INERT)
     m = r.get("off_policy_mask_threshold")
     if m is not None and read_real("off_policy_mask_threshold", m) < 0:
-        raise _refuse("off_policy_mask_threshold", m, "drops every negative-advantage sequence; expected null or >= 0")
+        raise r.refuse("off_policy_mask_threshold", m, "drops every negative-advantage sequence; expected null or >= 0")
     r.put(
         "off_policy_mask_threshold",
         "null: no off-policy masking"
@@ -545,12 +501,12 @@ def _check_terms(r: _Reader) -> None:
     )
 
 
-def _check_reuse(r: _Reader) -> None:
+def _check_reuse(r: Reader) -> None:
     """Reusing a batch is off-policy by O(learning rate): the drift, to first order in the
     step, is the on-policy expected gradient, so the stationary points do not move."""
-    mu = read_int("num_iterations", r.get("num_iterations"))
+    mu = r.integer("num_iterations")
     if mu < 1:
-        raise _refuse("num_iterations", mu, "takes no step on a batch; expected an integer >= 1")
+        raise r.refuse("num_iterations", mu, "takes no step on a batch; expected an integer >= 1")
     r.put(
         "num_iterations",
         "1: one step per batch"
@@ -561,11 +517,11 @@ def _check_reuse(r: _Reader) -> None:
     for key in ("steps_per_generation", "generation_batch_size"):
         value = r.get(key)
         if value is not None and read_int(key, value) < 1:
-            raise _refuse(key, value, "expected null or an integer >= 1")
+            raise r.refuse(key, value, "expected null or an integer >= 1")
         r.put(key, "batch reuse, off-policy by O(learning rate): the stationary points do not move")
 
 
-def _check_loss(r: _Reader, beta: float, corrected: bool) -> str:
+def _check_loss(r: Reader, beta: float, corrected: bool) -> str:
     """The loss type's aggregation; refuse losses whose on-policy gradient differs."""
     loss_type = r.get("loss_type")
     if not isinstance(loss_type, str) or loss_type not in _AGGREGATION:
@@ -574,12 +530,12 @@ def _check_loss(r: _Reader, beta: float, corrected: bool) -> str:
             f"{loss_type!r}: expected one of {', '.join(_AGGREGATION)} (vespo and luspo weight whole sequences "
             "by their ratio, which the engine does not model)",
         )
-    eps = read_real("epsilon", r.get("epsilon"))
+    eps = r.real("epsilon")
     high_raw = r.get("epsilon_high")
     high = eps if high_raw is None else read_real("epsilon_high", high_raw)
     if eps < 0 or high < 0:
         bad = "epsilon" if eps < 0 else "epsilon_high"
-        raise _refuse(
+        raise r.refuse(
             bad, r.get(bad), "makes the clip range empty, which blocks the gradient at ratio 1; expected >= 0"
         )
     clip_note = (
@@ -589,12 +545,12 @@ def _check_loss(r: _Reader, beta: float, corrected: bool) -> str:
     r.put("epsilon_high", f"{clip_note} (null: epsilon)")
     delta = r.get("delta")
     if delta is not None and read_real("delta", delta) <= 1.0:
-        raise _refuse(
+        raise r.refuse(
             "delta", delta, "caps the ratio at or below 1, which changes the gradient at ratio 1; expected null or > 1"
         )
     r.put("delta", "null: one-sided clip" if delta is None else clip_note)
     if loss_type == "cispo" and high < 1.0:
-        raise _refuse(
+        raise r.refuse(
             "epsilon_high",
             high,
             "with loss_type 'cispo' scales the policy term by min(1, epsilon_high) at ratio 1 but not the penalty; "
@@ -604,14 +560,14 @@ def _check_loss(r: _Reader, beta: float, corrected: bool) -> str:
         if loss_type != "sapo":
             r.put(key, "used only by loss_type 'sapo'")
             continue
-        if read_real(key, r.get(key)) <= 0:
-            raise _refuse(key, r.get(key), "expected > 0")
+        if r.real(key) <= 0:
+            raise r.refuse(key, r.get(key), "expected > 0")
         r.put(key, "soft gate sigmoid(t (ratio - 1)) 4 / t has slope 1 at ratio 1: the clipped loss's gradient")
     level = r.get("importance_sampling_level")
     if level not in ("token", "sequence"):
         raise InputError("importance_sampling_level", f"{level!r}: expected 'token' or 'sequence'")
     if level == "sequence" and beta > 0 and corrected:
-        raise _refuse(
+        raise r.refuse(
             "importance_sampling_level",
             level,
             "with use_bias_correction_kl multiplies each token's k3 by the sequence's mean ratio, which is not the "
@@ -637,7 +593,7 @@ def _check_loss(r: _Reader, beta: float, corrected: bool) -> str:
     return aggregation
 
 
-def _reward_scale(r: _Reader) -> tuple[float, str]:
+def _reward_scale(r: Reader) -> tuple[float, str]:
     """The factor w the rewards are multiplied by: equal reward_weights only."""
     agg = r.get("multi_objective_aggregation")
     if agg != "sum_then_normalize":
@@ -664,7 +620,7 @@ def _reward_scale(r: _Reader) -> tuple[float, str]:
     if n and len(ws) != n:
         raise InputError("reward_weights", f"{len(ws)} weights for {n} reward functions")
     if any(w != ws[0] for w in ws) or ws[0] <= 0:
-        raise _refuse(
+        raise r.refuse(
             "reward_weights",
             weights,
             "weights the reward functions unequally (or not positively): the engine's reward would be the "
@@ -677,19 +633,19 @@ def _reward_scale(r: _Reader) -> tuple[float, str]:
     return w, f"equal reward weights {w:g}: the reward is scaled by {w:g}"
 
 
-def _spec(r: _Reader) -> tuple[GRPO, bool]:
-    g = read_int("num_generations", r.get("num_generations"))
+def _spec(r: Reader) -> tuple[GRPO, bool]:
+    g = r.integer("num_generations")
     if g < 2:
-        raise _refuse("num_generations", g, "leaves no group to normalise; expected an integer >= 2")
-    beta = read_real("beta", r.get("beta"))
+        raise r.refuse("num_generations", g, "leaves no group to normalise; expected an integer >= 2")
+    beta = r.real("beta")
     if beta < 0:
-        raise _refuse("beta", beta, "expected a number >= 0")
+        raise r.refuse("beta", beta, "expected a number >= 0")
     scale = r.get("scale_rewards")
     if isinstance(scale, str) and scale.strip().lower() in ("true", "false"):
         scale = read_flag("scale_rewards", scale)
     if isinstance(scale, bool):  # as GRPOConfig.__post_init__ does
         scale = "group" if scale else "none"
-    corrected = read_flag("use_bias_correction_kl", r.get("use_bias_correction_kl"))
+    corrected = r.flag("use_bias_correction_kl")
     w, scale_note = _reward_scale(r)
     if scale == "group":
         eps = TRL_EPS / w
@@ -728,12 +684,6 @@ def _spec(r: _Reader) -> tuple[GRPO, bool]:
     return GRPO(group_size=g, beta=spec_beta, penalty=penalty, **norm), corrected
 
 
-def _inert_rows(r: _Reader) -> None:
-    for key in sorted(r.given):
-        if key in TRL_INERT_KEYS and key not in r.rows:
-            r.rows[key] = MappingRow(key, r.values[key], "given", _INERT)
-
-
 def describe_trl_mapping(config: Any) -> MappingReport:
     """What a TRL ``GRPOConfig`` (object, or mapping of its keys) trains, setting by setting.
 
@@ -762,21 +712,11 @@ def describe_trl_mapping(config: Any) -> MappingReport:
     _check_reference(r)
     _check_terms(r)
     _check_reuse(r)
-    _inert_rows(r)
-    _, wd_note = weight_decay_text("weight_decay", read_real("weight_decay", r.get("weight_decay")))
+    r.put_inert(_INERT)
+    _, wd_note = weight_decay_text("weight_decay", r.real("weight_decay"))
     if wd_note is not None:
         notes.append(wd_note)
-    order = {k: i for i, k in enumerate(TRL_KEYS)}
-    rows = sorted(r.rows.values(), key=lambda row: (order.get(row.key, len(order)), row.key))
-    return MappingReport(
-        trainer="trl",
-        checked_version=TRL_VERSION,
-        seen_version=version,
-        algo=algo,
-        aggregation=aggregation,
-        rows=tuple(rows),
-        notes=tuple(notes),
-    )
+    return TRL_TABLE.report(r, algo, notes, seen_version=version)
 
 
 def grpo_from_trl(config: Any) -> GRPO:
