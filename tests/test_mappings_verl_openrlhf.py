@@ -270,6 +270,17 @@ def test_openrlhf_refusals_name_the_flag(flags, key, word):
     assert info.value.field == key and word in str(info.value)
 
 
+def test_openrlhf_inert_flags_accepted_with_rows():
+    # --actor.gradient_checkpointing_enable: train_ppo_ray.py:328 in 0.11.2 (309 in 0.10.4)
+    flags = parse_openrlhf_flags(
+        "--rollout.n_samples_per_prompt 4 --algo.advantage.estimator group_norm "
+        "--actor.gradient_checkpointing_enable --ds.zero_stage 3 --seed 7"
+    )
+    report = describe_openrlhf_mapping(flags)
+    for key in ("--actor.gradient_checkpointing_enable", "--ds.zero_stage", "--seed"):
+        assert report.row(key).source == "given" and report.row(key).maps_to.startswith("no effect")
+
+
 def test_openrlhf_unbiased_gradient_is_k2():
     flags = {
         "rollout.n_samples_per_prompt": 4,

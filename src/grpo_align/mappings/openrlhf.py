@@ -151,7 +151,7 @@ _INERT_PREFIXES = tuple(
         "reward.overlong_penalty_factor",
         "actor.num_nodes",
         "actor.num_gpus_per_node",
-        "actor.gradient_checkpointing",
+        "actor.gradient_checkpointing_enable",  # train_ppo_ray.py:328
         "actor.model_name_or_path",
         "actor.freeze_visual_encoder",
         "actor.optim",
