@@ -102,3 +102,32 @@ def test_the_trainers_eps_have_one_home_shared_by_presets_and_mappings():
     assert describe_verl_mapping(verl).algo.eps == VERL_EPS
     flags = {"rollout.n_samples_per_prompt": 8, "algo.advantage.estimator": "group_norm"}
     assert describe_openrlhf_mapping(flags).algo.eps == OPENRLHF_EPS
+
+
+_VERL = {"algorithm.adv_estimator": "grpo", "actor_rollout_ref.rollout.n": 5}
+_OPENRLHF = {"rollout.n_samples_per_prompt": 8, "algo.advantage.estimator": "group_norm"}
+
+
+@pytest.mark.parametrize(
+    ("describe", "config", "field"),
+    [
+        (describe_trl_mapping, {"reward_funcs": 2}, "reward_funcs"),
+        (describe_trl_mapping, {"reward_funcs": {"a": 1}}, "reward_funcs"),
+        (
+            describe_verl_mapping,
+            {**_VERL, "actor_rollout_ref.actor.loss_agg_mode": ["a"]},
+            "actor_rollout_ref.actor.loss_agg_mode",
+        ),
+        (
+            describe_verl_mapping,
+            {**_VERL, "algorithm.use_kl_in_reward": True, "algorithm.kl_penalty": ["kl"]},
+            "algorithm.kl_penalty",
+        ),
+        (describe_openrlhf_mapping, {**_OPENRLHF, "algo.advantage.estimator": ["gae"]}, "--algo.advantage.estimator"),
+        (describe_openrlhf_mapping, {**_OPENRLHF, "actor.loss_agg_mode": {"a": 1}}, "--actor.loss_agg_mode"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_in_one_line_not_raised_as_type_errors(describe, config, field):
+    with pytest.raises(InputError) as info:
+        describe(config)
+    assert info.value.field == field and "\n" not in str(info.value)

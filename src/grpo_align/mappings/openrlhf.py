@@ -382,7 +382,7 @@ def _spec(r: Reader) -> tuple[GRPO, str, list[str]]:
         )
     r.put("rollout.n_samples_per_prompt", f"group_size {g}")
     est = r.get("algo.advantage.estimator")
-    if est not in _NORM:
+    if not isinstance(est, str) or est not in _NORM:
         why = (
             "trains a critic (GAE, the default): no group-level GRPO spec expresses it; expected group_norm"
             if est == "gae"
@@ -475,7 +475,7 @@ def _spec(r: Reader) -> tuple[GRPO, str, list[str]]:
 
 def _aggregation(r: Reader) -> str:
     mode = r.get("actor.loss_agg_mode")
-    if mode not in OPENRLHF_AGGREGATION:
+    if not isinstance(mode, str) or mode not in OPENRLHF_AGGREGATION:
         raise r.refuse("actor.loss_agg_mode", mode, f"expected one of {', '.join(OPENRLHF_AGGREGATION)}")
     return OPENRLHF_AGGREGATION[mode]
 

@@ -606,6 +606,8 @@ def _reward_scale(r: Reader) -> tuple[float, str]:
     funcs = r.get("reward_funcs")
     if isinstance(funcs, str):
         funcs = [funcs]
+    if funcs and not isinstance(funcs, list | tuple):
+        raise InputError("reward_funcs", f"expected a reward function's name or a list of them, got {funcs!r}")
     n = (len(funcs) if funcs else 0) + (1 if r.get("reward_model_name_or_path") else 0)
     for key in ("reward_funcs", "reward_model_name_or_path"):
         if key in r.given:

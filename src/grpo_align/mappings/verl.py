@@ -281,7 +281,7 @@ def _reward_penalty(r: Reader) -> tuple[float, str] | None:
     # a '+' suffix changes only the gradient, and the reward penalty is computed from the
     # sampling policy's log-probs without one (ray_trainer.py:100-102): the value is the base's
     base = kind.rstrip("+") if isinstance(kind, str) else kind
-    if coef > 0 and base not in _REWARD_PENALTY:
+    if coef > 0 and (not isinstance(base, str) or base not in _REWARD_PENALTY):
         raise r.refuse(
             "algorithm.kl_penalty",
             kind,
@@ -376,7 +376,7 @@ def _penalty(r: Reader) -> tuple[float, str, str, str, list[str]]:
 
 def _aggregation(r: Reader) -> str:
     mode = r.get(_A + "loss_agg_mode")
-    if mode not in VERL_AGGREGATION:
+    if not isinstance(mode, str) or mode not in VERL_AGGREGATION:
         raise InputError(_A + "loss_agg_mode", f"{mode!r}: expected one of {', '.join(VERL_AGGREGATION)}")
     agg = VERL_AGGREGATION[mode]
     detail = {
