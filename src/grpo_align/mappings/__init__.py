@@ -3,7 +3,9 @@
 Pure Python: each module reads a trainer's settings by name, without importing the
 trainer, and returns a ``MappingReport`` (``report``): the ``GRPO`` it trains and one row
 per setting. ``trl``: Hugging Face TRL's ``GRPOConfig``; ``verl``: verl's trainer YAML;
-``openrlhf``: OpenRLHF's ``train_ppo_ray`` flags. ``read_trainer_config(path)`` reads a
+``openrlhf``: OpenRLHF's ``train_ppo_ray`` flags; each fills ``base`` (a ``KeyTable`` of one
+release's keys, defaults and citations, read through a ``Reader`` that records and refuses).
+``read_trainer_config(path)`` reads a
 file (``load_config_file``: a regular UTF-8 file, a key twice, a file with no settings and
 a YAML alias bomb refused), detects the trainer and dispatches. ``engine``: the ``GRPO`` fields every mapping
 sets for token sequences (``aggregation``, ``penalty_in``; THEORY.md section 10).

@@ -5,7 +5,7 @@ source was read in: a ``Key`` per setting that can change what is trained (its d
 where that release's source reads it), and the ``InertKeys`` that do not move the end point
 (run and engineering settings). It then reads a config through a ``Reader``, which takes
 each key's value or the table's default, records one ``MappingRow`` per key it read, and
-refuses with one-line ``InputError``\\ s naming the key (``Reader.refuse``, ``KeyTable.unknown``).
+refuses in one line (an ``InputError`` naming the key: ``Reader.refuse``, ``KeyTable.unknown``).
 ``KeyTable.report`` orders the rows as the table does and builds the ``MappingReport``.
 
 Nothing here knows a trainer: the checks, which read keys and refuse what the engine cannot
