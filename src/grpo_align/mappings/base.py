@@ -15,6 +15,7 @@ model, stay in each trainer's module, readable top to bottom with their citation
 from __future__ import annotations
 
 import difflib
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,13 +124,13 @@ class KeyTable:
 
     @classmethod
     def of(cls, trainer: str, label: str, release: str, keys: Iterable[Key], **kwargs: Any) -> KeyTable:
-        """A table from its keys in order (a name twice is a bug in the table)."""
+        """A table from its keys in order, read-only (a name twice is a bug in the table)."""
         table: dict[str, Key] = {}
         for k in keys:
             if k.name in table:
                 raise ValueError(f"{trainer} {release}: key {k.name!r} twice in the table")
             table[k.name] = k
-        return cls(trainer, label, release, table, **kwargs)
+        return cls(trainer, label, release, types.MappingProxyType(table), **kwargs)
 
     def is_known(self, key: str) -> bool:
         """Read by the mapping, or known not to move the end point."""
@@ -146,9 +147,9 @@ class KeyTable:
             return ""
         return f" (did you mean {self.shown(near[0]) if self.shown_prefix else repr(near[0])}?)"
 
-    def unknown(self, key: str, lead: str, reason: str, *, shown: str | None = None) -> InputError:
+    def unknown(self, key: str, lead: str, reason: str) -> InputError:
         """The refusal of a key the table does not know: ``KEY: {lead} (did you mean ...?): {reason}``."""
-        return InputError(self.shown(key) if shown is None else shown, f"{lead}{self.hint(key)}: {reason}")
+        return InputError(self.shown(key), f"{lead}{self.hint(key)}: {reason}")
 
     def unclassified(self, key: str, reason: str) -> InputError:
         """The refusal of a key neither read nor inert: not classified by this table (its release)."""
