@@ -53,6 +53,7 @@ from grpo_align.mappings.report import (
     read_real,
     weight_decay_text,
 )
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
@@ -508,7 +509,14 @@ def _spec(r: _Reader) -> tuple[GRPO, str, list[str]]:
             f"OpenRLHF clamps every estimator to [-10, 10] per token ({_U}:106-113): exact while no token's clamp binds"
         )
     # the penalty is never normalised with the reward here: penalty_in "loss" in both branches
-    algo = GRPO(group_size=g, beta=coef, penalty=penalty, **norm, aggregation=_aggregation(r), penalty_in="loss")
+    algo = GRPO(
+        group_size=g,
+        beta=coef,
+        penalty=penalty_record(penalty).name,
+        **norm,
+        aggregation=_aggregation(r),
+        penalty_in="loss",
+    )
     notes.insert(0, f"advantage: {text}; {placement}")
     return algo, placement, notes
 

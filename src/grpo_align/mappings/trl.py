@@ -54,6 +54,7 @@ from grpo_align.mappings.report import (
     read_real,
     weight_decay_text,
 )
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
@@ -725,7 +726,7 @@ def _spec(r: _Reader) -> tuple[GRPO, bool]:
         else "penalty k3",
         corrected,
     )
-    return GRPO(group_size=g, beta=spec_beta, penalty=penalty, **norm), corrected
+    return GRPO(group_size=g, beta=spec_beta, penalty=penalty_record(penalty).name, **norm), corrected
 
 
 def _inert_rows(r: _Reader) -> None:

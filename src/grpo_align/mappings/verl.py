@@ -48,6 +48,7 @@ from grpo_align.mappings.report import (
     read_real,
     weight_decay_text,
 )
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.spec import GRPO
 
 __all__ = [
@@ -534,7 +535,14 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
     for key in sorted(values):
         if key not in r.rows:
             r.rows[key] = MappingRow(key, values[key], "given", _INERT)
-    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, aggregation=aggregation, penalty_in=penalty_in)
+    algo = GRPO(
+        group_size=g,
+        beta=beta,
+        penalty=penalty_record(penalty).name,
+        **norm,
+        aggregation=aggregation,
+        penalty_in=penalty_in,
+    )
     notes = [
         f"keys not given take verl {VERL_VERSION}'s defaults ({_Y})",
         f"advantage: {norm_text}; {penalty_text}",
