@@ -41,6 +41,16 @@ def test_names_are_the_literal_and_the_spec() -> None:
         ga.GRPO(penalty=["k3"])  # type: ignore[arg-type]
 
 
+def test_aggregations_defined_once() -> None:
+    from grpo_align import training
+    from grpo_align.integrations import trl
+    from grpo_align.report import sequences
+
+    assert loss.AGGREGATIONS is spec.AGGREGATIONS
+    assert training.AGGREGATIONS is spec.AGGREGATIONS
+    assert sequences.AGGREGATIONS is spec.AGGREGATIONS and trl.AGGREGATIONS is spec.AGGREGATIONS
+
+
 @pytest.mark.parametrize("name", list(PENALTIES))
 def test_phi_is_psi_at_the_log_ratio(name: str) -> None:
     """THEORY.md section 3 and eq. 10.3: phi(o) = psi(x(o)), x = log pi/pi_ref."""

@@ -34,6 +34,7 @@ from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, 
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, rlhf_policy, stationary_policy
 from grpo_align.theory.penalties import Penalty
+from grpo_align.theory.spec import AGGREGATIONS
 
 KEY = "sequences"
 TITLE = "Beyond the paper: token sequences and the penalty in the reward"
@@ -42,7 +43,6 @@ TITLE = "Beyond the paper: token sequences and the penalty in the reward"
 TREE: tuple[tuple[int, ...], ...] = ((1, 2, 9), (1, 3, 4, 5, 9), (4, 9), (5, 6, 7, 9))
 FLAT: tuple[tuple[int, ...], ...] = ((1, 9), (2, 3, 4, 5, 9), (6, 9), (7, 3, 4, 5, 9))
 ATOMIC3: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,))
-AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
 #: the Bernoulli problem of the reward-penalty examples
 BERN_REF, BERN_SUCCESS = (0.2, 0.3, 0.5), (0.8, 0.5, 0.1)
 
