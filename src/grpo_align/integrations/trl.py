@@ -23,7 +23,7 @@ import numpy as np
 
 from grpo_align.errors import InputError
 from grpo_align.mappings.trl import TRL_AGGREGATION, grpo_from_trl, trl_aggregation, trl_kwargs_from_grpo
-from grpo_align.theory.spec import GRPO
+from grpo_align.theory.spec import AGGREGATIONS, GRPO  # AGGREGATIONS: what a sequence run is compared with
 from grpo_align.training.metrics import PREDICTION_GAP
 from grpo_align.training.stats import tail_statistics
 
@@ -355,9 +355,6 @@ def run_trl_experiment(
 #: (aggregation ``constant``), beta and G of ``lm.sequences.SEQUENCE_RUNS``, and the plain k3
 #: penalty (``use_bias_correction_kl=False``), as our runs
 DEFAULT_TRL_SEQUENCE_ALGO = GRPO.preset("trl", beta=0.5, group_size=4, penalty="k3")
-
-#: the aggregations whose predictions a sequence run is compared with
-AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
 
 
 @dataclass(frozen=True)

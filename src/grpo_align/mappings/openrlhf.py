@@ -45,6 +45,7 @@ from typing import Any
 from grpo_align.errors import InputError
 from grpo_align.mappings.base import InertKeys, Key, KeyTable, Reader
 from grpo_align.mappings.report import MappingReport, read_real, weight_decay_text
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.trainers import OPENRLHF_EPS
 
@@ -468,7 +469,14 @@ def _spec(r: Reader) -> tuple[GRPO, str, list[str]]:
             f"OpenRLHF clamps every estimator to [-10, 10] per token ({_U}:106-113): exact while no token's clamp binds"
         )
     # the penalty is never normalised with the reward here: penalty_in "loss" in both branches
-    algo = GRPO(group_size=g, beta=coef, penalty=penalty, **norm, aggregation=_aggregation(r), penalty_in="loss")
+    algo = GRPO(
+        group_size=g,
+        beta=coef,
+        penalty=penalty_record(penalty).name,
+        **norm,
+        aggregation=_aggregation(r),
+        penalty_in="loss",
+    )
     notes.insert(0, f"advantage: {text}; {placement}")
     return algo, placement, notes
 

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 from grpo_align.errors import InputError
 from grpo_align.mappings.base import InertKeys, Key, KeyTable, Reader
 from grpo_align.mappings.report import MappingReport, MappingRow, read_flag, read_int, read_real, weight_decay_text
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.trainers import TRL_EPS
 
@@ -683,7 +684,7 @@ def _spec(r: Reader) -> tuple[GRPO, bool]:
         else "penalty k3",
         corrected,
     )
-    return GRPO(group_size=g, beta=spec_beta, penalty=penalty, **norm), corrected
+    return GRPO(group_size=g, beta=spec_beta, penalty=penalty_record(penalty).name, **norm), corrected
 
 
 def describe_trl_mapping(config: Any) -> MappingReport:

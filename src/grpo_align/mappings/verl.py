@@ -40,6 +40,7 @@ from typing import Any
 from grpo_align.errors import InputError
 from grpo_align.mappings.base import InertKeys, Key, KeyTable, Reader
 from grpo_align.mappings.report import MappingReport, weight_decay_text
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.trainers import VERL_EPS
 
@@ -493,7 +494,14 @@ def describe_verl_mapping(config: Mapping[str, Any]) -> MappingReport:
     aggregation = _aggregation(r)
     _checks(r, beta, norm["normalization"])
     r.put_inert(_INERT)
-    algo = GRPO(group_size=g, beta=beta, penalty=penalty, **norm, aggregation=aggregation, penalty_in=penalty_in)
+    algo = GRPO(
+        group_size=g,
+        beta=beta,
+        penalty=penalty_record(penalty).name,
+        **norm,
+        aggregation=aggregation,
+        penalty_in=penalty_in,
+    )
     notes = [
         f"keys not given take verl {VERL_VERSION}'s defaults ({_Y})",
         f"advantage: {norm_text}; {penalty_text}",

@@ -24,9 +24,12 @@ from grpo_align.theory import (
     pairwise_policy,
     stationary_policy,
 )
+from grpo_align.theory.penalties import Penalty
 
 KEY = "pairwise"
 TITLE = "Groups of two are pairwise comparisons"
+#: the penalties whose G = 2 closed forms are checked: k3 and the direct KL's k2
+G2_PENALTIES: tuple[Penalty, ...] = ("k3", "k2")
 TOLERANCE = 1e-9
 P0 = 0.3
 BETAS = (0.1, 0.3, 1.0)
@@ -136,7 +139,7 @@ def compute(cfg: ReportConfig) -> PairwiseData:
     for beta in BETAS:
         prob = margin_problem(p0, gammas)
         row: dict[str, np.ndarray] = {}
-        for pen, closed in (("k3", binary_g2_policy), ("k2", binary_direct_kl_g2_policy)):
+        for pen, closed in zip(G2_PENALTIES, (binary_g2_policy, binary_direct_kl_g2_policy), strict=True):
             res = stationary_policy(prob, GRPO(group_size=2, beta=beta, penalty=pen))
             all_success &= bool(np.all(res.success))
             cf = np.array([closed(p0, beta, float(g)) for g in gammas])
@@ -173,7 +176,7 @@ def compute(cfg: ReportConfig) -> PairwiseData:
     rps_stable = True
     n_roots = 0
     for beta in beta_path:
-        for pen in ("k3", "k2"):
+        for pen in G2_PENALTIES:
             one = stationary_policy(prob_rps, GRPO(group_size=2, beta=float(beta), penalty=pen))[0]
             all_success &= bool(one.success)
             rps_stable &= all(r.stable for r in one.roots)

@@ -16,6 +16,7 @@ import numpy as np
 from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict, max_abs
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, preference, rlhf_policy, stationary_policy
+from grpo_align.theory.penalties import penalty as penalty_record
 
 KEY = "reverse-kl"
 TITLE = "The penalty is reverse KL"
@@ -197,7 +198,7 @@ def compute(cfg: ReportConfig) -> ReverseKLData:
     first_order = {}
     all_success = True
     for pen in PENALTIES:
-        algo = GRPO(group_size=g_size, beta=beta, penalty=pen)
+        algo = GRPO(group_size=g_size, beta=beta, penalty=penalty_record(pen).name)
         res = stationary_policy(problem, algo)[0]  # the one context
         all_success &= bool(res.success)
         policies[pen] = res.policy

@@ -33,6 +33,8 @@ from grpo_align.report.common import fmt
 from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, rlhf_policy, stationary_policy
+from grpo_align.theory.penalties import Penalty
+from grpo_align.theory.spec import AGGREGATIONS
 
 KEY = "sequences"
 TITLE = "Beyond the paper: token sequences and the penalty in the reward"
@@ -41,7 +43,6 @@ TITLE = "Beyond the paper: token sequences and the penalty in the reward"
 TREE: tuple[tuple[int, ...], ...] = ((1, 2, 9), (1, 3, 4, 5, 9), (4, 9), (5, 6, 7, 9))
 FLAT: tuple[tuple[int, ...], ...] = ((1, 9), (2, 3, 4, 5, 9), (6, 9), (7, 3, 4, 5, 9))
 ATOMIC3: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,))
-AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
 #: the Bernoulli problem of the reward-penalty examples
 BERN_REF, BERN_SUCCESS = (0.2, 0.3, 0.5), (0.8, 0.5, 0.1)
 
@@ -413,7 +414,7 @@ def _specs() -> list[_Spec]:
     bern = Problem.from_bernoulli(list(BERN_REF), list(BERN_SUCCESS))
     det = Problem.from_rewards([0.2, 0.3, 0.5], [1.0, 0.5, 0.0])
     out: list[_Spec] = []
-    flat_doc = {
+    flat_doc: dict[tuple[Penalty, str], tuple[float, str]] = {
         ("k3", "sequence_mean"): (0.2210, "equal"),
         ("k3", "group_token_mean"): (0.2336, "moves"),
         ("k3", "constant"): (0.2210, "equal"),
@@ -436,7 +437,7 @@ def _specs() -> list[_Spec]:
                 expect,
             )
         )
-    tree_doc = {"k3": (0.6320, 0.6591, 0.6754), "k2": (0.6280, 0.6159, 0.6101)}
+    tree_doc: dict[Penalty, tuple[float, ...]] = {"k3": (0.6320, 0.6591, 0.6754), "k2": (0.6280, 0.6159, 0.6101)}
     for pen, docs in tree_doc.items():
         for agg, doc in zip(AGGREGATIONS, docs, strict=True):
             out.append(

@@ -23,21 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from grpo_align.errors import InputError
+from grpo_align.theory.penalties import PENALTIES
 
 __all__ = ["SHRINK", "TieStructure", "candidate_ties", "find_ties", "sequence_penalty"]
 
 
 def sequence_penalty(name: str, x: np.ndarray) -> np.ndarray:
-    """k(x) of eq. 10.7 for the sequence log-ratio x (k1, k2 or k3)."""
-    x = np.asarray(x, dtype=float)
-    if name == "k1":
-        return x
-    if name == "k2":
-        return 0.5 * x * x
-    if name == "k3":
-        with np.errstate(over="ignore"):
-            return np.expm1(-x) + x
-    raise InputError("penalty", f"{name!r} cannot be put in the reward; expected k1, k2 or k3")
+    """k(x) of eq. 10.7 for the sequence log-ratio x (k1, k2 or k3): the record's ``value``
+    (``theory.penalties``)."""
+    rec = PENALTIES.get(name) if isinstance(name, str) else None
+    if rec is None or not rec.in_reward:
+        raise InputError("penalty", f"{name!r} cannot be put in the reward; expected k1, k2 or k3")
+    return rec.value(x)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from grpo_align.errors import InputError
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.preference import MAX_COUNT_VECTORS, LevelPreference, _count_vectors
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.reward_penalty import TieStructure, sequence_penalty
@@ -52,21 +53,10 @@ def token_penalty_gradient(penalty: str, x: np.ndarray) -> np.ndarray:
     """psi(x): a token's penalty has gradient psi(x) grad log pi(t | u) at theta = theta_old.
 
     THEORY.md eq. 10.3, x = log pi(t|u)/pi_ref(t|u): k3 1 - exp(-x); k2 x; k1 1; kl (the
-    trainer's rho x) x + 1; abs sign(x). TRL's bias-corrected k3 (rho k3) has psi = x,
-    k2's.
+    trainer's rho x) x + 1; abs sign(x): the record's ``psi`` (``theory.penalties``). TRL's
+    bias-corrected k3 (rho k3) has psi = x, k2's.
     """
-    if penalty == "k3":
-        with np.errstate(over="ignore"):
-            return -np.expm1(-x)
-    if penalty == "k2":
-        return np.asarray(x, dtype=float)
-    if penalty == "k1":
-        return np.ones_like(x)
-    if penalty == "kl":
-        return x + 1.0
-    if penalty == "abs":
-        return np.sign(x)
-    raise InputError("penalty", f"unknown {penalty!r}")
+    return penalty_record(penalty).psi(x)
 
 
 def _weights(aggregation: str, g: int, own_len: np.ndarray, total_len: np.ndarray) -> np.ndarray:

@@ -16,12 +16,15 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from grpo_align.errors import InputError
+from grpo_align.theory.penalties import PENALTIES, Penalty
 from grpo_align.theory.trainers import OPENRLHF_EPS, TRL_EPS, VERL_EPS
 
 __all__ = ["AGGREGATIONS", "GRPO", "NORMALIZATIONS", "PENALTIES", "PENALTY_PLACEMENTS", "PRESETS"]
 
 NORMALIZATIONS = ("shift_scale", "shift", "rloo", "raw")
-PENALTIES = ("k3", "k2", "k1", "abs", "kl")
+# PENALTIES (imported from theory.penalties): every penalty's record by name; iterating it
+# gives the names k3, k2, k1, abs, kl, as the tuple it replaced did.
+
 #: How per-token terms are weighted (THEORY.md section 10): 1/|o_i|, 1/sum_j |o_j| over the
 #: group, or one constant.
 AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
@@ -186,7 +189,7 @@ class GRPO:
     normalization: str = "shift_scale"
     ddof: int = 0
     eps: float = 0.0
-    penalty: str = "k3"
+    penalty: Penalty = "k3"
     aggregation: str = "sequence_mean"
     penalty_in: str = "loss"
 
@@ -218,7 +221,8 @@ class GRPO:
         if isinstance(self.ddof, bool) or self.ddof not in (0, 1):
             raise InputError("ddof", f"expected 0 (population std) or 1 (sample std), got {self.ddof!r}")
         object.__setattr__(self, "ddof", int(self.ddof))
-        if self.penalty not in PENALTIES:
+        # (a mapping: an unhashable value must not reach ``in``)
+        if not isinstance(self.penalty, str) or self.penalty not in PENALTIES:
             raise InputError("penalty", f"unknown {self.penalty!r}; expected one of {', '.join(PENALTIES)}")
         if self.aggregation not in AGGREGATIONS:
             raise InputError("aggregation", f"unknown {self.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
@@ -226,7 +230,7 @@ class GRPO:
             raise InputError(
                 "penalty_in", f"unknown {self.penalty_in!r}; expected one of {', '.join(PENALTY_PLACEMENTS)}"
             )
-        if self.penalty_in == "reward" and self.penalty not in ("k1", "k2", "k3"):
+        if self.penalty_in == "reward" and not PENALTIES[self.penalty].in_reward:
             raise InputError(
                 "penalty",
                 f"{self.penalty!r} cannot be put in the reward; expected k1, k2 or k3 with penalty_in='reward'",
@@ -256,7 +260,7 @@ class GRPO:
     @property
     def regularised(self) -> bool:
         """Whether the penalty pulls toward pi_ref (beta > 0 and not k1 in the loss)."""
-        return self.beta > 0 and (self.penalty != "k1" or self.penalty_in == "reward")
+        return self.beta > 0 and (PENALTIES[self.penalty].regularises or self.penalty_in == "reward")
 
     @property
     def pairwise_scale(self) -> float:

@@ -31,13 +31,15 @@ normalisation, x(o) the sequence log-ratio of the sampling policy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from grpo_align.errors import InputError
-from grpo_align.theory.spec import GRPO
+from grpo_align.theory.reward_penalty import sequence_penalty
+from grpo_align.theory.spec import AGGREGATIONS, GRPO
 
 __all__ = [
     "AGGREGATIONS",
@@ -49,8 +51,6 @@ __all__ = [
     "penalty_per_token",
     "sequence_log_ratio",
 ]
-
-AGGREGATIONS = ("sequence_mean", "group_token_mean", "constant")
 
 #: the normaliser of "constant" aggregation: B * max_length (Dr. GRPO) or the batch's valid
 #: tokens (TRL "dapo"/"bnpo" in one process); either is one number for the whole batch
@@ -86,18 +86,23 @@ def penalty_per_token(
     log(pi/pi_ref) + 1 (kl): ``ga.penalty_coefficient``. ``ratio`` (exp(logp_new -
     logp_old)) may be passed to save recomputing it.
     """
+    value = _TORCH_VALUE.get(penalty) if isinstance(penalty, str) else None
+    if value is None:
+        raise InputError("penalty", f"unknown {penalty!r}; expected one of k3, k2, k1, abs, kl")
     x = logp_new - logp_ref
-    if penalty == "k3":
-        return torch.exp(-x) + x - 1.0
-    if penalty == "k2":
-        return 0.5 * x * x
-    if penalty == "k1":
-        return x
-    if penalty == "abs":
-        return x.abs()
-    if penalty == "kl":
-        return (torch.exp(logp_new - logp_old) if ratio is None else ratio) * x
-    raise InputError("penalty", f"unknown {penalty!r}; expected one of k3, k2, k1, abs, kl")
+    return value(x, torch.exp(logp_new - logp_old) if ratio is None else ratio)
+
+
+#: The torch mirrors of the records' ``value`` (``theory.penalties``; theory imports no
+#: torch), D(x, rho) with x = logp_new - logp_ref; tests/test_penalties.py checks each
+#: against its record on random inputs.
+_TORCH_VALUE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "k3": lambda x, rho: torch.exp(-x) + x - 1.0,
+    "k2": lambda x, rho: 0.5 * x * x,
+    "k1": lambda x, rho: x,
+    "abs": lambda x, rho: x.abs(),
+    "kl": lambda x, rho: rho * x,
+}
 
 
 def aggregation_weights(
@@ -167,14 +172,7 @@ def penalised_rewards(
     x = sequence_log_ratio(logp_old, logp_ref, mask.to(logp_old.dtype)).detach().cpu().double().numpy()
     if x.size != r.size:
         raise InputError("rewards", f"expected {x.size} rewards (one per sequence), got {r.size}")
-    if algo.penalty == "k1":
-        k = x
-    elif algo.penalty == "k2":
-        k = 0.5 * x * x
-    elif algo.penalty == "k3":
-        k = np.expm1(-x) + x
-    else:
-        raise InputError("penalty", f"{algo.penalty!r} cannot be put in the reward; expected k1, k2 or k3")
+    k = sequence_penalty(algo.penalty, x)  # eq. 10.7 (theory.penalties: the record's value)
     return r - algo.beta * k.reshape(r.shape)
 
 

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from grpo_align.errors import InputError
+from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary.batch import batch_binary
@@ -109,7 +110,7 @@ def applicable_methods(problem: Problem, algo: GRPO) -> tuple[str, ...]:
     _validate(problem, algo)
     if not algo.regularised:
         return ("replicator",)
-    if algo.penalty == "abs":
+    if not PENALTIES[algo.penalty].smooth:  # abs: set-valued conditions (eq. 10.16)
         return ("proximal",)
     if not problem.is_preference and problem.n_levels <= 2:
         return ("scan", "newton")
@@ -333,11 +334,11 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
         pref = preference_2d(problem, algo, pi)
         res, mult = residual_given(problem, algo, pi, pref)
         tol = residual_tolerance(problem, algo, pi, pref, RESIDUAL_TOLERANCE)
-        stab = stability(red, masses) if algo.penalty != "abs" else [(None, None)] * n_ctx
+        stab = stability(red, masses) if PENALTIES[algo.penalty].smooth else [(None, None)] * n_ctx
         mix = red.point(masses)
         # a candidate that drains an output with pi_ref > 0 can only pass the check through
         # the KKT condition of a face (P_G = -inf there): it is a boundary root
-        on_face = np.any((pi == 0) & (problem.ref > 0), axis=1) & (algo.penalty != "abs")
+        on_face = np.any((pi == 0) & (problem.ref > 0), axis=1) & PENALTIES[algo.penalty].smooth
         for c in np.nonzero(has)[0].tolist():
             roots[c].append(
                 StationaryRoot(
@@ -400,7 +401,7 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
                 "(P_G of every drained class -> -inf faster than the direct KL pulls it back; "
                 "THEORY.md section 9)"
             )
-        if algo.penalty == "abs":
+        if not PENALTIES[algo.penalty].smooth:
             messages[c] += (
                 "; abs: any redistribution inside a reward class that keeps each output on the same side "
                 "of pi_ref is stationary too"

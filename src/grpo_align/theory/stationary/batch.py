@@ -34,6 +34,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.preference import LevelPreference, level_advantage_table
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.stationary.boundary import has_boundary_roots
@@ -178,7 +179,7 @@ def _side_value(penalty: str, beta: float, side: int, x: np.ndarray, d: np.ndarr
     """The context-free left side on one side of m1 = 1/2 (x the smaller mass)."""
     m_small, m_big = x, 1.0 - x
     m1, m2 = (m_small, m_big) if side == 0 else (m_big, m_small)
-    if penalty == "k3":
+    if PENALTIES[penalty].stationary_map == "reciprocal":  # k3
         # side 0: R1 = m1 (1 - m2 D/beta); side 1: R2 = m2 (1 + m1 D/beta)
         return m1 * (1.0 - m2 * d / beta) if side == 0 else m2 * (1.0 + m1 * d / beta)
     # one logarithm of the ratio (rounded once) rather than two
@@ -501,7 +502,7 @@ def batch_binary(red: Reduced) -> StationaryResult | None:
     if (
         not red.is_reward
         or problem.n_levels != 2
-        or algo.penalty not in ("k3", "k2", "kl")
+        or PENALTIES[algo.penalty].stationary_map is None
         or not algo.regularised
         or has_boundary_roots(red)
     ):
@@ -578,6 +579,7 @@ def _solve_roots(
     """The roots of every context (class 1 the better, ``j1``/``j2`` its class slots), checked
     and assembled (``_assemble``)."""
     problem, algo = red.problem, red.algo
+    reciprocal = PENALTIES[algo.penalty].stationary_map == "reciprocal"  # k3
     n_ctx = problem.n_contexts
 
     # roots: (context, m1, m2)
@@ -594,7 +596,7 @@ def _solve_roots(
             every = members.size == n_ctx  # no indexing where every context takes part
             r1_s, r2_s = (r1, r2) if every else (r1[members], r2[members])
             shape = _Shape(shapes[s, 0:2], shapes[s, 2:4], shapes[s, 4:6], algo)
-            log_ratio = None if algo.penalty == "k3" else np.log(r1_s / r2_s)
+            log_ratio = None if reciprocal else np.log(r1_s / r2_s)
             for side in (0, 1):
                 target = (r1_s if side == 0 else r2_s) if log_ratio is None else log_ratio
                 c_loc, x, it = _side_roots(shape, algo.penalty, algo.beta, side, target)
@@ -699,6 +701,7 @@ def _assemble(
     """Check every root (residual in extended precision, stability), choose one per context
     and build the result. ``ctx_r`` None: exactly one root per context, in context order."""
     problem, algo = red.problem, red.algo
+    reciprocal = PENALTIES[algo.penalty].stationary_map == "reciprocal"  # k3
     n_ctx = problem.n_contexts
     single = ctx_r is None
     if ctx_r is None:
@@ -772,7 +775,8 @@ def _assemble(
                 r1, r2 = red.ref_mass[:, int(j1[0])], red.ref_mass[:, int(j2[0])]
             else:
                 r1, r2 = red.ref_mass[c, j1[c]], red.ref_mass[c, j2[c]]
-            dphi = r2 / a2**2 + r1 / a1**2 if algo.penalty == "k3" else 1.0 / a1 + 1.0 / a2
+            # d(phi_2 - phi_1)/d m: k3 phi = 1 - R/m, k2 and kl phi = log(m/R) (+ 1)
+            dphi = r2 / a2**2 + r1 / a1**2 if reciprocal else 1.0 / a1 + 1.0 / a2
             lam = 2.0 * (a1 * a2) ** 2 * (dd - algo.beta * dphi)
         scale = np.maximum(1.0, np.abs(lam)) * np.minimum(1.0, small)
         finite = np.isfinite(lam)
@@ -917,8 +921,10 @@ def _shared_check(
     n_deg = algo.group_size - 1
     dist0 = problem.dist[0]
     n_out = dist0.shape[0]
-    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or n_out > 8 or algo.penalty not in ("k3", "k2", "kl"):
+    rec = PENALTIES[algo.penalty]
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or n_out > 8 or rec.stationary_map is None:
         return None
+    reciprocal = rec.stationary_map == "reciprocal"
     cols = [pi[:, k] for k in range(n_out)]
     w0 = np.zeros(pi.shape[0])
     w1 = np.zeros(pi.shape[0])
@@ -938,12 +944,14 @@ def _shared_check(
     g_cols, size, ratio_max = [], np.ones(pi.shape[0]), np.ones(pi.shape[0])
     for k in range(n_out):
         pref = prefs[k]
-        if algo.penalty == "k3":
+        # phi = a - u (the record's phi in u form, a = phi_offset): u = pi_ref/pi for k3,
+        # log(pi_ref/pi) for k2 and kl
+        if reciprocal:
             ratio = ref[:, k] / cols[k]
-            phi = 1.0 - ratio
+            phi = rec.phi_offset - ratio
             np.maximum(ratio_max, ratio, out=ratio_max)
         else:
-            phi = np.log(cols[k] / ref[:, k]) + (1.0 if algo.penalty == "kl" else 0.0)
+            phi = np.log(cols[k] / ref[:, k]) + rec.phi_offset
         bphi = beta * phi
         np.maximum(size, np.abs(pref), out=size)
         np.maximum(size, np.abs(bphi), out=size)
@@ -955,7 +963,7 @@ def _shared_check(
     for k in range(1, n_out):
         np.maximum(res, np.abs(g_cols[k] - c), out=res)
     eps = np.finfo(float).eps
-    tol = RESIDUAL_TOLERANCE * size + 64 * eps * beta * (ratio_max if algo.penalty == "k3" else 1.0)
+    tol = RESIDUAL_TOLERANCE * size + 64 * eps * beta * (ratio_max if reciprocal else 1.0)
     if not bool(np.all(np.isfinite(res))):
         return None
     return res, c, tol
@@ -1030,8 +1038,10 @@ def _one_context_check(
     does not apply.
     """
     n_deg = algo.group_size - 1
-    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty not in ("k3", "k2", "kl"):
+    rec = PENALTIES[algo.penalty]
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or rec.stationary_map is None:
         return None
+    reciprocal = rec.stationary_map == "reciprocal"
     p, ref, cls = pi[0], problem.ref[0], class_of[0]
     if not float(np.min(p)) > 0:
         return None  # a drained output: the generic route
@@ -1049,9 +1059,9 @@ def _one_context_check(
     # beta phi as a + b * u per output, u = r (k3) or log r (k2, kl) with r = pi_ref / pi:
     # k3 phi = 1 - r, kl phi = 1 - log r, k2 phi = -log r
     u = ref / p
-    shift = 0.0 if algo.penalty == "k2" else 1.0
+    shift = rec.phi_offset
     total = float(np.sum(p))
-    if algo.penalty == "k3":
+    if reciprocal:
         spent = total - float(np.sum(ref))  # sum pi (1 - r) = sum pi - sum pi_ref
     else:
         np.log(u, out=u)
@@ -1067,7 +1077,7 @@ def _one_context_check(
     res = max(abs(float(np.max(g))), abs(float(np.min(g))))
     # max |beta phi| over the outputs: at the smallest or the largest u (phi is monotone in u)
     size = max(1.0, float(np.max(np.abs(p_class))), beta * abs(shift - u_lo), beta * abs(shift - u_hi))
-    floor = 64 * np.finfo(float).eps * beta * (max(1.0, u_hi) if algo.penalty == "k3" else 1.0)
+    floor = 64 * np.finfo(float).eps * beta * (max(1.0, u_hi) if reciprocal else 1.0)
     if not np.isfinite(res):
         return None
     return np.array([res]), np.array([c]), np.array([RESIDUAL_TOLERANCE * size + floor])
@@ -1093,7 +1103,7 @@ def _two_class_route(
     and returns None, and the caller rebuilds pi.
     """
     split = red.split
-    if split is None or red.algo.penalty != "k3":
+    if split is None or PENALTIES[red.algo.penalty].stationary_map != "reciprocal":
         return None
     ref_mass = red.ref_mass[0]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -1141,7 +1151,7 @@ def _two_class_check(
     or factors.
     """
     n_deg = algo.group_size - 1
-    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or algo.penalty != "k3":
+    if algo.is_limit or n_deg > _SHARED_MAX_DEGREE or PENALTIES[algo.penalty].stationary_map != "reciprocal":
         return None
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.divide(split.signed_ref, pi, out=out)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.preference import scaled_level_differences
 from grpo_align.theory.stationary.reduction import Reduced
 
@@ -32,7 +33,7 @@ def has_boundary_roots(red: Reduced) -> bool:
     return (
         red.is_reward
         and algo.is_limit
-        and algo.penalty in ("k2", "kl")
+        and PENALTIES[algo.penalty].stationary_map == "exponential"
         and algo.beta > 0
         and algo.normalization == "shift_scale"
         and algo.eps == 0

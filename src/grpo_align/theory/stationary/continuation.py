@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grpo_align.theory.stationary.reduction import Reduced, _k3_masses, _kl_masses
+from grpo_align.theory.stationary.reduction import Reduced, penalty_masses
 from grpo_align.theory.stationary.result import RootSearch
 
 __all__ = ["continuation_mixtures"]
@@ -36,7 +36,7 @@ def _tmap(red: Reduced, w: np.ndarray, t: np.ndarray) -> np.ndarray:
     pref = red.class_preference_from_mixture(w)
     q = pref / np.exp(t)[..., None]  # P / beta: the penalty formulas with beta = 1
     ref = red.ref_mass[:, None, :]
-    masses = _k3_masses(q, ref, 1.0)[0] if red.algo.penalty == "k3" else _kl_masses(q, ref, 1.0)[0]
+    masses = penalty_masses(red.algo.penalty)(q, ref, 1.0)[0]
     return red.mixture(masses)
 
 

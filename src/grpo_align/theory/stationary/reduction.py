@@ -9,16 +9,26 @@ scalar c chosen so that they sum to 1; a stationary policy is a fixed point of t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from grpo_align.errors import InputError
+from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.preference import LevelPreference
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
 __all__ = ["Reduced", "TwoClassSplit", "class_partition", "reward_classes"]
+
+
+def penalty_masses(name: str) -> Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]:
+    """The solver of the penalty's stationary map for frozen P (THEORY.md section 5):
+    ``_k3_masses`` for the reciprocal map (k3), ``_kl_masses`` for the exponential one
+    (k2, kl; the record's ``stationary_map``). Each takes (pref, ref_mass, beta) and returns
+    the class masses and the multiplier c."""
+    return _k3_masses if PENALTIES[name].stationary_map == "reciprocal" else _kl_masses
 
 
 def _k3_masses(pref: np.ndarray, ref_mass: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -290,9 +300,7 @@ class Reduced:
         """
         extra = pref.ndim - 2
         ref_mass = self.ref_mass.reshape(self.ref_mass.shape[:1] + (1,) * extra + self.ref_mass.shape[1:])
-        if self.algo.penalty == "k3":
-            return _k3_masses(pref, ref_mass, self.beta)
-        return _kl_masses(pref, ref_mass, self.beta)
+        return penalty_masses(self.algo.penalty)(pref, ref_mass, self.beta)
 
     def take(self, idx: np.ndarray) -> Reduced:
         """The contexts ``idx`` (repeats allowed), as a new reduction (``problem`` is kept whole)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from grpo_align.errors import InputError
+from grpo_align.theory.penalties import PENALTIES
+from grpo_align.theory.penalties import penalty as penalty_record
 from grpo_align.theory.preference import preference_extended
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
@@ -29,23 +30,12 @@ def penalty_coefficient(penalty: str, policy: np.ndarray, ref: np.ndarray) -> np
     """phi(o): the penalty's gradient is sum_o phi(o) grad pi(o) (THEORY.md section 3).
 
     k3: 1 - pi_ref/pi; k2: log(pi/pi_ref); kl: log(pi/pi_ref) + 1; k1: 1;
-    abs: sign(log(pi/pi_ref)) (0 at pi = pi_ref, the subgradient torch takes).
-    Entries with pi = 0 are 0 (outside the support).
+    abs: sign(log(pi/pi_ref)) (0 at pi = pi_ref, the subgradient torch takes): the record's
+    ``phi`` (``theory.penalties``). Entries with pi = 0 are 0 (outside the support).
     """
+    rec = penalty_record(penalty)
     pos = policy > 0
-    safe_pi = np.where(pos, policy, 1.0)
-    safe_ref = np.where(ref > 0, ref, 1.0)
-    if penalty == "k3":
-        phi = 1.0 - ref / safe_pi
-    elif penalty in ("k2", "kl"):
-        phi = np.log(safe_pi / safe_ref) + (1.0 if penalty == "kl" else 0.0)
-    elif penalty == "k1":
-        phi = np.ones_like(policy)
-    elif penalty == "abs":
-        phi = np.sign(np.log(safe_pi / safe_ref))
-    else:  # pragma: no cover - GRPO validates
-        raise InputError("penalty", f"unknown {penalty!r}")
-    return np.where(pos, phi, 0.0)
+    return np.where(pos, rec.phi(np.where(pos, policy, 1.0), ref), 0.0)
 
 
 def stationarity_residual(problem: Problem, algo: GRPO, policy: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +84,8 @@ def residual_given(
     outputs were certified separately (``boundary``: P_G -> -inf there).
     """
     support = pi > 0
-    if algo.penalty == "abs":
+    rec = PENALTIES[algo.penalty]
+    if not rec.smooth:  # abs: set-valued conditions
         x = np.where(
             support & (problem.ref > 0),
             np.log(np.where(support, pi, 1.0) / np.where(problem.ref > 0, problem.ref, 1.0)),
@@ -126,13 +117,13 @@ def residual_given(
     c = np.sum(np.where(support, pi * np.where(support, g, 0.0), 0.0), axis=1)
     res = np.where(support, np.abs(np.where(support, g, 0.0) - c[:, None]), 0.0)
     starved = ~support & (problem.ref > 0)
-    if check_drained and algo.regularised and algo.penalty in ("k3", "k2", "kl") and np.any(starved):
+    if check_drained and algo.regularised and rec.repels_boundary and np.any(starved):
         # pi(o) = 0 < pi_ref(o) is stationary only where the penalty's formula for its mass
         # (THEORY.md section 5) underflows: for k2/kl pi_ref exp((P - c)/beta) < tiny,
         # measured as the excess of P - c over beta log(tiny/pi_ref). P(o) = -inf (G = inf
         # at a point-mass mixture, every draw of o below it) is the KKT condition of a
         # drained output on a face (THEORY.md section 9): it holds. +inf or NaN never does.
-        if algo.penalty == "k3":
+        if rec.stationary_map == "reciprocal":
             # k3 masses are beta pi_ref / (beta - P + c): they never underflow for finite P
             excess = np.full_like(pref, np.inf)
         else:
@@ -165,10 +156,11 @@ def rounding_floor(problem: Problem, algo: GRPO, pi: np.ndarray) -> np.ndarray:
     is pi_ref + O(1/beta), known to eps relative, and no double policy does better. The
     factor 64 covers the few roundings in P_G, phi and c.
     """
-    if algo.penalty not in ("k3", "k2", "kl") or algo.beta == 0:
+    rec = PENALTIES[algo.penalty]
+    if not rec.repels_boundary or algo.beta == 0:
         return np.zeros(pi.shape[0])
     support = pi > 0
-    if algo.penalty == "k3":
+    if rec.stationary_map == "reciprocal":
         ratio = np.where(support, problem.ref / np.where(support, pi, 1.0), 0.0)
         size = np.maximum(1.0, np.max(ratio, axis=1))
     else:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_ties, sequence_penalty
 from grpo_align.theory.sequence_gradient import SequenceModel, population_moments
@@ -200,7 +201,7 @@ def _faces(model: SequenceModel, algo: GRPO) -> list[np.ndarray]:
     (eq. 10.10: k3, k2 and kl in the loss with beta > 0), every subset otherwise."""
     active = np.nonzero(model.tree.active)[0]
     full = model.tree.active.copy()
-    infinite_pull = algo.penalty_in == "loss" and algo.beta > 0 and algo.penalty in ("k3", "k2", "kl")
+    infinite_pull = algo.penalty_in == "loss" and algo.beta > 0 and PENALTIES[algo.penalty].repels_boundary
     if infinite_pull:
         return [full]
     sizes = range(active.size, 0, -1) if active.size <= MAX_FACE_OUTPUTS else (active.size, 1)
@@ -409,7 +410,7 @@ def _abs_roots(model: SequenceModel, algo: GRPO) -> tuple[list[SequenceRoot], in
 
 
 def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[SequenceRoot], int]:
-    if algo.penalty == "abs":
+    if not PENALTIES[algo.penalty].smooth:
         return _abs_roots(model, algo)
     if algo.is_limit and algo.penalty_in == "reward" and algo.normalization == "shift_scale":
         return _limit_std_roots(model, algo, seed)
@@ -509,7 +510,7 @@ def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[Se
 def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
     """What the tree solver searched for one context and what it claims (THEORY.md 10.6)."""
     nan = math.nan
-    if algo.penalty == "abs":
+    if not PENALTIES[algo.penalty].smooth:
         return RootSearch("forward-backward", nan, nan, nan, 0, 0, 0, 1, (
             "forward-backward splitting from pi_ref (eq. 10.16): one stationary policy, others not searched"
         ), faces=1)  # fmt: skip
@@ -580,7 +581,7 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
             f"converged: {len(roots)} stationary tree polic{'y' if len(roots) == 1 else 'ies'} found "
             + (
                 "(abs: forward-backward from pi_ref, stability not computed)"
-                if algo.penalty == "abs"
+                if not PENALTIES[algo.penalty].smooth
                 else f"({n_stable} stable)"
             )
             + f"; policy is the {what} one"

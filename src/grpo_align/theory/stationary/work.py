@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grpo_align.errors import InputError
+from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
@@ -142,7 +143,7 @@ def _tree_sizes(problem: Problem) -> list[tuple[int, int, int, int]]:
 
 def _tree_faces(n_active: int, algo: GRPO) -> int:
     """The supports the tree solver searches (``tree._faces``)."""
-    if algo.penalty_in == "loss" and algo.beta > 0 and algo.penalty in ("k3", "k2", "kl"):
+    if algo.penalty_in == "loss" and algo.beta > 0 and PENALTIES[algo.penalty].repels_boundary:
         return 1
     from grpo_align.theory.stationary.tree import MAX_FACE_OUTPUTS
 
