@@ -550,7 +550,7 @@ def run_trl_sequence_summary(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Train each of ``runs`` with TRL's ``GRPOTrainer`` on the sequence task and write the
-    summary ``out_dir/trl_sequences.json`` (``commands.lm_sequences.sequence_summary``:
+    summary ``out_dir/trl_sequences.json`` (``verify.sequence_summary``:
     per run and answer the measurement, its standard error, z-scores against every
     aggregation's prediction, and the verdict); returns its path.
 
@@ -561,8 +561,8 @@ def run_trl_sequence_summary(
     """
     import os
 
-    from grpo_align.commands.lm_sequences import sequence_summary
     from grpo_align.files import atomic_write_json, to_jsonable
+    from grpo_align.verify import sequence_summary
 
     n_steps = 3000 if steps is None else steps
     out = Path(out_dir)
