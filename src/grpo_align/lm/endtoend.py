@@ -11,8 +11,8 @@
    (THEORY.md section 5) and the binary end point is exact for it.
 3. Train: the project's LM trainer (``lm.trainer.train_lm``) or TRL's ``GRPOTrainer``
    (``integrations.trl.measure_predict_train_trl``, which passes its trainer in) with the
-   same ``GRPO`` spec, and measure each question's end point exactly: P(correct) by teacher forcing, averaged over the run's
-   tail, with a batch-means standard error.
+   same ``GRPO`` spec, and measure each question's end point exactly: P(correct) by teacher
+   forcing, averaged over the run's tail, with a batch-means standard error.
 4. Compare, per question:
 
    * exact p0: ``|measured - predicted_exact|`` against the training's standard error;
