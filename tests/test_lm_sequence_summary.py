@@ -7,16 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from grpo_align.commands.lm_sequences import (
-    family_wise_bound,
-    is_sequence_summary,
-    sequence_markdown,
-    sequence_summary,
-    setting_name,
-)
+from grpo_align.commands import lm_sequences
+from grpo_align.commands.lm_sequences import is_sequence_summary, sequence_markdown
 from grpo_align.errors import InputError
 from grpo_align.files import json_dumps
 from grpo_align.theory.spec import GRPO
+from grpo_align.verify import family_wise_bound, sequence_summary, setting_name
 
 PRED = {
     "sequence_mean": np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]),
@@ -130,3 +126,11 @@ def test_cli_refuses_flags_the_sequence_task_does_not_take(flags, tmp_path, caps
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_commands_module_reexports_the_verdict_names():
+    """The summary and its verdict moved to grpo_align.verify; the old import path still works."""
+    from grpo_align import verify
+
+    for name in ("ALPHA", "SUMMARY_KIND", "family_wise_bound", "sequence_summary", "setting_name"):
+        assert getattr(lm_sequences, name) is getattr(verify, name)

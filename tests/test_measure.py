@@ -282,8 +282,10 @@ def test_measure_predict_train_full(tmp_path):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_measure_predict_train_trl(tmp_path):
     pytest.importorskip("trl")
+    from grpo_align.integrations.trl import measure_predict_train_trl
+
     config = EndToEndConfig(algo=ga.GRPO.preset("trl", beta=0.5, penalty="k3"), trainer="trl", trl_steps=300, n=16)
-    res = measure_predict_train(config, tmp_path)
+    res = measure_predict_train_trl(config, tmp_path)
     _check_end_to_end(res)
 
 
@@ -292,3 +294,6 @@ def test_config_rejects_bad_values():
         EndToEndConfig(n=0)
     with pytest.raises(ga.InputError, match="trainer"):
         EndToEndConfig(trainer="verl")
+    # the lm layer imports no TRL: a TRL run goes through integrations.trl
+    with pytest.raises(ga.InputError, match="measure_predict_train_trl"):
+        measure_predict_train(EndToEndConfig(trainer="trl"))

@@ -413,8 +413,8 @@ def test_trl_default_loss_type_lands_on_the_constant_prediction(tmp_path):
     """TRL's GRPOTrainer (loss_type "dapo", k3, beta 0.5, G 4, 4 groups per question) on the
     8 sequence questions: every answer within the family-wise Student-t bound of the
     `constant` prediction (docs/lm.md), and the run nearer it than any other aggregation's."""
-    from grpo_align.commands.lm_sequences import family_wise_bound
     from grpo_align.integrations.trl import run_trl_sequence_experiment
+    from grpo_align.verify import family_wise_bound
 
     torch.set_num_threads(1)
     res = run_trl_sequence_experiment(tmp_path)

@@ -319,17 +319,6 @@ def _algo_json(algo: GRPO) -> dict[str, Any]:
     return dataclasses.asdict(algo)
 
 
-def _root_json(root: StationaryRoot) -> dict[str, Any]:
-    return {
-        "policy": root.policy,
-        "mixture": root.mixture,
-        "multiplier": root.multiplier,
-        "residual": root.residual,
-        "stable": root.stable,
-        "eigenvalues": root.eigenvalues,
-    }
-
-
 def to_json(
     spec: ProblemFile, results: list[StationaryResult], rlhf: np.ndarray | None, rlhf_beta: float | None
 ) -> dict[str, Any]:
@@ -352,21 +341,8 @@ def to_json(
         prob["expected_reward"] = problem.squeeze(problem.expected_reward())
     algorithms = []
     for (name, algo), preset, res in zip(spec.algorithms, spec.options["presets"], results, strict=False):
-        roots = [[_root_json(r) for r in ctx] for ctx in res.roots]
-        algorithms.append(
-            {
-                "name": name,
-                "preset": preset,
-                "spec": _algo_json(algo),
-                "policy": res.policy,
-                "success": res.success,
-                "status": res.status,
-                "residual": res.residual,
-                "nit": res.nit,
-                "message": res.message,
-                "roots": roots,
-            }
-        )
+        # every field of the result (StationaryResult.to_dict), the problem written once above
+        algorithms.append({"name": name, "preset": preset, "spec": _algo_json(algo), **res.to_dict(inputs=False)})
     all_ok = all(bool(np.all(r.success)) for r in results)
     out = {
         "source": spec.options["source"],

@@ -55,12 +55,13 @@ from grpo_align.errors import InputError
 from grpo_align.extras import require
 from grpo_align.files import atomic_write_jsonl, folder_lock
 from grpo_align.io_toml import ProblemFile, load_problem_toml, toml_value
+from grpo_align.verify import ALPHA, z_verdict
 
 #: contexts printed as tables; every context is in the summary file
 MAX_CONTEXTS_SHOWN = 4
 
-#: false-alarm rate of the verdict when the prediction is right (as the report's training section)
-FAMILY_ALPHA = 1e-3
+#: false-alarm rate of the verdict when the prediction is right (``grpo_align.verify.ALPHA``, as the report)
+FAMILY_ALPHA = ALPHA
 
 #: the files a run writes into its folder (what --overwrite removes)
 RUN_FILES = ("summary.jsonl", "trajectory-*.jsonl", "checkpoint-*.pt")
@@ -248,26 +249,16 @@ def resume_hint(args: argparse.Namespace, out: Path, checkpoint_every: int) -> s
 
 # ---------------------------------------------------------------------------- output
 def verdict(results: list[tuple[str, Any]], n_batches: int) -> tuple[bool, str]:
-    """(passed, the verdict line): largest |gap| / stderr against the family-wise bound.
-
-    Under a right prediction each z = gap / stderr is Student t with n_batches - 1 degrees
-    of freedom (batch means); with n points in all, the bound t_{1 - alpha/(2n)} keeps the
-    chance that any exceeds it below alpha (Bonferroni).
-    """
-    from scipy.stats import t as student_t
-
+    """(passed, the verdict line): ``grpo_align.verify.z_verdict`` over every output of every
+    algorithm (the outputs the reference supports), worded for the terminal."""
     failed = [name for name, res in results if res.predicted is None or not np.all(res.predicted.success)]
-    zs = [np.abs(res.z)[res.problem.ref > 0] for _, res in results]
-    n_points = int(sum(z.size for z in zs))
-    bound = float(student_t.isf(FAMILY_ALPHA / (2 * max(n_points, 1)), n_batches - 1))
-    worst = [(float(np.max(z)) if z.size else 0.0, name) for z, (name, _) in zip(zs, results, strict=True)]
-    z_max, z_name = max(worst)
-    rule = f"family-wise bound {bound:.2f} at alpha = {FAMILY_ALPHA:g} over {n_points} outputs"
     if failed:
         return False, f"verdict: no prediction to compare for {', '.join(failed)} (the solve failed; see above)"
-    if z_max <= bound:
-        return True, f"verdict: within tolerance: max |gap|/stderr = {z_max:.2f} <= {rule}"
-    return False, f"verdict: outside tolerance: max |gap|/stderr = {z_max:.2f} ({z_name}) > {rule}"
+    v = z_verdict([np.asarray(res.z)[res.problem.ref > 0] for _, res in results], n_batches, FAMILY_ALPHA)
+    rule = f"family-wise bound {v.bound:.2f} at alpha = {v.alpha:g} over {v.n_tests} outputs"
+    if v.passed:
+        return True, f"verdict: within tolerance: max |gap|/stderr = {v.max_abs_z:.2f} <= {rule}"
+    return False, f"verdict: outside tolerance: max |gap|/stderr = {v.max_abs_z:.2f} ({results[v.worst][0]}) > {rule}"
 
 
 def _progress(console: Console, quiet: bool) -> Progress:

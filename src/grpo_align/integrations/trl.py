@@ -33,6 +33,7 @@ __all__ = [
     "TRLRunResult",
     "TRLSequenceResult",
     "dapo_finite_batch_shift",
+    "measure_predict_train_trl",
     "run_trl_experiment",
     "run_trl_sequence_experiment",
     "trl_aggregation",
@@ -546,7 +547,7 @@ def run_trl_sequence_summary(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Train each of ``runs`` with TRL's ``GRPOTrainer`` on the sequence task and write the
-    summary ``out_dir/trl_sequences.json`` (``commands.lm_sequences.sequence_summary``:
+    summary ``out_dir/trl_sequences.json`` (``verify.sequence_summary``:
     per run and answer the measurement, its standard error, z-scores against every
     aggregation's prediction, and the verdict); returns its path.
 
@@ -557,8 +558,8 @@ def run_trl_sequence_summary(
     """
     import os
 
-    from grpo_align.commands.lm_sequences import sequence_summary
     from grpo_align.files import atomic_write_json, to_jsonable
+    from grpo_align.verify import sequence_summary
 
     n_steps = 3000 if steps is None else steps
     out = Path(out_dir)
@@ -618,3 +619,33 @@ def run_trl_sequence_summary(
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write_json(path, summary)
     return path
+
+
+def train_trl_end_points(config: Any, out: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3 of ``lm.endtoend`` with TRL's ``GRPOTrainer``: each question's P(correct), the
+    tail mean and its batch-means standard error, for an ``EndToEndConfig``."""
+    import tempfile
+
+    folder = out / "trl" if out is not None else Path(tempfile.mkdtemp(prefix="grpo-align-trl-"))
+    train = config.experiment.train
+    res = run_trl_experiment(
+        folder,
+        config.algo,
+        steps=config.trl_steps,
+        learning_rate=train.lr,
+        seed=train.seed,
+        experiment=config.experiment,
+    )
+    # the tail as PredictionGapCallback.tail_mean takes it (last 30% of the records, 5 batches)
+    records = np.array([r.correct for r in res.history])
+    tail = records[-max(2, int(np.ceil(len(records) * 0.3))) :]
+    stats = tail_statistics(tail, max(2, min(5, len(tail))))
+    return stats.mean, stats.stderr
+
+
+def measure_predict_train_trl(config: Any, out_dir: str | Path | None = None) -> Any:
+    """``lm.endtoend.measure_predict_train`` with ``config.trainer == "trl"``: measure and
+    predict as there, train with TRL's ``GRPOTrainer`` (``train_trl_end_points``)."""
+    from grpo_align.lm.endtoend import measure_predict_train
+
+    return measure_predict_train(config, out_dir, train=train_trl_end_points)

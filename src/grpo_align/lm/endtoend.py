@@ -10,9 +10,9 @@
    candidate and reward 0 for everything else, so all wrong outputs form one reward class
    (THEORY.md section 5) and the binary end point is exact for it.
 3. Train: the project's LM trainer (``lm.trainer.train_lm``) or TRL's ``GRPOTrainer``
-   (``integrations.trl.run_trl_experiment``) with the same ``GRPO`` spec, and measure each
-   question's end point exactly: P(correct) by teacher forcing, averaged over the run's
-   tail, with a batch-means standard error.
+   (``integrations.trl.measure_predict_train_trl``, which passes its trainer in) with the
+   same ``GRPO`` spec, and measure each question's end point exactly: P(correct) by teacher
+   forcing, averaged over the run's tail, with a batch-means standard error.
 4. Compare, per question:
 
    * exact p0: ``|measured - predicted_exact|`` against the training's standard error;
@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,6 @@ from grpo_align.lm.trainer import train_lm
 from grpo_align.predict.engine import binary_end_points
 from grpo_align.predict.estimate import INTERVAL_LEVEL, jeffreys_interval, jeffreys_mean
 from grpo_align.theory.spec import GRPO
-from grpo_align.training.stats import tail_statistics
 
 __all__ = [
     "EndToEndConfig",
@@ -214,33 +214,28 @@ def _train_ours(config: EndToEndConfig, task, tokenizer, reference, out: Path | 
     return result.mean_policy[idx, ci], result.stderr[idx, ci]
 
 
-def _train_trl(config: EndToEndConfig, out: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    import tempfile
-
-    from grpo_align.integrations.trl import run_trl_experiment
-
-    folder = out / "trl" if out is not None else Path(tempfile.mkdtemp(prefix="grpo-align-trl-"))
-    train = config.experiment.train
-    res = run_trl_experiment(
-        folder,
-        config.algo,
-        steps=config.trl_steps,
-        learning_rate=train.lr,
-        seed=train.seed,
-        experiment=config.experiment,
-    )
-    # the tail as PredictionGapCallback.tail_mean takes it (last 30% of the records, 5 batches)
-    records = np.array([r.correct for r in res.history])
-    tail = records[-max(2, int(np.ceil(len(records) * 0.3))) :]
-    stats = tail_statistics(tail, max(2, min(5, len(tail))))
-    return stats.mean, stats.stderr
+#: how a trainer other than the project's is run: ``(config, out_dir or None) -> (measured, stderr)``
+TrainEndPoints = Callable[[EndToEndConfig, Path | None], tuple[np.ndarray, np.ndarray]]
 
 
 def measure_predict_train(
-    config: EndToEndConfig = EndToEndConfig(), out_dir: str | Path | None = None
+    config: EndToEndConfig = EndToEndConfig(),
+    out_dir: str | Path | None = None,
+    train: TrainEndPoints | None = None,
 ) -> EndToEndResult:
-    """Run the four steps of the module docstring on the built-in task; ``out_dir`` caches the reference."""
+    """Run the four steps of the module docstring on the built-in task; ``out_dir`` caches the reference.
+
+    ``train`` runs step 3 for ``config.trainer == "trl"``: this module sits below the
+    integrations and imports no TRL, so a TRL run goes through
+    ``grpo_align.integrations.trl.measure_predict_train_trl``, which passes its trainer here.
+    """
     import time
+
+    if config.trainer == "trl" and train is None:
+        raise InputError(
+            "trainer",
+            "'trl' runs through grpo_align.integrations.trl.measure_predict_train_trl(config, out_dir)",
+        )
 
     start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
@@ -278,7 +273,8 @@ def measure_predict_train(
 
     # 3. train and measure the end point
     if config.trainer == "trl":
-        measured, stderr = _train_trl(config, out)
+        assert train is not None
+        measured, stderr = train(config, out)
     else:
         measured, stderr = _train_ours(config, task, tokenizer, reference, out)
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from grpo_align.commands.lm_sequences import sequence_summary, setting_name
 from grpo_align.errors import InputError
 from grpo_align.files import atomic_write_json, atomic_write_text, json_dumps, to_jsonable
 from grpo_align.lm.model import ModelConfig, build_model, save_pretrained
@@ -37,6 +36,7 @@ from grpo_align.lm.trainer import LMTrainConfig, train_lm
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import stationary_policy
+from grpo_align.verify import sequence_summary, setting_name
 
 __all__ = [
     "SEQUENCE_RUNS",
@@ -134,11 +134,11 @@ class SequenceRun:
 
     @property
     def name(self) -> str:
-        """The setting's name (``commands.lm_sequences.setting_name``)."""
+        """The setting's name (``verify.setting_name``)."""
         return setting_name(self.algo)
 
     def record(self) -> dict[str, Any]:
-        """The run's entry of the summary (``commands.lm_sequences.sequence_summary``)."""
+        """The run's entry of the summary (``verify.sequence_summary``)."""
         return {
             "name": self.name,
             "algo": self.algo,
@@ -227,7 +227,7 @@ def run_sequence_experiment(
 
     With ``out_dir``: the reference is saved to ``out_dir/reference``, each run checkpoints
     in ``out_dir/runs/<setting>/`` (an interrupted experiment resumes), and the summary
-    (``commands.lm_sequences.sequence_summary``: per run and answer the measurement, its
+    (``verify.sequence_summary``: per run and answer the measurement, its
     standard error and z-scores against every prediction, and the verdict) is written to
     ``out_dir/sequences.json``. ``progress(setting, step, steps)`` after every step.
     """

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grpo_align.report.style import COLORS, group_key, group_label, new_figure, style_context
+from grpo_align.style import COLORS, group_key, group_label, new_figure, style_context
 from grpo_align.theory import GRPO
 
 if TYPE_CHECKING:

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from grpo_align.extras import require
 from grpo_align.report.common import binary_problem
 from grpo_align.report.model import JSON, Cell, FigureOut, ReportConfig, Table, Verdict
 from grpo_align.report.style import color, new_figure
 from grpo_align.theory import GRPO, Problem, stationary_policy
+from grpo_align.verify import ALPHA, family_wise_bound, within_bound
 
 KEY = "training"
 TITLE = "Theory against training"
 WITHIN = 4.0  # stderr
-FAMILY_ALPHA = 1e-3  # family-wise false-alarm rate of the max-|z| test when the theory is right
+FAMILY_ALPHA = ALPHA  # family-wise false-alarm rate of the max-|z| test when the theory is right (grpo_align.verify)
 BETA = 1.0
 #: share of the trained probabilities that must lie within WITHIN standard errors
 WITHIN_SHARE = 0.99
@@ -166,6 +166,7 @@ def compute(cfg: ReportConfig) -> TrainingData:
     train_cfg: dict[str, float] = dict(steps=steps, groups_per_step=groups_per_step, lr=lr)
 
     per_variant: list[VariantRow] = []
+    n_batches = TrainConfig().n_batches  # every run's own, below
     all_z: list[np.ndarray] = []
     all_pred: list[np.ndarray] = []
     all_mean: list[np.ndarray] = []
@@ -198,6 +199,7 @@ def compute(cfg: ReportConfig) -> TrainingData:
             gaps.append(np.asarray(res.gap)[mask])
             ses.append(np.asarray(res.stderr)[mask])
             autocorr.append(float(res.batch_autocorrelation))
+            n_batches = res.config.n_batches
             all_pred.append(pred[mask])
             all_mean.append(np.asarray(res.mean_policy)[mask])
             all_se.append(np.asarray(res.stderr)[mask])
@@ -219,7 +221,8 @@ def compute(cfg: ReportConfig) -> TrainingData:
         )
     z_all = np.concatenate(all_z)
     n_points = int(z_all.size)
-    z_crit = float(norm.isf(FAMILY_ALPHA / (2 * n_points)))
+    # grpo_align.verify's rule, as train and lm judge: Student t with n_batches - 1 degrees of freedom
+    z_crit = family_wise_bound(n_points, n_batches - 1, FAMILY_ALPHA)
     max_z = float(np.max(np.abs(z_all)))
     within = float(np.mean(np.abs(z_all) <= WITHIN))
 
@@ -316,7 +319,9 @@ def compute(cfg: ReportConfig) -> TrainingData:
 
 def verdict(data: TrainingData) -> Verdict:
     """max |z| under the family-wise bound, WITHIN_SHARE within WITHIN s.e., the dynamics on the fixed point."""
-    passed = data.max_z <= data.z_crit and data.within >= WITHIN_SHARE and data.dynamics_end_gap < DYNAMICS_TOL
+    passed = (
+        within_bound(data.max_z, data.z_crit) and data.within >= WITHIN_SHARE and data.dynamics_end_gap < DYNAMICS_TOL
+    )
     return Verdict(
         passed,
         f"{data.within:.1%} of {data.n_points} trained probabilities within {WITHIN:g} standard errors of the "

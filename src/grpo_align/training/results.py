@@ -13,6 +13,7 @@ from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary import StationaryResult, reward_classes
 from grpo_align.training.config import TrainConfig
 from grpo_align.training.metrics import CLIP_FRACTION
+from grpo_align.verify import z_scores
 
 __all__ = ["DynamicsContext", "DynamicsResult", "TrainContext", "TrainResult", "class_masses", "reward_classes"]
 
@@ -22,8 +23,7 @@ def _fmt(arr: Any) -> str:
 
 
 def _z(gap: np.ndarray, stderr: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(stderr > 0, gap / np.where(stderr > 0, stderr, 1.0), np.where(gap == 0, 0.0, np.inf))
+    return z_scores(gap, stderr)  # the one definition (grpo_align.verify)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ per-context field has length C, also for an unbatched ``Problem`` (C = 1). ``res
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
+from grpo_align.files import to_jsonable
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
@@ -70,6 +72,10 @@ class RootSearch:
     newton_starts: int
     ended: str
     faces: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (``grpo_align.files.to_jsonable``: NaN as None)."""
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
 
     def describe(self) -> str:
         """One clause for the result's message: what was searched and what is claimed."""
@@ -133,6 +139,12 @@ class StationaryRoot:
     eigenvalues: np.ndarray | None = field(default=None, repr=False)
     tolerance: float = field(default=RESIDUAL_TOLERANCE, repr=False)
     boundary: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (``grpo_align.files.to_jsonable``): the policy, its
+        mixture and multiplier, residual and tolerance, stability, eigenvalues (complex ones
+        as ``{"real", "imag"}``, None where not computed) and whether it is on a face."""
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
 
     def __repr__(self) -> str:
         face = ", boundary" if self.boundary else ""
@@ -237,6 +249,27 @@ class StationaryResult:
 
     def __len__(self) -> int:
         return int(self.policy.shape[0])
+
+    def to_dict(self, inputs: bool = True) -> dict[str, Any]:
+        """Every field as plain JSON values, in field order (``grpo_align.files.to_jsonable``
+        conventions: arrays as nested lists with the context axis kept, NaN as None, the
+        infinities as "inf"): ``policy``, ``success``, ``status``, ``residual``, ``nit``,
+        ``message``, ``roots`` (per context a list of ``StationaryRoot.to_dict``), ``method``
+        and ``search`` (per context ``RootSearch.to_dict``, or an empty list); with
+        ``inputs`` also ``algo`` (the GRPO fields) and ``problem`` (its fields as given to
+        the solver), which a caller writing them in its own shape leaves out."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("algo", "problem") and not inputs:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "roots":
+                out["roots"] = [[r.to_dict() for r in ctx] for ctx in value]
+            elif f.name == "search":
+                out["search"] = [s.to_dict() for s in value]
+            else:
+                out[f.name] = to_jsonable(value)
+        return out
 
     def root_counts(self) -> np.ndarray:
         """Number of roots per context, (C,) int, without building root objects that a
