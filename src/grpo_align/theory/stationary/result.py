@@ -301,7 +301,8 @@ class StationaryResult:
 
     def __repr__(self) -> str:
         n_ctx = len(self)
-        n_roots = sum(len(r) for r in self.roots)
+        # counted, not built: a large batch's roots are built only when read (LazyRoots)
+        n_roots = int(np.sum(self.root_counts()))
         roots = f"{n_roots}" if n_ctx == 1 else f"{n_roots} over {n_ctx} contexts"
         res = float(np.max(self.residual)) if self.residual.size else 0.0
         msg = self.message[0] if self.message else ""
