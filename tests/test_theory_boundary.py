@@ -84,4 +84,4 @@ def test_k3_never_reports_a_boundary():
 
 
 def test_statuses_are_documented():
-    assert ga.theory.stationary.STATUSES == ("interior", "boundary", "limit", "failed")
+    assert ga.theory.stationary.STATUSES == ("interior", "boundary", "sliding", "limit", "failed")

@@ -226,7 +226,29 @@ INAPPLICABLE = [
     ("proximal", binary(0.3), ga.GRPO(group_size=2, beta=0.5)),
     ("replicator", binary(0.3), ga.GRPO(group_size=2, beta=0.5)),
     ("newton", binary(0.3), ga.GRPO(group_size=2, beta=0.0)),
+    ("tree", binary(0.3), ga.GRPO(group_size=2, beta=0.5)),
+    ("newton", binary(0.3), ga.GRPO(group_size=2, beta=0.5, penalty="k1", penalty_in="reward")),
+    (
+        "scan",
+        ga.Problem.from_bernoulli(ref=[0.3, 0.7], success=[1.0, 0.0], sequences=[("a",), ("b", "c")]),
+        ga.GRPO(group_size=2, beta=0.5),
+    ),
 ]
+
+
+def test_tree_is_a_method_like_the_others() -> None:
+    """Sequences and the penalty in the reward list "tree" alone; naming it gives the result
+    the default gives, and every status it reports is one of STATUSES."""
+    seqs = ga.Problem.from_bernoulli(ref=[0.3, 0.7], success=[1.0, 0.0], sequences=[("a",), ("b", "c")])
+    for problem, algo in (
+        (seqs, ga.GRPO(group_size=4, beta=0.5, aggregation="sequence_mean")),
+        (binary(0.3), ga.GRPO(group_size=4, beta=0.5, penalty="k1", penalty_in="reward")),
+    ):
+        assert ga.applicable_methods(problem, algo) == ("tree",)
+        named = ga.stationary_policy(problem, algo, method="tree")
+        default = ga.stationary_policy(problem, algo)
+        np.testing.assert_array_equal(named.policy, default.policy)
+        assert named.status == default.status and set(named.status) <= set(ga.theory.stationary.STATUSES)
 
 
 @pytest.mark.parametrize(("method", "problem", "algo"), INAPPLICABLE)
@@ -242,9 +264,9 @@ def test_inapplicable_method_is_an_input_error(method: str, problem: ga.Problem,
 
 
 def test_unknown_method_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="method: expected one of 'scan', 'newton', 'proximal', 'replicator'"):
+    with pytest.raises(InputError, match="method: expected one of 'scan', 'newton', 'proximal', 'replicator', 'tree'"):
         ga.stationary_policy(binary(0.3), ga.GRPO(), method="bisection")
-    assert ga.METHODS == ("scan", "newton", "proximal", "replicator")
+    assert ga.METHODS == ("scan", "newton", "proximal", "replicator", "tree")
 
 
 # ---------------------------------------------------------------- the result's context axis

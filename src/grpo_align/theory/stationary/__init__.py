@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 #: The solvers ``stationary_policy`` can be asked for by name.
-METHODS: tuple[str, ...] = ("scan", "newton", "proximal", "replicator")
+METHODS: tuple[str, ...] = ("scan", "newton", "proximal", "replicator", "tree")
 
 #: What each method needs, for the error message of an inapplicable one.
 _NEEDS = {
@@ -88,13 +88,15 @@ _NEEDS = {
     "newton": "a k3, k2 or kl penalty with beta > 0",
     "proximal": "the abs penalty with beta > 0",
     "replicator": "no regularisation (beta = 0 or the k1 penalty)",
+    "tree": "token sequences or penalty_in='reward' (THEORY.md section 10)",
 }
 
 
 def applicable_methods(problem: Problem, algo: GRPO) -> tuple[str, ...]:
     """The methods of ``METHODS`` that solve ``problem`` under ``algo``, the default first.
 
-    Without regularisation (beta = 0 or k1) only "replicator" applies (THEORY.md section
+    Token sequences or the penalty in the reward (THEORY.md section 10) are solved by
+    "tree" alone. Otherwise: without regularisation (beta = 0 or k1) only "replicator" applies (THEORY.md section
     9: no interior stationary policy); with abs only "proximal"; with k3, k2 or kl "newton"
     always and "scan" for a reward problem with at most two levels (then the default,
     since it brackets every root).
@@ -108,6 +110,8 @@ def applicable_methods(problem: Problem, algo: GRPO) -> tuple[str, ...]:
     ('replicator',)
     """
     _validate(problem, algo)
+    if needs_tree_solver(problem, algo):
+        return ("tree",)
     if not algo.regularised:
         return ("replicator",)
     if not PENALTIES[algo.penalty].smooth:  # abs: set-valued conditions (eq. 10.16)
@@ -135,7 +139,7 @@ def stationary_policy(
     ----------
     problem : Problem
     algo : GRPO
-    method : {None, "scan", "newton", "proximal", "replicator"}
+    method : {None, "scan", "newton", "proximal", "replicator", "tree"}
         None takes the first of ``applicable_methods(problem, algo)``; a named method that
         does not apply raises ``InputError``.
     max_seconds : float or None
@@ -161,11 +165,6 @@ def stationary_policy(
     """
     if isinstance(problem, Problem) and isinstance(algo, GRPO):
         check_work(problem, algo, max_seconds)
-    if isinstance(problem, Problem) and isinstance(algo, GRPO) and needs_tree_solver(problem, algo):
-        # token sequences or the penalty in the reward: THEORY.md section 10
-        if method not in (None, "tree"):
-            raise InputError("method", f"sequences and penalty_in='reward' are solved by 'tree', got {method!r}")
-        return tree_stationary_policy(problem, algo)
     methods = applicable_methods(problem, algo)  # validates problem and algo
     if method is None:
         method = methods[0]
@@ -176,6 +175,9 @@ def stationary_policy(
             "method",
             f"{method!r} needs {_NEEDS[method]}; for this problem and algo use {' or '.join(map(repr, methods))}",
         )
+    if method == "tree":
+        # token sequences or the penalty in the reward: THEORY.md section 10
+        return tree_stationary_policy(problem, algo)
     # Candidates can pass through inf/NaN on the way: for G = inf P_G diverges at a point-mass
     # mixture (a deviant member's advantage grows like sqrt(G)), and for beta tiny against the
     # rewards (1e-270) the k3 denominators 1 - (P - c)/beta round to 0. Every candidate is

@@ -20,7 +20,7 @@ from grpo_align.theory.spec import GRPO
 __all__ = ["RESIDUAL_TOLERANCE", "STATUSES", "RootSearch", "StationaryContext", "StationaryResult", "StationaryRoot"]
 
 #: The values of ``StationaryResult.status`` (see its docstring).
-STATUSES: tuple[str, ...] = ("interior", "boundary", "limit", "failed")
+STATUSES: tuple[str, ...] = ("interior", "boundary", "sliding", "limit", "failed")
 
 #: A root is accepted when the stationarity residual (max over the support of
 #: |P_G(o) - beta phi(o) - c|) is below this times the size of the terms.
@@ -160,7 +160,7 @@ class StationaryContext:
     policy : ndarray, (K,)
     success : bool
     status : str
-        One of ``STATUSES``: "interior", "boundary", "limit" or "failed".
+        One of ``STATUSES``: "interior", "boundary", "sliding", "limit" or "failed".
     residual : float
     message : str
     roots : tuple of StationaryRoot
@@ -210,6 +210,9 @@ class StationaryResult:
           (outputs with pi_ref > 0 drained to 0), certified by the KKT conditions
           (THEORY.md section 9: direct KL at G = inf running to a vertex); ``success`` is
           True;
+        - "sliding": (tree problems, THEORY.md eq. 10.9) a Filippov equilibrium on a set
+          where the modified rewards of several outputs tie (the penalty in the reward with
+          std scaling and eps = 0); ``success`` is True;
         - "limit": no regularisation (beta = 0 or k1), so no stationary policy with a
           pull toward pi_ref exists; ``policy[c]`` is where the expected dynamics go from
           pi_ref: a vertex, or a face whose classes tie exactly (reference ratios
