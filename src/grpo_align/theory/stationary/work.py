@@ -11,8 +11,10 @@ is refused never depends on the machine) and ``check_work`` refuses, before any 
 built, a solve whose estimate exceeds the limit, naming the field to change and the
 largest size that fits.
 
-The estimates are rough (within a factor of about three of what the benchmark measures);
-they bound work that would otherwise run for hours or exhaust memory, they are not a
+The estimates are rough: within about 2x of what the benchmark measures for many levels
+at a finite G, two levels at a large G and the tree solver; at G = inf the cost depends on
+how fast the solve converges and the estimate is an upper bound up to about 8x too high.
+They bound work that would otherwise run for hours or exhaust memory; they are not a
 schedule.
 """
 
@@ -42,6 +44,12 @@ MAX_MEMORY_BYTES = 4 * 2**30
 _BINARY_TABLE_POINTS = 24 * 35_392
 #: count-vector terms per second of the exact P_G (BLAS matrix products)
 _TERMS_PER_SECOND = 3.7e9
+#: count-vector probabilities per second (one exp each, per point and count vector)
+_EXPS_PER_SECOND = 1e8
+#: the fixed part of one L > 2 solve (continuation set-up, stability, checks)
+_LEVELS_FIXED_SECONDS = 0.3
+#: two-level binomial terms per second (an exp and a multiply-add each)
+_BINARY_TERMS_PER_SECOND = 2e8
 #: evaluations of P_G (each at about L points) in one L > 2 solve: continuation and Newton
 _EVALUATIONS = 600
 #: G = inf, L > 2: seconds = _LIMIT_COEF * L ** _LIMIT_POWER for one context
@@ -87,11 +95,13 @@ def _count_vectors(group_size: int, n_levels: int) -> int:
 
 
 def _levels_seconds(group_size: int, n_levels: int) -> float:
-    """One context's seconds for L > 2 levels at finite G: N L^2 terms per evaluation."""
+    """One context's seconds for L > 2 levels at finite G: at each of about L points per
+    evaluation, N probabilities (an exp each) and an N x L product."""
     # in logarithms: N overflows a float long before the search over L stops
     log_n = math.lgamma(group_size + n_levels - 1) - math.lgamma(n_levels) - math.lgamma(group_size)
-    log_s = log_n + 2 * math.log(n_levels) + math.log(_EVALUATIONS / _TERMS_PER_SECOND)
-    return math.exp(log_s) if log_s < 700 else math.inf
+    per_term = n_levels / _TERMS_PER_SECOND + 1.0 / _EXPS_PER_SECOND
+    log_s = log_n + math.log(n_levels) + math.log(_EVALUATIONS * per_term)
+    return _LEVELS_FIXED_SECONDS + (math.exp(log_s) if log_s < 700 else math.inf)
 
 
 def _limit_seconds(n_levels: int) -> float:
@@ -105,7 +115,7 @@ def _binary_seconds(group_size: int) -> float:
 
     if group_size <= _HORNER_MAX_G:
         return 0.0
-    return _BINARY_TABLE_POINTS * group_size / 1e8
+    return _BINARY_TABLE_POINTS * group_size / _BINARY_TERMS_PER_SECOND
 
 
 def _largest(fits: object, start: int, stop: int) -> int | None:
