@@ -21,12 +21,14 @@ schedule.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from grpo_align.errors import InputError
 from grpo_align.theory.penalties import PENALTIES
+from grpo_align.theory.preference import _n_count_vectors
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
@@ -91,7 +93,7 @@ class WorkEstimate:
 
 def _count_vectors(group_size: int, n_levels: int) -> int:
     """C(G + L - 2, L - 1): the count vectors of the other G - 1 members (section 4)."""
-    return math.comb(group_size + n_levels - 2, n_levels - 1)
+    return _n_count_vectors(group_size - 1, n_levels)
 
 
 def _levels_seconds(group_size: int, n_levels: int) -> float:
@@ -118,9 +120,8 @@ def _binary_seconds(group_size: int) -> float:
     return _BINARY_TABLE_POINTS * group_size / _BINARY_TERMS_PER_SECOND
 
 
-def _largest(fits: object, start: int, stop: int) -> int | None:
+def _largest(fits: Callable[[int], bool], start: int, stop: int) -> int | None:
     """The largest n in [start, stop] with fits(n) (fits monotone decreasing), or None."""
-    assert callable(fits)
     if not fits(start):
         return None
     lo, hi = start, stop
