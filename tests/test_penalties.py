@@ -97,6 +97,12 @@ def test_boundary_and_regularisation_flags(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(PENALTIES))
+def test_monotone_is_a_strictly_increasing_value(name: str) -> None:
+    x = np.linspace(-30.0, 30.0, 6001)
+    assert penalty(name).monotone == bool(np.all(np.diff(penalty(name).value(x)) > 0))
+
+
+@pytest.mark.parametrize("name", list(PENALTIES))
 def test_in_reward_is_what_grpo_accepts(name: str) -> None:
     rec = penalty(name)
     if rec.in_reward:

@@ -237,18 +237,27 @@ INAPPLICABLE = [
 
 
 def test_tree_is_a_method_like_the_others() -> None:
-    """Sequences and the penalty in the reward list "tree" alone; naming it gives the result
-    the default gives, and every status it reports is one of STATUSES."""
+    """Sequences that matter and the penalty in the reward with random rewards list "tree"
+    alone; naming it gives the result the default gives, and every status it reports is one
+    of STATUSES. Two deterministic reward classes with the penalty in the reward default to
+    "scan" (stationary.reward_tie) and still take "tree", which agrees."""
     seqs = ga.Problem.from_bernoulli(ref=[0.3, 0.7], success=[1.0, 0.0], sequences=[("a",), ("b", "c")])
+    bern = ga.Problem.from_bernoulli(ref=[0.2, 0.3, 0.5], success=[0.8, 0.5, 0.1])
     for problem, algo in (
         (seqs, ga.GRPO(group_size=4, beta=0.5, aggregation="sequence_mean")),
-        (binary(0.3), ga.GRPO(group_size=4, beta=0.5, penalty="k1", penalty_in="reward")),
+        (bern, ga.GRPO(group_size=2, beta=0.5, penalty="k1", penalty_in="reward", normalization="shift")),
     ):
         assert ga.applicable_methods(problem, algo) == ("tree",)
         named = ga.stationary_policy(problem, algo, method="tree")
         default = ga.stationary_policy(problem, algo)
         np.testing.assert_array_equal(named.policy, default.policy)
         assert named.status == default.status and set(named.status) <= set(ga.theory.stationary.STATUSES)
+    algo = ga.GRPO(group_size=4, beta=0.5, penalty="k1", penalty_in="reward")
+    assert ga.applicable_methods(binary(0.3), algo) == ("scan", "tree")
+    tree = ga.stationary_policy(binary(0.3), algo, method="tree")
+    scan = ga.stationary_policy(binary(0.3), algo)
+    assert scan.method == "scan" and tree.status == scan.status
+    np.testing.assert_allclose(tree.policy, scan.policy, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize(("method", "problem", "algo"), INAPPLICABLE)

@@ -51,7 +51,7 @@ def test_to_dict_loses_no_field(case):
         assert len(got) == len(roots)
         for g, r in zip(got, roots, strict=True):
             assert list(g) == _names(StationaryRoot)
-            assert g["boundary"] == r.boundary and g["stable"] == r.stable
+            assert g["kind"] == r.kind and g["stable"] == r.stable
             np.testing.assert_array_equal(np.array(g["policy"], dtype=float), r.policy)
             if r.eigenvalues is None:
                 assert g["eigenvalues"] is None

@@ -54,7 +54,10 @@ AUDIT_CASES = [
     (
         "sequences",
         Problem.from_bernoulli(
-            ref=np.full(100, 0.01), success=np.linspace(0, 1, 100), sequences=[(i,) for i in range(100)]
+            # two lengths: a tree problem (one-token outputs alone are solved atomically)
+            ref=np.full(100, 0.01),
+            success=np.linspace(0, 1, 100),
+            sequences=[(i,) if i % 2 else (i, 0) for i in range(100)],
         ),
         GRPO(group_size=8, beta=0.04),
     ),
@@ -106,6 +109,7 @@ def test_estimates_grow_with_every_size() -> None:
                 ref=np.full(k, 1 / k), success=np.linspace(0, 1, k), sequences=[(i,) for i in range(k)]
             ),
             algo,
+            method="tree",
         ).seconds
         for k in (3, 10, 30)
     ]

@@ -10,8 +10,9 @@ probability count/n, reward the level), which has the same stationary class mass
 the same KL. Its ``p0`` and ``predicted`` are the mean reward under the reference and at
 the end point (for rewards in {0, 1} the probability of a correct answer).
 
-Several stationary policies: ``predicted`` is the solver's ``policy``, the stable root
-nearest the reference mixture (THEORY.md section 9); ``roots`` counts them all.
+Several stationary policies: ``predicted`` is the solver's ``policy``, the root
+``ROOT_CHOICE_RULE`` picks (stable first, interior first, nearest pi_ref; THEORY.md
+section 9); ``roots`` counts them all.
 Without regularisation (beta = 0 or k1) there is no interior end point: ``status`` is
 "limit" and ``predicted`` the vertex the expected dynamics reach (all mass on the best
 class the reference can sample). Where a solve fails, the status is "failed" and the

@@ -209,7 +209,8 @@ def render_page(summary: PredictSummary, algo: GRPO, kind: str) -> str:
                 if kind == "counts" and len(summary.sample) <= ERROR_BARS_UP_TO
                 else ""
             )
-            + "Where several stationary policies exist, the stable one nearest the reference is shown.",
+            + "Where several stationary policies exist, the one shown is the stable one nearest the reference "
+            + "(interior before boundary; nearest pi_ref in max norm).",
         ),
     ]
     if summary.planner is not None:

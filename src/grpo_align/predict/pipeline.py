@@ -40,6 +40,7 @@ from grpo_align.predict.engine import binary_end_points, predict_chunk, reward_e
 from grpo_align.predict.outputs import PredictionWriter, parquet_available
 from grpo_align.predict.stats import DEFAULT_CHUNK_SIZE, StatsReader
 from grpo_align.theory import GRPO
+from grpo_align.theory.stationary import ROOT_CHOICE_RULE
 
 __all__ = [
     "OUTPUTS",
@@ -228,7 +229,7 @@ def run_predict(
             "quantity": "p(correct)" if reader.kind != "rewards" else "mean reward",
             "spec": dataclasses.asdict(algo),
             "source": _source_json(source),
-            "root_rule": "the stable stationary policy nearest the reference mixture (every root counted in 'roots')",
+            "root_rule": f"{ROOT_CHOICE_RULE} (every root counted in 'roots')",
             "interval": "95% equal-tailed Jeffreys interval, Beta(correct + 1/2, n - correct + 1/2)"
             if reader.kind == "counts"
             else None,

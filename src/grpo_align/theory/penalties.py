@@ -79,6 +79,11 @@ class PenaltyRecord:
     phi_offset : float
         The constant a in phi = a + s u, u = pi_ref/pi (k3, s = -1) or log(pi_ref/pi)
         (k2, kl, s = -1): 1 for k3 and kl, 0 for k2 (k1: phi = 1; abs: 0, unused).
+    monotone : bool
+        Whether D(x) (at rho = 1) is strictly increasing in x (k1, kl): in the reward, equal
+        penalties then mean equal log-ratios, so outputs with one reward keep their reference
+        ratios at a stationary policy (k2 and k3 are not: x and -x, or two x of one k3 value,
+        tie too; ``stationary.reward_tie``).
     """
 
     name: Penalty
@@ -92,6 +97,7 @@ class PenaltyRecord:
     in_reward: bool
     stationary_map: StationaryMap | None
     phi_offset: float
+    monotone: bool
 
     def __repr__(self) -> str:
         return f"PenaltyRecord({self.name!r})"
@@ -194,27 +200,27 @@ _RECORDS = (
     PenaltyRecord(
         "k3", "THEORY.md section 3 (k3), eqs. 10.3, 10.7", _k3_value, _k3_phi, _k3_psi,
         regularises=True, repels_boundary=True, smooth=True, in_reward=True,
-        stationary_map="reciprocal", phi_offset=1.0,
+        stationary_map="reciprocal", phi_offset=1.0, monotone=False,
     ),
     PenaltyRecord(
         "k2", "THEORY.md section 3 (k2), eqs. 10.3, 10.7", _k2_value, _k2_phi, _k2_psi,
         regularises=True, repels_boundary=True, smooth=True, in_reward=True,
-        stationary_map="exponential", phi_offset=0.0,
+        stationary_map="exponential", phi_offset=0.0, monotone=False,
     ),
     PenaltyRecord(
         "k1", "THEORY.md section 3 (k1), eqs. 10.3, 10.7", _k1_value, _k1_phi, _k1_psi,
         regularises=False, repels_boundary=False, smooth=True, in_reward=True,
-        stationary_map=None, phi_offset=1.0,
+        stationary_map=None, phi_offset=1.0, monotone=True,
     ),
     PenaltyRecord(
         "abs", "THEORY.md section 3 (abs), sections 10.3, 10.10", _abs_value, _abs_phi, _abs_psi,
         regularises=True, repels_boundary=False, smooth=False, in_reward=False,
-        stationary_map=None, phi_offset=0.0,
+        stationary_map=None, phi_offset=0.0, monotone=False,
     ),
     PenaltyRecord(
         "kl", "THEORY.md section 3, eq. 10.3 (kl = rho x)", _kl_value, _kl_phi, _kl_psi,
         regularises=True, repels_boundary=True, smooth=True, in_reward=False,
-        stationary_map="exponential", phi_offset=1.0,
+        stationary_map="exponential", phi_offset=1.0, monotone=True,
     ),
 )  # fmt: skip
 

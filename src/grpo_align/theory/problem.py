@@ -350,6 +350,19 @@ class Problem:
         """True when the outputs are token sequences (THEORY.md section 10)."""
         return self.sequences is not None
 
+    @property
+    def sequences_are_atomic(self) -> bool:
+        """True when the token sequences change nothing (docs/THEORY.md section 10.7): in
+        every context each output has its own first token and all have the same length, so
+        the only free logits are the first token's and every aggregation weights each output
+        alike. Such a problem (one-token outputs among them) is the paper's atomic one."""
+        if self.sequences is None:
+            return True
+        for seqs in self.sequences:
+            if len({s[0] for s in seqs}) != len(seqs) or len({len(s) for s in seqs}) > 1:
+                return False
+        return True
+
     def lengths(self) -> np.ndarray:
         """Token length |o| of every output, (C, K); 1 for atomic outputs and padding."""
         out = np.ones(self.ref.shape)

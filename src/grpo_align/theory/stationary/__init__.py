@@ -28,6 +28,7 @@ from grpo_align.errors import InputError
 from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
+from grpo_align.theory.stationary.assemble import ROOT_CHOICE_RULE, assemble_roots
 from grpo_align.theory.stationary.batch import batch_binary
 from grpo_align.theory.stationary.boundary import has_boundary_roots, vertex_candidates
 from grpo_align.theory.stationary.continuation import continuation_mixtures
@@ -44,12 +45,15 @@ from grpo_align.theory.stationary.residual import (
 )
 from grpo_align.theory.stationary.result import (
     RESIDUAL_TOLERANCE,
+    ROOT_KINDS,
     STATUSES,
+    RootKind,
     RootSearch,
     StationaryContext,
     StationaryResult,
     StationaryRoot,
 )
+from grpo_align.theory.stationary.reward_tie import reward_tie_policy
 from grpo_align.theory.stationary.scan import masses_of_mixtures, scan_candidates
 from grpo_align.theory.stationary.stability import stability
 from grpo_align.theory.stationary.tree import (
@@ -63,7 +67,10 @@ from grpo_align.theory.stationary.work import MAX_SECONDS, WorkLimitError, check
 __all__ = [
     "METHODS",
     "RESIDUAL_TOLERANCE",
+    "ROOT_CHOICE_RULE",
+    "ROOT_KINDS",
     "STATUSES",
+    "RootKind",
     "RootSearch",
     "SequenceRoot",
     "SequenceStationaryResult",
@@ -84,7 +91,10 @@ METHODS: tuple[str, ...] = ("scan", "newton", "proximal", "replicator", "tree")
 
 #: What each method needs, for the error message of an inapplicable one.
 _NEEDS = {
-    "scan": "a reward problem with at most two reward levels and a k3, k2 or kl penalty with beta > 0",
+    "scan": (
+        "a reward problem with at most two reward levels and a k3, k2 or kl penalty with beta > 0, or the "
+        "penalty in the reward with every output's reward deterministic"
+    ),
     "newton": "a k3, k2 or kl penalty with beta > 0",
     "proximal": "the abs penalty with beta > 0",
     "replicator": "no regularisation (beta = 0 or the k1 penalty)",
@@ -112,13 +122,18 @@ def applicable_methods(problem: Problem, algo: GRPO) -> tuple[str, ...]:
     _validate(problem, algo)
     if needs_tree_solver(problem, algo):
         return ("tree",)
+    # sequences that change nothing (one-token outputs, say) are solved atomically; "tree"
+    # solves them as a tree, the independent route the tests compare with
+    tree = ("tree",) if problem.has_sequences or algo.penalty_in == "reward" else ()
+    if algo.penalty_in == "reward":  # two deterministic reward classes (reward_tie)
+        return ("scan", *tree)
     if not algo.regularised:
-        return ("replicator",)
+        return ("replicator", *tree)
     if not PENALTIES[algo.penalty].smooth:  # abs: set-valued conditions (eq. 10.16)
-        return ("proximal",)
+        return ("proximal", *tree)
     if not problem.is_preference and problem.n_levels <= 2:
-        return ("scan", "newton")
-    return ("newton",)
+        return ("scan", "newton", *tree)
+    return ("newton", *tree)
 
 
 def stationary_policy(
@@ -129,7 +144,7 @@ def stationary_policy(
     Every penalty is solved in the reduced space (the reward-level mixture w, or the
     policy itself for a pairwise-preference problem). With two reward levels every root is
     found by a scan; each root is reported with its stability (``roots``), and ``policy``
-    is the stable root nearest the reference mixture. Without regularisation (beta = 0 or
+    is the one ``ROOT_CHOICE_RULE`` picks (stable first, interior first, nearest pi_ref). Without regularisation (beta = 0 or
     k1) there is no interior stationary policy: ``status`` is "limit" and ``policy`` is the
     vertex the expected dynamics reach from pi_ref. ``success`` is False, with a message,
     whenever the stationarity residual recomputed from the returned policy exceeds 1e-9
@@ -163,8 +178,6 @@ def stationary_policy(
     >>> res[0].policy.round(6)
     array([0.653113, 0.155904, 0.190983])
     """
-    if isinstance(problem, Problem) and isinstance(algo, GRPO):
-        check_work(problem, algo, max_seconds)
     methods = applicable_methods(problem, algo)  # validates problem and algo
     if method is None:
         method = methods[0]
@@ -175,6 +188,7 @@ def stationary_policy(
             "method",
             f"{method!r} needs {_NEEDS[method]}; for this problem and algo use {' or '.join(map(repr, methods))}",
         )
+    check_work(problem, algo, max_seconds, method)
     if method == "tree":
         # token sequences or the penalty in the reward: THEORY.md section 10
         return tree_stationary_policy(problem, algo)
@@ -202,36 +216,16 @@ def _limit_result(red: Reduced) -> StationaryResult:
     problem, algo = red.problem, red.algo
     limit, converged = replicator_limit(red)
     policy = red.policy(limit)
-    why = "beta = 0" if algo.beta == 0 else "the k1 penalty has zero expected gradient"
     limit_mix = red.point(limit)
-    n_face = np.sum(limit > 0, axis=1)
-    messages = tuple(
-        (
-            f"no interior stationary policy ({why}); GRPO drives all mass to the reward class "
-            "that wins under P_G; policy is that limit (reference ratios inside the class)"
-            if n_face[c] == 1
-            else f"no interior stationary policy ({why}); GRPO drives all mass to a face of {n_face[c]} "
-            "reward classes that tie exactly under P_G; policy is that limit (reference ratios inside the face)"
-        )
-        if ok
-        else f"no interior stationary policy ({why}) and the expected dynamics reach no face where the classes tie"
+    roots = [
+        # not converged: no limit to report, so not an accepted root
+        (StationaryRoot(policy[c], limit_mix[c], math.nan, 0.0 if ok else math.inf, bool(ok), kind="limit"),)
         for c, ok in enumerate(converged)
+    ]
+    result: StationaryResult = assemble_roots(
+        problem, algo, roots, method="replicator", nit=0, limit_faces=np.sum(limit > 0, axis=1)
     )
-    return StationaryResult(
-        policy=policy,
-        success=np.asarray(converged, dtype=bool),
-        status=tuple("limit" if ok else "failed" for ok in converged),
-        residual=np.zeros(problem.n_contexts),
-        nit=0,
-        message=messages,
-        roots=tuple(
-            (StationaryRoot(policy[c], limit_mix[c], math.nan, 0.0, bool(converged[c])),)
-            for c in range(problem.n_contexts)
-        ),
-        algo=algo,
-        problem=problem,
-        method="replicator",
-    )
+    return result
 
 
 def _candidates(red: Reduced, method: str) -> tuple[list[list[np.ndarray]], int]:
@@ -260,20 +254,6 @@ def _branch_and_newton(red: Reduced) -> tuple[list[list[np.ndarray]], int, list[
     return found, nit, searches
 
 
-def _choose(good: list[StationaryRoot], ref_point: np.ndarray) -> StationaryRoot:
-    """The reported root: stable interior, then stable boundary, then any interior, then any,
-    each time the one whose reduced point is nearest the reference's."""
-    for pool in (
-        [r for r in good if r.stable is not False and not r.boundary],
-        [r for r in good if r.stable is not False],
-        [r for r in good if not r.boundary],
-        good,
-    ):
-        if pool:
-            return min(pool, key=lambda r: float(np.max(np.abs(r.mixture - ref_point))))
-    raise ValueError("no root to choose from")  # pragma: no cover - callers pass good != []
-
-
 def _add_boundary_roots(red: Reduced, roots: list[list[StationaryRoot]]) -> None:
     """Face policies certified by KKT (``boundary``), checked on their support from scratch."""
     problem, algo = red.problem, red.algo
@@ -293,12 +273,14 @@ def _add_boundary_roots(red: Reduced, roots: list[list[StationaryRoot]]) -> None
                 continue  # a solver found this face already
             roots[c].append(
                 StationaryRoot(
-                    pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c]), boundary=True
+                    pi[c], mix[c], float(mult[c]), float(res[c]), stab[c][1], stab[c][0], float(tol[c]), kind="boundary"
                 )
             )
 
 
 def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
+    if algo.penalty_in == "reward":
+        return reward_tie_policy(problem, algo)
     red = Reduced(problem, algo)
     if method == "replicator":
         return _limit_result(red)
@@ -351,75 +333,14 @@ def _solve(problem: Problem, algo: GRPO, method: str) -> StationaryResult:
                     stab[c][1],
                     stab[c][0],
                     float(tol[c]),
-                    boundary=bool(on_face[c]),
+                    kind="boundary" if on_face[c] else "interior",
                 )
             )
 
     if has_boundary_roots(red):
         _add_boundary_roots(red, roots)
 
-    policy = np.zeros_like(problem.ref)
-    success = np.zeros(n_ctx, bool)
-    residual = np.full(n_ctx, np.inf)
-    status = ["interior"] * n_ctx
-    messages = [""] * n_ctx
-    ref_point = red.reference_point()
-    for c in range(n_ctx):
-        good = [r for r in roots[c] if r.residual <= r.tolerance]
-        if not good:
-            status[c] = "failed"
-            best = min(roots[c], key=lambda r: r.residual, default=None)
-            if best is not None:
-                policy[c] = best.policy
-                residual[c] = best.residual
-            else:
-                # nothing usable was found: still return a probability vector
-                policy[c] = problem.ref[c]
-            messages[c] = (
-                f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
-                + (f" (best residual {best.residual:.2e})" if best is not None else "")
-                + "; the expected dynamics may cycle or the solver did not converge"
-                + ("; for G = inf they may also run to the boundary, where P_G diverges" if algo.is_limit else "")
-            )
-            continue
-        chosen = good[0] if len(good) == 1 else _choose(good, ref_point[c])
-        policy[c] = chosen.policy
-        residual[c] = chosen.residual
-        success[c] = True
-        n_face = sum(r.boundary for r in good)
-        if len(good) == 1:
-            messages[c] = "converged: unique stationary policy found"
-        else:
-            messages[c] = (
-                f"converged: {len(good)} stationary policies found ({sum(r.stable is True for r in good)} stable"
-                + (f", {n_face} on the boundary" if n_face else "")
-                + "); policy is the stable one nearest the reference"
-                + (" (interior preferred)" if n_face and not chosen.boundary else "")
-            )
-        if chosen.boundary:
-            status[c] = "boundary"
-            messages[c] += (
-                "; on the boundary of the simplex: the KKT conditions hold on the face "
-                "(P_G of every drained class -> -inf faster than the direct KL pulls it back; "
-                "THEORY.md section 9)"
-            )
-        if not PENALTIES[algo.penalty].smooth:
-            messages[c] += (
-                "; abs: any redistribution inside a reward class that keeps each output on the same side "
-                "of pi_ref is stationary too"
-            )
-        if completeness:
-            messages[c] += completeness[c]
-    return StationaryResult(
-        policy=policy,
-        success=success,
-        status=tuple(status),
-        residual=residual,
-        nit=nit,
-        message=tuple(messages),
-        roots=tuple(tuple(r) for r in roots),
-        algo=algo,
-        problem=problem,
-        method=method,
-        search=search,
+    result: StationaryResult = assemble_roots(
+        problem, algo, roots, method=method, nit=nit, search=search, claims=completeness or None
     )
+    return result

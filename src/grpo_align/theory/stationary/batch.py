@@ -37,10 +37,11 @@ import numpy as np
 from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.preference import LevelPreference, level_advantage_table
 from grpo_align.theory.problem import Problem
+from grpo_align.theory.stationary.assemble import choose_roots, outcome
 from grpo_align.theory.stationary.boundary import has_boundary_roots
 from grpo_align.theory.stationary.reduction import Reduced, TwoClassSplit
 from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
-from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, ROOT_KINDS, StationaryResult, StationaryRoot
 
 __all__ = ["MAX_SHAPES", "batch_binary"]
 
@@ -411,9 +412,12 @@ def _side_roots(
     return ctx, root, nit
 
 
-def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> tuple[np.ndarray, int]:
+def _illinois(
+    f: Any, lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, atol: float = 0.0
+) -> tuple[np.ndarray, int]:
     """Roots of f(x, rows) in the brackets [lo, hi] (values f_lo, f_hi there), all at once
-    (regula falsi, Illinois). The ends may come in either order."""
+    (regula falsi, Illinois), to 4e-16 relative plus ``atol``. The ends may come in either
+    order."""
     rows = np.arange(lo.size)
     root = np.where(f_lo == 0, lo, np.where(f_hi == 0, hi, 0.5 * (lo + hi)))
     todo = rows[(f_lo != 0) & (f_hi != 0) & (np.sign(f_lo) != np.sign(f_hi))]
@@ -434,7 +438,7 @@ def _illinois(f: Any, lo: np.ndarray, hi: np.ndarray, f_lo: np.ndarray, f_hi: np
         hi, f_hi = np.where(left, hi, u), np.where(left, f_hi, fu)
         side = np.where(left, 1, -1)
         # relative to the smaller mass: a root near a vertex keeps its digits
-        done = (fu == 0) | (np.abs(hi - lo) <= 4e-16 * np.abs(u)) | ~np.isfinite(fu)
+        done = (fu == 0) | (np.abs(hi - lo) <= 4e-16 * np.abs(u) + atol) | ~np.isfinite(fu)
         root[todo[done]] = np.where(fu[done] == 0, u[done], 0.5 * (lo[done] + hi[done]))
         keep = ~done
         todo, lo, hi, f_lo, f_hi, side = todo[keep], lo[keep], hi[keep], f_lo[keep], f_hi[keep], side[keep]
@@ -671,18 +675,6 @@ def _extended_preference(
     return pref
 
 
-def _first_per_context(keys: tuple[np.ndarray, ...], ctx_r: np.ndarray, counts: np.ndarray, n_ctx: int) -> np.ndarray:
-    """Per context, the index of its root that sorts first by ``keys`` (last key primary,
-    as ``np.lexsort``); -1 for a context without roots."""
-    out = np.full(n_ctx, -1)
-    if ctx_r.size:
-        order = np.lexsort((*keys, ctx_r))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        has = counts > 0
-        out[has] = order[starts[has]]
-    return out
-
-
 def _assemble(
     red: Reduced,
     ctx_r: np.ndarray | None,
@@ -788,34 +780,28 @@ def _assemble(
             eig[t] = np.where(finite, lam, np.nan)
             has_eig[t] = finite
 
+    # (the shared check ran only on policies with every output in the support)
+    on_face = np.zeros(n_r, bool) if checked is not None else np.any((pi == 0) & (sub.ref > 0), axis=1)
+    kind = np.where(on_face, ROOT_KINDS.index("boundary"), ROOT_KINDS.index("interior"))
+    stable_code = np.where(has_eig, stable.astype(np.int64), -1)
     if single:
-        success = good
-        n_good = good.astype(np.int64)
-        n_stable = (good & has_eig & stable).astype(np.int64)
-        policy, residual, best = pi, res, rows
+        mix_d = pol_d = np.zeros(n_r)
     else:
-        # the chosen root per context: stable, then any; nearest the reference mixture
         assert mix is not None
-        stable_known = np.where(has_eig, stable, True)  # stable is None counts as "not False"
-        dist_ref = np.max(np.abs(mix - take(problem.reference_mixture())), axis=1)
-        rank = np.where(good & stable_known, 0, np.where(good, 1, 2))
-        chosen_idx = _first_per_context((dist_ref, rank), ctx_r, counts, n_ctx)
-        n_good = np.bincount(ctx_r, weights=good, minlength=n_ctx).astype(np.int64)
-        n_stable = np.bincount(ctx_r, weights=good & has_eig & stable, minlength=n_ctx).astype(np.int64)
-        success = n_good > 0
-        # a failed context reports its smallest residual
-        best = _first_per_context((res,), ctx_r, counts, n_ctx)
-        pick = np.where(success, chosen_idx, best)
+        mix_d = np.max(np.abs(mix - take(problem.reference_mixture())), axis=1)
+        pol_d = np.max(np.abs(pi - sub.ref), axis=1)
+    choice = choose_roots(ctx_r, good, stable_code, kind, mix_d, pol_d, res, n_ctx)
+    if single:
+        policy, residual = pi, res
+    else:
+        pick = choice.picked
         ok_pick = pick >= 0
         policy = problem.ref.copy()
         residual = np.full(n_ctx, np.inf)
         policy[ok_pick] = pi[pick[ok_pick]]
         residual[ok_pick] = res[pick[ok_pick]]
-    status, messages = _status_messages(success, n_good, n_stable, best, res, algo.is_limit)
-
+    status, messages = outcome(choice, kind, res, algo)
     starts = np.concatenate([[0], np.cumsum(counts)])
-    # (the shared check ran only on policies with every output in the support)
-    on_face = np.zeros(n_r, bool) if checked is not None else np.any((pi == 0) & (sub.ref > 0), axis=1)
 
     def build(c: int) -> tuple[StationaryRoot, ...]:
         out = []
@@ -835,14 +821,14 @@ def _assemble(
                     st,
                     eigs_opt,
                     float(tol[i]),
-                    boundary=bool(on_face[i]),
+                    kind="boundary" if on_face[i] else "interior",
                 )
             )
         return tuple(out)
 
     return StationaryResult(
         policy=policy,
-        success=success,
+        success=choice.success,
         status=status,
         residual=residual,
         nit=nit,
@@ -854,46 +840,6 @@ def _assemble(
         problem=problem,
         method="scan",
     )
-
-
-_UNIQUE = "converged: unique stationary policy found"
-
-
-def _status_messages(
-    success: np.ndarray, n_good: np.ndarray, n_stable: np.ndarray, best: np.ndarray, res: np.ndarray, is_limit: bool
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Status and message per context, as the general path words them.
-
-    Contexts with equal wording share one string object, so 10^6 contexts cost a fill of
-    references, not 10^6 strings; only failed contexts (each with its own best residual)
-    get a string each.
-    """
-    n_ctx = success.size
-    multi = np.nonzero(success & (n_good > 1))[0]
-    if multi.size == 0 and bool(np.all(success)):
-        # the usual case: one shared string each, by tuple repetition (no object array)
-        return ("interior",) * n_ctx, (_UNIQUE,) * n_ctx
-    status = np.full(n_ctx, "interior", dtype=object)
-    messages = np.full(n_ctx, _UNIQUE, dtype=object)
-    if multi.size:
-        pairs = np.unique(np.stack([n_good[multi], n_stable[multi]], axis=1), axis=0)
-        for n_g, n_s in pairs.tolist():
-            sel = multi[(n_good[multi] == n_g) & (n_stable[multi] == n_s)]
-            messages[sel] = (
-                f"converged: {n_g} stationary policies found ({n_s} stable); policy is the stable one nearest the reference"
-            )
-    failed = np.nonzero(~success)[0]
-    if failed.size:
-        status[failed] = "failed"
-        for ci in failed.tolist():
-            k_best = int(best[ci])
-            messages[ci] = (
-                f"no stationary policy found to tolerance {RESIDUAL_TOLERANCE:g} (relative to the size of the terms)"
-                + (f" (best residual {res[k_best]:.2e})" if k_best >= 0 else "")
-                + "; the expected dynamics may cycle or the solver did not converge"
-                + ("; for G = inf they may also run to the boundary, where P_G diverges" if is_limit else "")
-            )
-    return tuple(status.tolist()), tuple(messages.tolist())
 
 
 #: Largest G - 1 for which ``_shared_check`` evaluates P_G in doubles in y = w1 - w0: the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,10 +17,23 @@ from grpo_align.files import to_jsonable
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["RESIDUAL_TOLERANCE", "STATUSES", "RootSearch", "StationaryContext", "StationaryResult", "StationaryRoot"]
+__all__ = [
+    "RESIDUAL_TOLERANCE",
+    "ROOT_KINDS",
+    "STATUSES",
+    "RootKind",
+    "RootSearch",
+    "StationaryContext",
+    "StationaryResult",
+    "StationaryRoot",
+]
 
 #: The values of ``StationaryResult.status`` (see its docstring).
 STATUSES: tuple[str, ...] = ("interior", "boundary", "sliding", "limit", "failed")
+
+#: What a root is (``StationaryRoot.kind``); a context's status is its chosen root's kind.
+RootKind = Literal["interior", "boundary", "sliding", "limit"]
+ROOT_KINDS: tuple[RootKind, ...] = ("interior", "boundary", "sliding", "limit")
 
 #: A root is accepted when the stationarity residual (max over the support of
 #: |P_G(o) - beta phi(o) - c|) is below this times the size of the terms.
@@ -125,10 +138,13 @@ class StationaryRoot:
         grows with pi_ref/pi, plus the residual that rounding the policy to doubles alone
         causes (64 eps beta max(1, pi_ref/pi) for k3, 64 eps beta for k2 and kl), which
         dominates for beta >= 1e7.
-    boundary : bool
-        True for a policy on a face of the simplex (some output with pi_ref > 0 has mass
-        0), certified by the KKT conditions of THEORY.md section 9: ``residual`` is then
-        measured on the support, and every drained output has P_G -> -inf there.
+    kind : {"interior", "boundary", "sliding", "limit"}
+        "interior": every output with pi_ref > 0 has mass; "boundary": a policy on a face of
+        the simplex (some output with pi_ref > 0 has mass 0), certified by the KKT
+        conditions (THEORY.md section 9 and eq. 10.10): ``residual`` is then measured on the
+        support, and every drained output is pushed out; "sliding": a Filippov equilibrium
+        on a set where modified rewards tie (tree problems, eq. 10.9); "limit": no
+        regularisation, the vertex or face the expected dynamics reach from pi_ref.
     """
 
     policy: np.ndarray
@@ -138,17 +154,22 @@ class StationaryRoot:
     stable: bool | None
     eigenvalues: np.ndarray | None = field(default=None, repr=False)
     tolerance: float = field(default=RESIDUAL_TOLERANCE, repr=False)
-    boundary: bool = False
+    kind: RootKind = "interior"
+
+    @property
+    def boundary(self) -> bool:
+        """Whether the root lies on a face of the simplex (``kind == "boundary"``)."""
+        return self.kind == "boundary"
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON values (``grpo_align.files.to_jsonable``): the policy, its
         mixture and multiplier, residual and tolerance, stability, eigenvalues (complex ones
-        as ``{"real", "imag"}``, None where not computed) and whether it is on a face."""
+        as ``{"real", "imag"}``, None where not computed) and its ``kind``."""
         return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
 
     def __repr__(self) -> str:
-        face = ", boundary" if self.boundary else ""
-        return f"StationaryRoot(policy={_fmt(self.policy)}, stable={self.stable}{face}, residual={self.residual:.1e})"
+        kind = "" if self.kind == "interior" else f", kind={self.kind!r}"
+        return f"StationaryRoot(policy={_fmt(self.policy)}, stable={self.stable}{kind}, residual={self.residual:.1e})"
 
 
 @dataclass(frozen=True)
@@ -194,8 +215,8 @@ class StationaryResult:
     Attributes
     ----------
     policy : ndarray, (C, K)
-        The stationary policy per context (the stable root nearest the reference where
-        several exist), or the limit policy where no interior one exists
+        The stationary policy per context (where several exist, the one
+        ``assemble.ROOT_CHOICE_RULE`` picks: stable first, interior first, nearest pi_ref), or the limit policy where no interior one exists
         (``status[c] == "limit"``).
     success : ndarray of bool, (C,)
         True when ``policy[c]`` satisfies the stationarity conditions to

@@ -33,7 +33,15 @@ from grpo_align.theory.problem import Problem
 from grpo_align.theory.reward_penalty import TieStructure, candidate_ties, find_ties, sequence_penalty
 from grpo_align.theory.sequence_gradient import SequenceModel, population_moments
 from grpo_align.theory.spec import GRPO
-from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, RootSearch, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.assemble import assemble_roots
+from grpo_align.theory.stationary.result import (
+    RESIDUAL_TOLERANCE,
+    RootKind,
+    RootSearch,
+    StationaryResult,
+    StationaryRoot,
+)
+from grpo_align.theory.stationary.reward_tie import reward_tie_applies
 from grpo_align.theory.stationary.tree_abs import abs_residual, abs_tree_policy
 
 __all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tree_stationary_policy"]
@@ -51,16 +59,14 @@ SIGMA_TIE = 1e-8
 class SequenceRoot(StationaryRoot):
     """A stationary tree policy (THEORY.md section 10).
 
-    Attributes (besides ``StationaryRoot``'s)
-    -----------------------------------------
-    kind : str
-        "interior" (every output has mass), "boundary" (a face root satisfying the KKT
-        condition 10.10) or "sliding" (a Filippov equilibrium on a tie set, eq. 10.9).
+    Attributes (besides ``StationaryRoot``'s, whose ``kind`` is "interior", "boundary" (a
+    face root satisfying the KKT condition 10.10) or "sliding" (a Filippov equilibrium on a
+    tie set, eq. 10.9))
+    -----------------------------------------------------------------------------------
     ties : TieStructure or None
         For a sliding root, the outputs whose modified rewards tie.
     """
 
-    kind: str = "interior"
     ties: TieStructure | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -95,8 +101,12 @@ class SequenceStationaryResult(StationaryResult):
 
 def needs_tree_solver(problem: Problem, algo: GRPO) -> bool:
     """Whether ``problem``/``algo`` leave the paper's atomic setting (THEORY.md section 10):
-    token sequences, or the penalty in the reward."""
-    return problem.has_sequences or algo.penalty_in == "reward"
+    token sequences that matter (``Problem.sequences_are_atomic`` False), or the penalty in
+    the reward."""
+    if not problem.sequences_are_atomic:
+        return True
+    # the penalty in the reward: two deterministic reward classes have their own route
+    return algo.penalty_in == "reward" and not reward_tie_applies(problem, algo)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -403,7 +413,7 @@ def _abs_roots(model: SequenceModel, algo: GRPO) -> tuple[list[SequenceRoot], in
     if not res <= tol:
         return [], nit
     pi = model.tree.policy(cond)
-    kind = "interior" if np.all(pi[model.tree.active] > 0) else "boundary"
+    kind: RootKind = "interior" if np.all(pi[model.tree.active] > 0) else "boundary"
     root = SequenceRoot(policy=pi, mixture=pi @ model.dist, multiplier=math.nan, residual=res, stable=None,
                         eigenvalues=None, tolerance=tol, kind=kind)  # fmt: skip
     return [root], nit
@@ -425,7 +435,7 @@ def _context_roots(model: SequenceModel, algo: GRPO, seed: int) -> tuple[list[Se
     def add(
         face: _Face,
         z: np.ndarray,
-        kind: str,
+        kind: RootKind,
         ties: TieStructure | None = None,
         eta: np.ndarray | None = None,
         eig_model: SequenceModel | None = None,
@@ -517,7 +527,19 @@ def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
     faces = _faces(model, algo)
     starts = sum(2 + (6 if _Face(model, sup).dim > 0 else 0) for sup in faces)
     n_active = int(model.tree.active.sum())
-    if len(faces) == 1:
+    unbounded = (
+        algo.is_limit
+        and algo.normalization == "shift_scale"
+        and algo.eps == 0
+        and PENALTIES[algo.penalty].stationary_map == "exponential"
+    )
+    if len(faces) == 1 and unbounded:
+        # boundary.py: at G = inf P_G diverges near a point-mass mixture and beats the log pull
+        where = (
+            "the whole tree only (at G = inf with shift_scale, eps 0 and a direct-KL penalty, faces where P_G "
+            "diverges can hold stationary policies, THEORY.md section 9, which this search does not visit)"
+        )
+    elif len(faces) == 1:
         where = "the whole tree (the penalty repels from every face)"
     elif n_active <= MAX_FACE_OUTPUTS:
         where = f"every support ({len(faces)} faces)"
@@ -538,67 +560,28 @@ def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryRe
     """Stationary tree policies of ``algo`` on ``problem`` (THEORY.md section 10).
 
     Every root found on every searched face is reported with its stability; ``policy`` is
-    the stable root nearest pi_ref (max-norm over outputs), else the nearest root.
-    ``search[c]`` (and the message) states what was searched and what is claimed: the
-    roots damped Newton reaches from its starts, not every root.
+    chosen by ``assemble.ROOT_CHOICE_RULE``. ``search[c]`` (and the message) states what was
+    searched and what is claimed: the roots damped Newton reaches from its starts, not
+    every root.
     """
-    n_ctx = problem.n_contexts
-    policy = np.zeros_like(problem.ref)
-    success = np.zeros(n_ctx, bool)
-    residual = np.full(n_ctx, np.inf)
-    status: list[str] = []
-    messages: list[str] = []
-    all_roots: list[tuple[StationaryRoot, ...]] = []
+    all_roots: list[list[SequenceRoot]] = []
     searches: list[RootSearch] = []
     nit = 0
-    for c in range(n_ctx):
+    for c in range(problem.n_contexts):
         model = SequenceModel(problem, algo, c)
         roots, it = _context_roots(model, algo, seed=20250225 + c)
         nit = max(nit, it)
-        all_roots.append(tuple(roots))
+        all_roots.append(roots)
         searches.append(_search_record(model, algo))
-        if not roots:
-            policy[c] = problem.ref[c]
-            status.append("failed")
-            messages.append(
-                "no stationary tree policy found to tolerance 1e-9 (relative to the size of the terms); "
-                "the expected dynamics may cycle or the solver did not converge; searched: " + searches[-1].describe()
-            )
-            continue
-        stable = [r for r in roots if r.stable] or roots
-        chosen = min(stable, key=lambda r: float(np.max(np.abs(r.policy - problem.ref[c]))))
-        policy[c] = chosen.policy
-        residual[c] = chosen.residual
-        success[c] = True
-        status.append(chosen.kind)
-        n_stable = sum(bool(r.stable) for r in roots)
-        what = {
-            "interior": "interior",
-            "boundary": "boundary (a face of the simplex, KKT)",
-            "sliding": "sliding-mode (Filippov)",
-        }[chosen.kind]
-        messages.append(
-            f"converged: {len(roots)} stationary tree polic{'y' if len(roots) == 1 else 'ies'} found "
-            + (
-                "(abs: forward-backward from pi_ref, stability not computed)"
-                if not PENALTIES[algo.penalty].smooth
-                else f"({n_stable} stable)"
-            )
-            + f"; policy is the {what} one"
-            + ("" if len(roots) == 1 else ", the stable one nearest the reference")
-            + "; searched: "
-            + searches[-1].describe()
-        )
-    return SequenceStationaryResult(
-        policy=policy,
-        success=success,
-        status=tuple(status),
-        residual=residual,
-        nit=nit,
-        message=tuple(messages),
-        roots=tuple(all_roots),
-        algo=algo,
-        problem=problem,
+    result: SequenceStationaryResult = assemble_roots(
+        problem,
+        algo,
+        all_roots,
         method="tree",
+        nit=nit,
         search=tuple(searches),
+        claims=["; searched: " + s.describe() for s in searches],
+        exhaustive_one=False,
+        result_type=SequenceStationaryResult,
     )
+    return result

@@ -192,16 +192,21 @@ def _tree_estimate(problem: Problem, algo: GRPO) -> WorkEstimate:
         advice=(
             "give fewer outputs per context"
             + (f" (about {largest} first-token-distinct outputs fit)" if largest else "")
-            + ("; outputs without token sequences use the faster atomic solver" if problem.has_sequences else "")
+            + (
+                "; sequences of one length with distinct first tokens (or none) use the faster atomic solver"
+                if problem.has_sequences
+                else ""
+            )
         ),
     )
 
 
-def estimate_work(problem: Problem, algo: GRPO) -> WorkEstimate:
-    """The estimated cost of ``stationary_policy(problem, algo)`` (see the module docstring)."""
+def estimate_work(problem: Problem, algo: GRPO, method: str | None = None) -> WorkEstimate:
+    """The estimated cost of ``stationary_policy(problem, algo, method)`` (see the module
+    docstring)."""
     from grpo_align.theory.stationary.tree import needs_tree_solver
 
-    if needs_tree_solver(problem, algo):
+    if method == "tree" or needs_tree_solver(problem, algo):
         return _tree_estimate(problem, algo)
     n_ctx = problem.n_contexts
     if problem.is_preference or not algo.regularised:
@@ -269,14 +274,16 @@ def _size(n_bytes: float) -> str:
     return f"{n_bytes:.0f} bytes"
 
 
-def check_work(problem: Problem, algo: GRPO, max_seconds: float | None = MAX_SECONDS) -> WorkEstimate:
+def check_work(
+    problem: Problem, algo: GRPO, max_seconds: float | None = MAX_SECONDS, method: str | None = None
+) -> WorkEstimate:
     """``estimate_work``, raising ``WorkLimitError`` where it exceeds a limit.
 
     ``max_seconds`` None lifts the time limit (the memory limit stays: beyond it the solve
     would fail with numpy's MemoryError or be killed). The message is one line: the cost,
     the limit, what to change.
     """
-    est = estimate_work(problem, algo)
+    est = estimate_work(problem, algo, method)
     if max_seconds is not None and est.seconds > max_seconds:
         raise WorkLimitError(
             est.field,
