@@ -24,7 +24,7 @@ from scipy.stats import binom
 
 import grpo_align as ga
 from grpo_align.io_toml import load_problem_toml
-from grpo_align.predict.engine import _kl, binary_end_points
+from grpo_align.predict.engine import binary_end_points, kl_to_reference
 from grpo_align.predict.estimate import MAX_COUNT, jeffreys_interval, jeffreys_mean
 from grpo_align.theory.closed_form import MAX_BINARY_GROUP_SIZE
 
@@ -320,7 +320,7 @@ def test_kl_rows():
     """0 log 0 = 0; mass where pi_ref has none is an infinite KL; normal rows the formula."""
     policy = np.array([[0.0, 1.0], [0.5, 0.5], [0.9, 0.1], [1.0, 0.0]])
     ref = np.array([[0.2, 0.8], [0.0, 1.0], [0.3, 0.7], [5e-324, 1.0]])
-    got = _kl(policy, ref)
+    got = kl_to_reference(policy, ref)
     assert got[0] == pytest.approx(math.log(1 / 0.8), rel=1e-15)
     assert got[1] == math.inf
     assert got[2] == pytest.approx(float(_binary_kl(0.9, 0.3)), rel=1e-14)

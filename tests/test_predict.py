@@ -172,14 +172,14 @@ def test_interval_holds_the_point_estimate_near_one():
     """TRL's preset at beta 0.04 sends every prompt of the example file to 1 - 1e-16 or 1.0:
     solved separately, the interval ends came out one ulp on the wrong side of the point."""
     from grpo_align.predict import open_stats, predict_chunk
-    from grpo_align.predict.engine import _ordered_ends
+    from grpo_align.predict.engine import ordered_interval_ends
 
     chunk = next(iter(open_stats(ROOT / "examples" / "pass_rates.jsonl")))
     cols = predict_chunk(chunk, GRPO.preset("trl", beta=0.04))
     pred, low, high = (np.asarray(cols[k]) for k in ("predicted", "predicted_low", "predicted_high"))
     assert np.all(low <= pred) and np.all(pred <= high)
     # an inversion larger than rounding is not folded in
-    low2, high2 = _ordered_ends(np.array([0.5, 0.5]), np.array([0.5 + 1e-9, 0.4]), np.array([0.6, 0.5 - 1e-9]))
+    low2, high2 = ordered_interval_ends(np.array([0.5, 0.5]), np.array([0.5 + 1e-9, 0.4]), np.array([0.6, 0.5 - 1e-9]))
     assert low2[0] == 0.5 + 1e-9 and high2[1] == 0.5 - 1e-9
 
 

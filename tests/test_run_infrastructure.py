@@ -86,19 +86,19 @@ def test_train_result_keeps_the_context_axis():
 def test_lm_command_builds_one_grpo_from_its_flags():
     from argparse import Namespace
 
-    from grpo_align.commands.lm import _single_run
+    from grpo_align.commands.lm import grpo_from_flags
 
     def flags(**kw):
         return Namespace(**{"preset": None, "beta": None, "group_size": None, **kw})
 
-    assert _single_run(flags()) is None  # the experiment's own runs
-    assert _single_run(flags(beta=0.25)) == ga.GRPO(group_size=8, beta=0.25)
-    assert _single_run(flags(preset="verl", group_size=4)) == ga.GRPO.preset("verl", group_size=4)
+    assert grpo_from_flags(flags()) is None  # the experiment's own runs
+    assert grpo_from_flags(flags(beta=0.25)) == ga.GRPO(group_size=8, beta=0.25)
+    assert grpo_from_flags(flags(preset="verl", group_size=4)) == ga.GRPO.preset("verl", group_size=4)
     with pytest.raises(InputError) as info:
-        _single_run(flags(group_size=1))
+        grpo_from_flags(flags(group_size=1))
     assert info.value.field == "--group-size"
     with pytest.raises(InputError) as info:
-        _single_run(flags(preset="nope"))
+        grpo_from_flags(flags(preset="nope"))
     assert info.value.field == "--preset"
 
 

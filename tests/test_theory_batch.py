@@ -113,7 +113,7 @@ def test_class_partition_peeling_matches_the_sort(monkeypatch: pytest.MonkeyPatc
             rows = rng.dirichlet(np.ones(n_lev), size=(n_ctx, 3))[:, rng.integers(0, 3, n_out)]
             problems.append(ga.Problem(ref=ref, levels=np.tile(levels, (n_ctx, 1)), dist=rows))
     peeled = [reduction.class_partition(p) for p in problems]
-    monkeypatch.setattr(reduction, "_PEEL_MAX", 0)  # every problem takes the sort
+    monkeypatch.setattr(reduction, "PEEL_MAX", 0)  # every problem takes the sort
     for p, got in zip(problems, peeled, strict=True):
         for a, b in zip(got, reduction.class_partition(p), strict=True):
             np.testing.assert_array_equal(a, b)
@@ -171,10 +171,10 @@ def test_shared_partition_matches_per_context(rewards: list[float]) -> None:
 @pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
 @pytest.mark.parametrize("group_size", [2, 8, 16])
 def test_shared_check_agrees_with_generic_residual(penalty: str, group_size: int) -> None:
-    """The two-class residual of the shared path (batch._shared_check) against the generic
+    """The two-class residual of the shared path (residual.shared_check) against the generic
     residual and tolerance (residual.py: extended-precision P_G through the level table), on
     random policies (not only solved ones) of batches with shared reward rows."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import residual as rs
     from grpo_align.theory.stationary.residual import (
         preference_2d,
         residual_given,
@@ -188,12 +188,12 @@ def test_shared_check_agrees_with_generic_residual(penalty: str, group_size: int
         ga.Problem.from_bernoulli(ref=rng.dirichlet(np.ones(2), 200), success=np.tile([0.8, 0.3], (200, 1))),
     ):
         for pi in (rng.dirichlet(np.ones(2), 200), st.stationary_policy(problem, algo).policy):
-            got = bt._shared_check(problem, algo, pi, problem.levels[0])
+            got = rs.shared_check(problem, algo, pi, problem.levels[0])
             assert got is not None
             res, mult, tol = got
             pref = preference_2d(problem, algo, pi)
             res_g, mult_g = residual_given(problem, algo, pi, pref)
-            tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+            tol_g = residual_tolerance(problem, algo, pi, pref, st.RESIDUAL_TOLERANCE)
             # both evaluate P_G in extended precision: they differ by double rounding of the
             # terms (a few ulps of the term scale), far below the tolerance
             np.testing.assert_allclose(res, res_g, rtol=0, atol=1e-14 * tol_g.max() / 1e-9)
@@ -205,27 +205,27 @@ def test_shared_check_agrees_with_generic_residual(penalty: str, group_size: int
 def test_shared_check_flags_a_perturbed_policy(penalty: str) -> None:
     """A solved policy passes the shared check; the same policy moved by 1e-6 (relative,
     renormalised) fails it in every context: the check is not the solve's bookkeeping."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import residual as rs
 
     rng = np.random.default_rng(12)
     problem = _binary(rng.uniform(0.01, 0.99, 500))
     algo = ga.GRPO(group_size=8, beta=0.5, penalty=penalty)
     res = st.stationary_policy(problem, algo)
     assert bool(np.all(res.success))
-    ok = bt._shared_check(problem, algo, res.policy, problem.levels[0])
+    ok = rs.shared_check(problem, algo, res.policy, problem.levels[0])
     assert ok is not None and bool(np.all(ok[0] <= ok[2]))
     moved = res.policy * np.array([1 + 1e-6, 1.0])
     moved /= moved.sum(axis=1, keepdims=True)
-    bad = bt._shared_check(problem, algo, moved, problem.levels[0])
+    bad = rs.shared_check(problem, algo, moved, problem.levels[0])
     assert bad is not None and bool(np.all(bad[0] > bad[2]))
 
 
 @pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
 def test_one_context_check_agrees_and_flags(penalty: str) -> None:
-    """The one-context two-class residual (batch._one_context_check) against the generic
+    """The one-context two-class residual (residual.one_context_check) against the generic
     residual and tolerance on random and solved policies, and a solved policy moved by 1e-6
     on one output (renormalised) fails it."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import residual as rs
     from grpo_align.theory.stationary.reduction import Reduced
     from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
 
@@ -237,43 +237,43 @@ def test_one_context_check_agrees_and_flags(penalty: str) -> None:
     solved = st.stationary_policy(problem, algo)
     assert bool(np.all(solved.success))
     for pi in (rng.dirichlet(np.ones(n_out))[None, :], solved.policy):
-        got = bt._one_context_check(problem, algo, pi, red.class_of, red.dist[0], problem.levels[0])
+        got = rs.one_context_check(problem, algo, pi, red.class_of, red.dist[0], problem.levels[0])
         assert got is not None
         pref = preference_2d(problem, algo, pi)
         res_g, mult_g = residual_given(problem, algo, pi, pref)
-        tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+        tol_g = residual_tolerance(problem, algo, pi, pref, st.RESIDUAL_TOLERANCE)
         # differ only by the rounding of K-term sums of O(term scale) numbers
         np.testing.assert_allclose(got[0], res_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
         np.testing.assert_allclose(got[1], mult_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
         np.testing.assert_allclose(got[2], tol_g, rtol=1e-12, atol=0)
-    ok = bt._one_context_check(problem, algo, solved.policy, red.class_of, red.dist[0], problem.levels[0])
+    ok = rs.one_context_check(problem, algo, solved.policy, red.class_of, red.dist[0], problem.levels[0])
     assert ok is not None and ok[0][0] <= ok[2][0]
     moved = solved.policy.copy()
     moved[0, int(np.argmax(moved[0]))] *= 1 + 1e-6
     moved /= moved.sum()
-    bad = bt._one_context_check(problem, algo, moved, red.class_of, red.dist[0], problem.levels[0])
+    bad = rs.one_context_check(problem, algo, moved, red.class_of, red.dist[0], problem.levels[0])
     assert bad is not None and bad[0][0] > bad[2][0]
 
 
 @pytest.mark.parametrize("penalty", ["k3", "kl", "k2"])
 @pytest.mark.parametrize("group_size", [2, 8, 64])
 def test_bracket_matches_searchsorted(penalty: str, group_size: int) -> None:
-    """batch._bracket (interpolated guess on a uniform grid of the table's values, checked
+    """tables.bracket (interpolated guess on a uniform grid of the table's values, checked
     against the table) gives the interval of a binary search, on every monotone piece of
     the side tables: random targets, the table values themselves and their neighbours."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import tables as tb
 
     rng = np.random.default_rng(14)
     algo = ga.GRPO(group_size=group_size, beta=0.3, penalty=penalty)
-    shape = bt._Shape(np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), algo)
+    shape = tb.Shape(np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), algo)
     for side in (0, 1):
-        for _, _, _, vv, index in bt._cached_pieces(shape, penalty, algo.beta, side):
+        for _, _, _, vv, index in tb.cached_pieces(shape, penalty, algo.beta, side):
             t = np.concatenate(
                 [rng.uniform(vv[0], vv[-1], 5000), vv, np.nextafter(vv, np.inf), np.nextafter(vv, -np.inf)]
             )
             t = t[(t >= vv[0]) & (t <= vv[-1])]
             want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
-            np.testing.assert_array_equal(bt._bracket(vv, index, t), want)
+            np.testing.assert_array_equal(tb.bracket(vv, index, t), want)
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 3])
@@ -281,7 +281,7 @@ def test_one_context_partition_matches_the_batch_route(n_classes: int) -> None:
     """class_partition of one context (the two-class comparison route, or its fallback)
     equals the partition of the same context inside a batch of two different contexts
     (the generic peel), and puts outputs in one class exactly when their reward rows are equal."""
-    from grpo_align.theory.stationary.reduction import _partition
+    from grpo_align.theory.stationary.reduction import class_partition
 
     rng = np.random.default_rng(15)
     rows = rng.random((n_classes, 2))
@@ -291,9 +291,10 @@ def test_one_context_partition_matches_the_batch_route(n_classes: int) -> None:
     pick[rng.integers(1, n_out)] = n_classes - 1  # every class present, not first
     dist = rows[pick][None]
     ref = rng.dirichlet(np.ones(n_out))[None]
-    class_of, ref_mass, class_dist = _partition(dist, ref)
+    class_of, ref_mass, class_dist = class_partition(ga.Problem(ref=ref[0], levels=[0.0, 1.0], dist=dist[0]))
     other = np.full((1, n_out, 2), 0.5)
-    b_class_of, b_ref_mass, b_class_dist = _partition(np.concatenate([dist, other]), np.concatenate([ref, ref]))
+    batch = ga.Problem(ref=np.concatenate([ref, ref]), levels=[[0.0, 1.0]] * 2, dist=np.concatenate([dist, other]))
+    b_class_of, b_ref_mass, b_class_dist = class_partition(batch)
     np.testing.assert_array_equal(class_of[0], b_class_of[0])
     np.testing.assert_array_equal(ref_mass[0], b_ref_mass[0, : ref_mass.shape[1]])
     np.testing.assert_array_equal(class_dist[0], b_class_dist[0, : class_dist.shape[1]])
@@ -305,12 +306,15 @@ def test_one_context_partition_matches_the_batch_route(n_classes: int) -> None:
 def test_bracket_on_a_table_spanning_the_double_range() -> None:
     """A piece whose value span overflows a double takes the binary search (the index
     grid is not finite there), with the same answer."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import tables as tb
 
     vv = np.array([-1.7e308, -1.0, 0.0, 1.0, 1.7e308])
     t = np.array([-1e308, -0.5, 0.5, 1.7e308, -1.7e308, 1.0])
     want = np.clip(np.searchsorted(vv, t, side="right") - 1, 0, vv.size - 2)
-    np.testing.assert_array_equal(bt._bracket(vv, bt._value_index(vv), t), want)
+    np.testing.assert_array_equal(tb.bracket(vv, tb.value_index(vv), t), want)
+
+
+K3 = ga.GRPO(group_size=8, beta=0.5)
 
 
 def _one_context(rows: np.ndarray, pick: np.ndarray, ref: np.ndarray) -> ga.Problem:
@@ -319,8 +323,8 @@ def _one_context(rows: np.ndarray, pick: np.ndarray, ref: np.ndarray) -> ga.Prob
 
 @pytest.mark.parametrize("n_out", [8192, 8193, 12345])
 def test_two_class_split_matches_the_partition(n_out: int) -> None:
-    """reduction._two_class_split (block comparison, signed reference) against
-    ``_partition`` (the peel): the same classes, numbering and rows; class masses against
+    """The one-context two-class split (``Reduced.split``: block comparison, signed
+    reference) against ``class_partition`` (the peel): the same classes, numbering and rows; class masses against
     math.fsum; signed zeros compare equal; a third row or a single class gives None."""
     from grpo_align.theory.stationary import reduction
 
@@ -337,10 +341,10 @@ def test_two_class_split_matches_the_partition(n_out: int) -> None:
             pick[rng.integers(1, n_out)] = 1 - pick[0]  # both classes present
             ref = rng.dirichlet(np.ones(n_out))
             problem = _one_context(rows, pick, ref)
-            got = reduction._two_class_split(problem.dist, problem.ref)
-            assert got is not None
-            split, ref_mass, class_dist = got
-            class_of, want_mass, want_dist = reduction._partition(problem.dist, problem.ref)
+            red = reduction.Reduced(problem, K3)
+            assert red.split is not None
+            split, ref_mass, class_dist = red.split, red.ref_mass, red.class_dist
+            class_of, want_mass, want_dist = reduction.class_partition(problem)
             np.testing.assert_array_equal(split.mask, class_of[0] == 1)
             np.testing.assert_array_equal(class_dist, want_dist)
             pr = problem.ref[0]
@@ -355,23 +359,25 @@ def test_two_class_split_matches_the_partition(n_out: int) -> None:
     dist = np.tile([1.0, 0.0], (n_out, 1))
     dist[::3] = [0.0, 1.0]
     dist[1::3, 1] = -0.0
-    split_z = reduction._two_class_split(dist[None], np.full((1, n_out), 1.0 / n_out))
-    assert split_z is not None and int(np.count_nonzero(split_z[0].mask)) in (len(dist[::3]), n_out - len(dist[::3]))
+    uniform = np.full(n_out, 1.0 / n_out)
+    split_z = reduction.Reduced(ga.Problem(ref=uniform, levels=[0.0, 1.0], dist=dist), K3).split
+    assert split_z is not None and int(np.count_nonzero(split_z.mask)) in (len(dist[::3]), n_out - len(dist[::3]))
     # a third row anywhere (also in the tail past the last block), or one class: None
     for where in (n_out // 2, n_out - 1):
         three = dist.copy()
         three[where] = [0.5, 0.5]
-        assert reduction._two_class_split(three[None], np.full((1, n_out), 1.0 / n_out)) is None
-    assert reduction._two_class_split(np.tile([0.2, 0.8], (1, n_out, 1)), np.full((1, n_out), 1.0 / n_out)) is None
+        assert reduction.Reduced(ga.Problem(ref=uniform, levels=[0.0, 1.0], dist=three), K3).split is None
+    one_class = ga.Problem(ref=uniform, levels=[0.0, 1.0], dist=np.tile([0.2, 0.8], (n_out, 1)))
+    assert reduction.Reduced(one_class, K3).split is None
 
 
 def test_two_class_route_policy_and_check() -> None:
-    """batch._two_class_route / _two_class_check (one context split in two classes, k3):
+    """residual.two_class_route / two_class_check (one context split in two classes, k3):
     pi as Reduced.policy rounds it; the residual, multiplier and tolerance against the
     generic ones on random and solved policies; a solved policy with any one of the four
     class extremes of pi_ref / pi moved by 1e-6, or with both class masses moved by 1e-6
     (reference ratios kept), fails; a zero pi_ref or pi gives None."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import residual as rs
     from grpo_align.theory.stationary.reduction import Reduced
     from grpo_align.theory.stationary.residual import preference_2d, residual_given, residual_tolerance
 
@@ -383,22 +389,22 @@ def test_two_class_route_policy_and_check() -> None:
         assert red.split is not None
         levels, rows = problem.levels[0], red.dist[0]
         masses = rng.dirichlet(np.ones(2))[None]
-        got = bt._two_class_route(red, masses, levels)
+        got = rs.two_class_route(red, masses, levels)
         assert got is not None
         np.testing.assert_array_equal(got[0], red.policy(masses))
         solved = st.stationary_policy(problem, algo)
         assert bool(np.all(solved.success))
         for pi in (rng.dirichlet(np.ones(n_out))[None], got[0], solved.policy):
-            checked = bt._two_class_check(problem, algo, pi[0], red.split, rows, levels)
+            checked = rs.two_class_check(problem, algo, pi[0], red.split, rows, levels)
             assert checked is not None
             pref = preference_2d(problem, algo, pi)
             res_g, mult_g = residual_given(problem, algo, pi, pref)
-            tol_g = residual_tolerance(problem, algo, pi, pref, bt.RESIDUAL_TOLERANCE)
+            tol_g = residual_tolerance(problem, algo, pi, pref, st.RESIDUAL_TOLERANCE)
             # differ by the rounding of K-term sums of O(term scale) numbers
             np.testing.assert_allclose(checked[0], res_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
             np.testing.assert_allclose(checked[1], mult_g, rtol=0, atol=1e-12 * tol_g.max() / 1e-9)
             np.testing.assert_allclose(checked[2], tol_g, rtol=1e-12, atol=0)
-        ok = bt._two_class_check(problem, algo, solved.policy[0], red.split, rows, levels)
+        ok = rs.two_class_check(problem, algo, solved.policy[0], red.split, rows, levels)
         assert ok is not None and ok[0][0] <= ok[2][0]
         ratio = problem.ref[0] / solved.policy[0]
         for cls in (False, True):
@@ -408,21 +414,21 @@ def test_two_class_route_policy_and_check() -> None:
                     moved = solved.policy[0].copy()
                     moved[o] *= 1 + step
                     moved /= moved.sum()
-                    bad = bt._two_class_check(problem, algo, moved, red.split, rows, levels)
+                    bad = rs.two_class_check(problem, algo, moved, red.split, rows, levels)
                     assert bad is not None and bad[0][0] > bad[2][0], (cls, o, step)
         shifted = solved.policy[0] * np.where(red.split.mask, 1 + 1e-6, 1.0)
         shifted /= shifted.sum()
-        bad = bt._two_class_check(problem, algo, shifted, red.split, rows, levels)
+        bad = rs.two_class_check(problem, algo, shifted, red.split, rows, levels)
         assert bad is not None and bad[0][0] > bad[2][0]
         drained = solved.policy[0].copy()
         drained[3] = 0.0
-        assert bt._two_class_check(problem, algo, drained, red.split, rows, levels) is None
+        assert rs.two_class_check(problem, algo, drained, red.split, rows, levels) is None
     ref = rng.dirichlet(np.ones(n_out))
     ref[7] = 0.0
     zero = ga.Problem.from_rewards(ref / ref.sum(), (rng.random(n_out) < 0.3).astype(float))
     red = Reduced(zero, ga.GRPO(group_size=8, beta=0.5))
     assert red.split is not None
-    assert bt._two_class_route(red, np.array([[0.4, 0.6]]), zero.levels[0]) is None
+    assert rs.two_class_route(red, np.array([[0.4, 0.6]]), zero.levels[0]) is None
 
 
 @pytest.mark.parametrize("penalty", ["k3", "kl"])
@@ -444,12 +450,12 @@ def test_one_context_many_outputs_matches_general(penalty: str) -> None:
             assert not np.any(np.signbit(fast.policy))  # no -0.0 from the signed reference
 
 
-def test_two_class_check_class_sums_by_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """_two_class_check takes the class sums of pi from R_j and the class extremes of
+def test_two_class_check_class_sums_by_bounds() -> None:
+    """two_class_check takes the class sums of pi from R_j and the class extremes of
     pi_ref / pi when those agree to 8 eps (a solved policy): the same residual, multiplier
     and tolerance as with the sums over the outputs; a policy spread by 1e-11 inside a
     class takes the sums (and, stationary to 1e-11, passes)."""
-    from grpo_align.theory.stationary import batch as bt
+    from grpo_align.theory.stationary import residual as rs
     from grpo_align.theory.stationary.reduction import Reduced
 
     rng = np.random.default_rng(24)
@@ -468,10 +474,9 @@ def test_two_class_check_class_sums_by_bounds(monkeypatch: pytest.MonkeyPatch) -
 
     assert class_spread(solved) <= 4 * 2.0**-52 < 1e-12 < class_spread(spread)
     for pi in (solved, spread):
-        got = bt._two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
-        monkeypatch.setattr(bt, "_SPREAD_FOR_BOUNDS", -1.0)  # always the sums over the outputs
-        want = bt._two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
-        monkeypatch.undo()
+        got = rs.two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0])
+        # a negative spread: always the sums over the outputs
+        want = rs.two_class_check(problem, algo, pi, red.split, red.dist[0], problem.levels[0], spread_for_bounds=-1.0)
         assert got is not None and want is not None
         assert got[0][0] <= got[2][0]
         # the enclosure's middle is within 4 eps of the sums (relative): c and the residual

@@ -177,11 +177,14 @@ def test_a_wrong_candidate_fails_its_own_context_only(monkeypatch: pytest.Monkey
 
 
 def test_two_class_k3_masses_closed_form_against_bisection() -> None:
-    # the closed form of _k3_masses for two classes against bisection on its defining
+    # the closed form of k3's masses for two classes against bisection on its defining
     # equation R_1/d_1 + R_2/(d_1 + delta) = 1 (d_1 > 0) in extended precision: relative
     # precision on both masses, also where one is tiny (P spread far beyond beta); the
-    # Newton route finds the same root where its denominators are not tiny against c / beta
-    from grpo_align.theory.stationary.reduction import _k3_masses, _k3_newton
+    # Newton route (three classes, one of them empty) finds the same root where its
+    # denominators are not tiny against c / beta
+    from grpo_align.theory.stationary.reduction import penalty_masses
+
+    k3_masses = penalty_masses("k3")
 
     rng = np.random.default_rng(6)
     n = 2000
@@ -189,7 +192,7 @@ def test_two_class_k3_masses_closed_form_against_bisection() -> None:
     ref = rng.dirichlet(np.ones(2), n)
     ref[:4] = [[1e-300, 1.0], [1.0, 1e-300], [1e-12, 1 - 1e-12], [0.5, 0.5]]
     for beta in (1e-3, 0.5, 100.0):
-        masses, _ = _k3_masses(pref, ref, beta)
+        masses, _ = k3_masses(pref, ref, beta)
         ld = np.longdouble
         p, r = pref.astype(ld), ref.astype(ld)
         hi = np.argmax(pref, axis=1)
@@ -214,7 +217,9 @@ def test_two_class_k3_masses_closed_form_against_bisection() -> None:
         assert float(np.max(rel)) < 1e-14
         assert float(np.max(np.abs(masses - expect)[~normal], initial=0.0)) < 1e-290
         benign = np.all(pref / beta < 10, axis=1) & np.all(ref > 1e-6, axis=1)
-        newton, _ = _k3_newton(pref[benign], ref[benign], beta)
+        pad = np.zeros((int(benign.sum()), 1))
+        newton, _ = k3_masses(np.hstack([pref[benign], pad]), np.hstack([ref[benign], pad]), beta)
+        newton = newton[:, :2]
         # (Newton stops once its step is 1e-12 of the nearest denominator, so its masses
         # carry errors near 1e-10 relative: the same root, not the same digits)
         np.testing.assert_allclose(newton, masses[benign], rtol=1e-9, atol=0)

@@ -120,14 +120,13 @@ def test_finite_g_std_roots_approach_rlhf_like_one_over_g():
     rlhf = _rlhf([0.2, 0.3, 0.5], [0.8, 0.5, 0.1], 0.5)
     err = {}
     for g in (8, 16, 32):
-        model = SequenceModel(prob, ga.GRPO(group_size=g, beta=0.5, penalty="k1", penalty_in="reward"))
-        face = tree_solver._Face(model, model.tree.active.copy())
-        z, ok, _ = tree_solver._newton(face.equations, face.z_of(model.tree.conditionals(rlhf)), 1e-13)
-        assert ok
-        err[g] = np.max(np.abs(model.tree.policy(face.cond(z)) - rlhf))
+        algo = ga.GRPO(group_size=g, beta=0.5, penalty="k1", penalty_in="reward")
+        root = tree_solver.refine_tree_root(prob, algo, rlhf)
+        assert root is not None
+        err[g] = np.max(np.abs(root - rlhf))
         if g == 8:
-            full = ga.stationary_policy(prob, ga.GRPO(group_size=g, beta=0.5, penalty="k1", penalty_in="reward"))
-            assert np.max(np.abs(full.policy[0] - model.tree.policy(face.cond(z)))) < 1e-9
+            full = ga.stationary_policy(prob, algo)
+            assert np.max(np.abs(full.policy[0] - root)) < 1e-9
     assert 1.6 < err[8] / err[16] < 2.4
     assert 1.8 < err[16] / err[32] < 2.2
 

@@ -132,7 +132,7 @@ _GRID = [
     ],
     ids=repr,
 )
-def test_real_grpo_config_round_trip(tmp_path, algo):
+def test_realgrpo_config_round_trip(tmp_path, algo):
     from trl import GRPOConfig
 
     kwargs = trl_kwargs_from_grpo(algo)
@@ -355,10 +355,10 @@ def test_trl_schedule_decays_over_the_tail(tmp_path):
     ``decay_steps`` to lr * lr_final, as train_lm's (read from the scheduler TRL builds)."""
     from transformers.optimization import get_scheduler
 
-    from grpo_align.integrations.trl import _grpo_config
+    from grpo_align.integrations.trl import grpo_config
 
     algo = ga.GRPO.preset("trl", beta=0.5, group_size=4, penalty="k3", aggregation="sequence_mean")
-    args = _grpo_config(
+    args = grpo_config(
         tmp_path, trl_kwargs_from_grpo(algo), n_ctx=2, max_completion_length=6, steps=100,
         learning_rate=1e-3, seed=0, decay_steps=40, lr_final=0.1,
     )  # fmt: skip

@@ -136,13 +136,14 @@ def test_memory_is_bounded_whatever_the_time_limit() -> None:
 
 def test_two_level_preference_in_blocks_equals_one_product() -> None:
     """Many points at a large G are summed in blocks (bounded memory); each h is the same
-    expectation, to rounding, as the one matrix product over all points at once."""
+    expectation, to rounding, as the one matrix product over a slice of few points (below
+    the blocking threshold: 2^20 count-vector probabilities per call)."""
     algo = GRPO(group_size=3000, beta=0.04)
     w1 = np.linspace(0.0, 1.0, 4001)
     w = np.stack([1 - w1, w1], axis=-1)[None]
     pref = LevelPreference(np.array([[0.0, 1.0]]), algo)
     blocked = pref(w)
-    whole = pref._h(w, None)  # the unblocked product
+    whole = np.concatenate([pref(w[:, i : i + 256]) for i in range(0, w.shape[1], 256)], axis=1)
     scale = np.max(np.abs(pref.table))
     # each entry a sum of G non-negative-weight terms: rounding within G ulps of the scale
     np.testing.assert_allclose(blocked, whole, rtol=0, atol=3000 * np.finfo(float).eps * scale)

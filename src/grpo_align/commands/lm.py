@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise InputError("--seed", f"expected an integer >= 0, got {args.seed}")
 
-    algo = _single_run(args)
+    algo = grpo_from_flags(args)
     if args.task == "sequences" and (algo is not None or args.quick):
         flag = "--quick" if args.quick else "--preset/--beta/--group-size"
         raise InputError(flag, "--task sequences trains its own settings (docs/lm.md); drop " + flag)
@@ -255,7 +255,7 @@ def read_summary(path: Path, data: Any = None) -> list[dict[str, Any]]:
     return data
 
 
-def _single_run(args: argparse.Namespace) -> Any:
+def grpo_from_flags(args: argparse.Namespace) -> Any:
     """The one GRPO specification the flags ask for, or None (the experiment's own runs)."""
     from grpo_align.errors import InputError
     from grpo_align.theory.spec import GRPO

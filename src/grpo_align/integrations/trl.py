@@ -33,6 +33,7 @@ __all__ = [
     "TRLRunResult",
     "TRLSequenceResult",
     "dapo_finite_batch_shift",
+    "grpo_config",
     "measure_predict_train_trl",
     "run_trl_experiment",
     "run_trl_sequence_experiment",
@@ -182,7 +183,7 @@ class TRLRunResult:
     """largest |measured - predicted| of P(correct) over the questions"""
 
 
-def _grpo_config(
+def grpo_config(
     out: Path,
     spec_kwargs: dict[str, Any],
     *,
@@ -321,7 +322,7 @@ def run_trl_experiment(
     out.mkdir(parents=True, exist_ok=True)
     config = experiment if experiment is not None else LMExperimentConfig()
     n_ctx = config.n_binary + config.n_choice
-    args = _grpo_config(
+    args = grpo_config(
         out, spec_kwargs, n_ctx=n_ctx, max_completion_length=2, steps=steps, learning_rate=learning_rate, seed=seed
     )
     trained = grpo_from_trl(args)
@@ -477,7 +478,7 @@ def run_trl_sequence_experiment(
     config = experiment if experiment is not None else SequenceExperimentConfig()
     probe, probe_tok = sequence_task(config)
     longest = max(len(answer_ids(probe_tok, c)) for q in probe.questions for c in q.candidates)
-    args = _grpo_config(
+    args = grpo_config(
         out,
         spec_kwargs,
         n_ctx=config.n_questions * groups_per_question,

@@ -31,7 +31,15 @@ from grpo_align.predict.stats import StatsChunk
 from grpo_align.theory import GRPO, Problem, rlhf_policy, stationary_policy
 from grpo_align.theory.stationary.work import MAX_MEMORY_BYTES, check_work
 
-__all__ = ["COLUMNS", "EndPoints", "binary_end_points", "predict_chunk", "reward_end_points"]
+__all__ = [
+    "COLUMNS",
+    "EndPoints",
+    "binary_end_points",
+    "kl_to_reference",
+    "ordered_interval_ends",
+    "predict_chunk",
+    "reward_end_points",
+]
 
 #: the columns of predictions.csv, in order
 COLUMNS = (
@@ -82,7 +90,7 @@ class EndPoints:
     message: list[str]
 
 
-def _kl(policy: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def kl_to_reference(policy: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """KL(pi || pi_ref) = sum_o pi(o) log(pi(o)/pi_ref(o)) per row, with 0 log 0 = 0.
 
     log(pi/pi_ref) is taken from the ratio where the ratio is a normal float and as
@@ -109,7 +117,7 @@ def _solve(problem: Problem, algo: GRPO, values: np.ndarray) -> EndPoints:
         rlhf = np.full(len(res), np.nan)
     return EndPoints(
         predicted=np.sum(policy * values, axis=1),
-        kl=_kl(policy, problem.ref),
+        kl=kl_to_reference(policy, problem.ref),
         rlhf=rlhf,
         roots=res.root_counts(),
         status=list(res.status),
@@ -203,7 +211,7 @@ def reward_end_points(rewards: list[np.ndarray], algo: GRPO) -> tuple[np.ndarray
 ROUNDING_ULPS = 8
 
 
-def _ordered_ends(predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ordered_interval_ends(predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The interval ends, widened to hold the point estimate where rounding inverted them.
 
     The end point increases with p0, so low <= predicted <= high holds exactly; solved
@@ -259,7 +267,9 @@ def predict_chunk(chunk: StatsChunk, algo: GRPO) -> dict[str, object]:
             both.status[:size],
             both.message[:size],
         )
-        pred_low, pred_high = _ordered_ends(main.predicted, both.predicted[size : 2 * size], both.predicted[2 * size :])
+        pred_low, pred_high = ordered_interval_ends(
+            main.predicted, both.predicted[size : 2 * size], both.predicted[2 * size :]
+        )
         status = list(main.status)
         for i in range(size):
             for end, j in (("p0_low", size + i), ("p0_high", 2 * size + i)):

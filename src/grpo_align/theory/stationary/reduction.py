@@ -20,7 +20,7 @@ from grpo_align.theory.preference import LevelPreference
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 
-__all__ = ["Reduced", "TwoClassSplit", "class_partition", "reward_classes"]
+__all__ = ["PEEL_MAX", "Reduced", "TwoClassSplit", "class_partition", "penalty_masses", "reward_classes"]
 
 
 def penalty_masses(name: str) -> Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]:
@@ -353,7 +353,7 @@ class Reduced:
 
 #: Most classes per context found by peeling (``_peel_classes``); more, or a peel that
 #: removes only a small share of the outputs, takes the sort by a hash.
-_PEEL_MAX = 64
+PEEL_MAX = 64
 
 
 def _peel_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -375,7 +375,7 @@ def _peel_classes(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     rest = np.ones((n_ctx, n_out), bool)
     reps: list[np.ndarray] = []
     left = n_ctx * n_out
-    for j in range(_PEEL_MAX):
+    for j in range(PEEL_MAX):
         first = np.argmax(rest, axis=1)
         live = rest[rows, first]
         if not np.any(live):

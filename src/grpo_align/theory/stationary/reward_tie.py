@@ -35,8 +35,8 @@ from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
 from grpo_align.theory.stationary.assemble import choose_roots, outcome
 from grpo_align.theory.stationary.batch import LAZY_FROM, LazyRoots
-from grpo_align.theory.stationary.batch import _illinois as illinois
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, ROOT_KINDS, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.tables import illinois
 
 __all__ = ["reward_tie_applies", "reward_tie_policy"]
 

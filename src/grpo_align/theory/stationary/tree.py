@@ -44,7 +44,13 @@ from grpo_align.theory.stationary.result import (
 from grpo_align.theory.stationary.reward_tie import reward_tie_applies
 from grpo_align.theory.stationary.tree_abs import abs_residual, abs_tree_policy
 
-__all__ = ["SequenceRoot", "SequenceStationaryResult", "needs_tree_solver", "tree_stationary_policy"]
+__all__ = [
+    "SequenceRoot",
+    "SequenceStationaryResult",
+    "needs_tree_solver",
+    "refine_tree_root",
+    "tree_stationary_policy",
+]
 
 #: Largest number of active outputs whose faces are all enumerated.
 MAX_FACE_OUTPUTS = 8
@@ -554,6 +560,21 @@ def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
         )
     claim = f"the roots that {how} reaches from {starts} starts on {where}; roots outside those basins may be missed"
     return RootSearch("tree", nan, nan, nan, 0, 0, 0, starts, claim, faces=len(faces))
+
+
+def refine_tree_root(problem: Problem, algo: GRPO, policy: Any, context: int = 0) -> np.ndarray | None:
+    """The stationary tree policy damped Newton reaches from ``policy`` (K,) in the free
+    per-prefix logits of the whole tree (eq. 10.8), or None where it does not converge.
+
+    A local solve from a guess (as ``scipy.optimize.root`` from x0): one start on one face,
+    no stability, no search; for following a known root where the full search of
+    ``tree_stationary_policy`` is slow (a large G).
+    """
+    model = SequenceModel(problem, algo, context)
+    face = _Face(model, model.tree.active.copy())
+    start = np.asarray(policy, dtype=float)
+    z, ok, _ = _newton(face.equations, face.z_of(model.tree.conditionals(start)), 1e-13)
+    return model.tree.policy(face.cond(z)) if ok else None
 
 
 def tree_stationary_policy(problem: Problem, algo: GRPO) -> SequenceStationaryResult:

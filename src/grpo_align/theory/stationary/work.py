@@ -113,9 +113,9 @@ def _limit_seconds(n_levels: int) -> float:
 
 def _binary_seconds(group_size: int) -> float:
     """Two levels at a finite G beyond the polynomial form: the context-free table."""
-    from grpo_align.theory.stationary.batch import _HORNER_MAX_G  # the table's threshold
+    from grpo_align.theory.stationary.tables import HORNER_MAX_G  # the table's threshold
 
-    if group_size <= _HORNER_MAX_G:
+    if group_size <= HORNER_MAX_G:
         return 0.0
     return _BINARY_TABLE_POINTS * group_size / _BINARY_TERMS_PER_SECOND
 
