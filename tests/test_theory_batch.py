@@ -504,3 +504,22 @@ def test_repr_counts_roots_without_building_them() -> None:
     res = st.stationary_policy(_binary(np.array([0.2, 0.5, 0.7])), ga.GRPO(group_size=8, beta=0.5))
     text = repr(dataclasses.replace(res, roots=Unbuilt()))
     assert "roots=4 over 3 contexts" in text
+
+
+def test_contexts_of_a_problem_equal_the_problem_built_from_them() -> None:
+    """Problem.contexts (the solvers' unvalidated sub-batch) holds exactly what building the
+    sub-batch through the validating constructor holds."""
+    rng = np.random.default_rng(31)
+    ref = rng.dirichlet(np.ones(3), 6)
+    succ = rng.random((6, 3))
+    seqs = [[(0,), (1, 2), (1, 3)]] * 6
+    whole = ga.Problem.from_bernoulli(ref, succ, sequences=seqs)
+    idx = np.array([4, 1, 1])
+    sub = whole.contexts(idx)
+    built = ga.Problem.from_bernoulli(ref[idx], succ[idx], sequences=[seqs[i] for i in idx])
+    for name in ("ref", "levels", "dist"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(built, name))
+    assert sub.sequences == built.sequences and sub.batched and not sub.is_preference
+    pref = ga.Problem.from_preference(ref=[0.5, 0.5], win_prob=[[0.5, 0.7], [0.3, 0.5]])
+    with pytest.raises(ga.InputError):
+        pref.contexts(np.array([0]))

@@ -407,6 +407,21 @@ class Problem:
         """w_ref = sum_o pi_ref(o) F_o, the reward-level distribution under pi_ref, (C, L)."""
         return np.einsum("co,col->cl", self.ref, self.dist)
 
+    def contexts(self, idx: np.ndarray) -> Problem:
+        """The contexts ``idx`` (int array) of a reward problem as a batched problem, without
+        re-validating them: they were validated when this problem was built (the solvers
+        take sub-batches of 10^6 contexts, where validation would cost more than the solve)."""
+        if self.win_prob is not None:
+            raise InputError("problem", "contexts() takes a reward problem, not a pairwise-preference one")
+        sub = object.__new__(Problem)
+        for name, value in (("ref", self.ref[idx]), ("levels", self.levels[idx]), ("dist", self.dist[idx])):
+            object.__setattr__(sub, name, value)
+        object.__setattr__(sub, "batched", True)
+        object.__setattr__(sub, "win_prob", None)
+        seqs = None if self.sequences is None else tuple(self.sequences[int(c)] for c in np.asarray(idx).ravel())
+        object.__setattr__(sub, "sequences", seqs)
+        return sub
+
     def squeeze(self, arr: np.ndarray) -> np.ndarray:
         """Drop the context axis of a result for an unbatched problem."""
         return arr if self.batched else arr[0]

@@ -47,6 +47,7 @@ from grpo_align.theory.stationary.residual import (
     two_class_route,
 )
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, ROOT_KINDS, StationaryResult, StationaryRoot
+from grpo_align.theory.stationary.stability import stability_threshold
 from grpo_align.theory.stationary.tables import HORNER_MAX_G, Shape, binary_coefficients, binary_levels, side_roots
 
 __all__ = ["MAX_SHAPES", "batch_binary"]
@@ -98,16 +99,6 @@ class LazyRoots(Sequence[tuple[StationaryRoot, ...]]):
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _take(problem: Problem, idx: np.ndarray) -> Problem:
-    """The contexts ``idx`` of a reward problem, without re-validating them."""
-    sub = object.__new__(Problem)
-    for name, value in (("ref", problem.ref[idx]), ("levels", problem.levels[idx]), ("dist", problem.dist[idx])):
-        object.__setattr__(sub, name, value)
-    object.__setattr__(sub, "batched", True)
-    object.__setattr__(sub, "win_prob", None)
-    return sub
 
 
 def batch_binary(red: Reduced) -> StationaryResult | None:
@@ -283,7 +274,7 @@ def _extended_preference(
             pref[rows] = np.einsum("ckl,cl->ck", dist, h)
     rest = np.nonzero(general)[0]
     if rest.size:
-        pref[rest] = preference_2d(_take(problem, rest), algo, pi[rest])
+        pref[rest] = preference_2d(problem.contexts(rest), algo, pi[rest])
     return pref
 
 
@@ -323,7 +314,7 @@ def _assemble(
         def take(a: np.ndarray) -> np.ndarray:
             return a[idx]
 
-        sub = _take(problem, ctx_r)
+        sub = problem.contexts(ctx_r)
     n_r = ctx_r.size
     rows = np.arange(n_r)
     checked = None
@@ -382,13 +373,13 @@ def _assemble(
             # d(phi_2 - phi_1)/d m: k3 phi = 1 - R/m, k2 and kl phi = log(m/R) (+ 1)
             dphi = r2 / a2**2 + r1 / a1**2 if reciprocal else 1.0 / a1 + 1.0 / a2
             lam = 2.0 * (a1 * a2) ** 2 * (dd - algo.beta * dphi)
-        scale = np.maximum(1.0, np.abs(lam)) * np.minimum(1.0, small)
+            bound = stability_threshold(np.abs(lam), small)
         finite = np.isfinite(lam)
         if every:
-            stable, has_eig = (lam < -1e-7 * scale) & finite, finite
+            stable, has_eig = (lam < bound) & finite, finite
             eig = np.where(finite, lam, np.nan)
         else:
-            stable[t] = (lam < -1e-7 * scale) & finite
+            stable[t] = (lam < bound) & finite
             eig[t] = np.where(finite, lam, np.nan)
             has_eig[t] = finite
 

@@ -69,10 +69,13 @@ class RootSearch:
         Damped-Newton starts added (pi_ref, its map image, points near class distributions).
     ended : str
         Why the branch was left: "below target" (beta < target / 8), "boundary" (a level's
-        mass reached 0), "stalled" (the step size collapsed) or "step limit". For the tree
-        solver ("tree" or "forward-backward"), what the search claims.
+        mass reached 0), "stalled" (the step size collapsed) or "step limit"; "" without a
+        branch (the tree solver).
     faces : int
         Tree solver: supports searched (faces of the simplex, the whole tree included).
+    claim : str
+        Tree solver ("tree" or "forward-backward"): what was searched and what is claimed
+        (``describe`` returns it); "" otherwise.
     """
 
     method: str
@@ -85,6 +88,7 @@ class RootSearch:
     newton_starts: int
     ended: str
     faces: int = 0
+    claim: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON values (``grpo_align.files.to_jsonable``: NaN as None)."""
@@ -92,9 +96,8 @@ class RootSearch:
 
     def describe(self) -> str:
         """One clause for the result's message: what was searched and what is claimed."""
-        if self.method in ("tree", "forward-backward"):
-            # tree policies (THEORY.md section 10): ``ended`` carries the claim
-            return self.ended
+        if self.claim:
+            return self.claim  # tree policies (THEORY.md section 10)
         if self.method != "continuation+newton":
             return f"{self.method}, {self.newton_starts} starts"
         reach = (

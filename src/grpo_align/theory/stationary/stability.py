@@ -7,7 +7,24 @@ import numpy as np
 from grpo_align.theory.stationary.reduction import Reduced
 from grpo_align.theory.stationary.residual import penalty_coefficient
 
-__all__ = ["stability"]
+__all__ = ["STABILITY_MARGIN", "stability", "stability_threshold"]
+
+#: A root is stable when every eigenvalue's real part lies below -STABILITY_MARGIN times
+#: its scale (``stability_threshold``): the central differences' noise level.
+STABILITY_MARGIN = 1e-7
+
+
+def stability_threshold(largest_modulus: np.ndarray, smallest_mass: np.ndarray) -> np.ndarray:
+    """The bound every eigenvalue's real part must lie below for a stable root (section 9):
+    -STABILITY_MARGIN max(1, max |lambda|) min(1, the smallest active class mass).
+
+    The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
+    eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
+    eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
+    threshold does too.
+    """
+    scale = np.maximum(1.0, largest_modulus) * np.minimum(1.0, smallest_mass)
+    return -STABILITY_MARGIN * scale
 
 
 def _class_field(red: Reduced, logits: np.ndarray) -> np.ndarray:
@@ -55,15 +72,10 @@ def stability(red: Reduced, masses: np.ndarray) -> list[tuple[np.ndarray | None,
         if np.any(finite):
             heaviest = np.argmax(masses[members][:, idx], axis=1)
             eigs[finite] = np.linalg.eigvals(_difference_jacobian(sub[finite], heaviest[finite]))
-        # The field is m_j (g_j - g_bar), so a class with a small mass m_j contributes an
-        # eigenvalue of order m_j: a root next to a vertex (m_j ~ 1e-9) is stable with an
-        # eigenvalue ~ -1e-9. The noise of the differences scales the same way, so the
-        # threshold does too. (All members at once; NaN rows of non-finite Jacobians unused.)
+        # (all members at once; NaN rows of non-finite Jacobians unused)
         with np.errstate(invalid="ignore"):
-            scale = np.maximum(1.0, np.max(np.abs(eigs), axis=1)) * np.minimum(
-                1.0, np.min(masses[members][:, idx], axis=1)
-            )
-            stable = np.all(eigs.real < -1e-7 * scale[:, None], axis=1)
+            bound = stability_threshold(np.max(np.abs(eigs), axis=1), np.min(masses[members][:, idx], axis=1))
+            stable = np.all(eigs.real < bound[:, None], axis=1)
         for ci, eig, ok, st in zip(members.tolist(), eigs, finite.tolist(), stable.tolist(), strict=True):
             if ok:
                 out[ci] = (eig, st)

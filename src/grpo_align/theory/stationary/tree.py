@@ -527,9 +527,9 @@ def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
     """What the tree solver searched for one context and what it claims (THEORY.md 10.6)."""
     nan = math.nan
     if not PENALTIES[algo.penalty].smooth:
-        return RootSearch("forward-backward", nan, nan, nan, 0, 0, 0, 1, (
+        return RootSearch("forward-backward", nan, nan, nan, 0, 0, 0, 1, "", faces=1, claim=(
             "forward-backward splitting from pi_ref (eq. 10.16): one stationary policy, others not searched"
-        ), faces=1)  # fmt: skip
+        ))  # fmt: skip
     faces = _faces(model, algo)
     starts = sum(2 + (6 if _Face(model, sup).dim > 0 else 0) for sup in faces)
     n_active = int(model.tree.active.sum())
@@ -559,7 +559,7 @@ def _search_record(model: SequenceModel, algo: GRPO) -> RootSearch:
             else ", each start followed along eps = 1e-1..1e-6 with tie sets blown up (eq. 10.9)"
         )
     claim = f"the roots that {how} reaches from {starts} starts on {where}; roots outside those basins may be missed"
-    return RootSearch("tree", nan, nan, nan, 0, 0, 0, starts, claim, faces=len(faces))
+    return RootSearch("tree", nan, nan, nan, 0, 0, 0, starts, "", faces=len(faces), claim=claim)
 
 
 def refine_tree_root(problem: Problem, algo: GRPO, policy: Any, context: int = 0) -> np.ndarray | None:
