@@ -36,7 +36,9 @@ __all__ = ["ROOT_CHOICE_RULE", "RootChoice", "assemble_roots", "choose_roots", "
 
 #: The rule ``choose_roots`` applies, as the summaries of ``predict`` and the docs state it.
 ROOT_CHOICE_RULE = (
-    "the stable one (stability not known to fail) before an unstable one, an interior or sliding one before "
+    "the one the expected flow reaches from pi_ref where the solver knows it (one dimension: the penalty in the "
+    "reward for two reward classes), then the stable one (stability not known to fail) before an unstable one, "
+    "an interior or sliding one before "
     "one on a face of the simplex, then the policy nearest pi_ref (max norm over outputs), then the one whose "
     "reward-level mixture is nearest the reference's"
 )
@@ -98,6 +100,7 @@ def choose_roots(
     policy_distance: np.ndarray,
     residual: np.ndarray,
     n_contexts: int,
+    reached: np.ndarray | None = None,
 ) -> RootChoice:
     """The reported root of every context by ``ROOT_CHOICE_RULE``.
 
@@ -116,6 +119,9 @@ def choose_roots(
         for a pairwise-preference problem) to the reference's, and of its policy to pi_ref.
     residual : ndarray, (R,)
     n_contexts : int
+    reached : ndarray of bool, (R,), optional
+        The root the expected flow from pi_ref reaches, where the solver knows it (at most
+        one per context); it is reported when accepted.
     """
     counts = np.bincount(context, minlength=n_contexts)
     on_face = kind == _BOUNDARY
@@ -130,6 +136,8 @@ def choose_roots(
         rows = np.arange(n_contexts)
         return RootChoice(np.where(accepted, rows, -1), rows, n_accepted, n_stable, n_boundary, n_sliding)
     rank = np.where(accepted, 2 * known_unstable + on_face, 4)
+    if reached is not None:
+        rank = np.where(accepted & reached, -1, rank)
     chosen = _first_per_context((mixture_distance, policy_distance, rank), context, counts)
     chosen = np.where(n_accepted > 0, chosen, -1)
     best = _first_per_context((residual,), context, counts)

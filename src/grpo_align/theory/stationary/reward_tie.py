@@ -263,7 +263,14 @@ def _assemble_ties(
     ref_mix = problem.reference_mixture()[context]
     mix_d = np.max(np.abs(mixture - ref_mix), axis=1)
     pol_d = np.max(np.abs(pi - ref), axis=1)
-    choice = choose_roots(context, accepted, stable, kind_code, mix_d, pol_d, residual, n_ctx)
+    # h(z_0) = gap > 0: from pi_ref the flow raises p to the first root above z_0 (the
+    # vertex p = 1 where h stays positive); a one-class context's only root is pi_ref
+    with np.errstate(divide="ignore"):
+        above = np.where(~single & (z > np.log(p0_r) - np.log(q0_r)), z, np.nan)  # +inf: the vertex p = 1
+    first = np.full(n_ctx, np.nan)
+    np.fmin.at(first, context, above)  # fmin: NaN (not above) loses to any number
+    reached = (above == first[context]) | single
+    choice = choose_roots(context, accepted, stable, kind_code, mix_d, pol_d, residual, n_ctx, reached=reached)
     status, messages = outcome(choice, kind_code, residual, algo)
     picked = choice.picked
     policy = problem.ref.copy()
