@@ -523,3 +523,17 @@ def test_contexts_of_a_problem_equal_the_problem_built_from_them() -> None:
     pref = ga.Problem.from_preference(ref=[0.5, 0.5], win_prob=[[0.5, 0.7], [0.3, 0.5]])
     with pytest.raises(ga.InputError):
         pref.contexts(np.array([0]))
+
+
+def test_several_roots_report_the_one_the_flow_reaches() -> None:
+    """Two classes, k2 at G 32 (three roots near p0 = 0.01): at pi_ref the penalty's gradient
+    is 0 and P_correct > P_wrong, so the flow raises p from p0 to the smallest root; that
+    root, stable, is the one reported, for every prompt of the three-root region."""
+    p0 = np.geomspace(0.004, 0.03, 40)
+    res = st.stationary_policy(_binary(p0), ga.GRPO(group_size=32, beta=0.5, penalty="k2"))
+    counts = res.root_counts()
+    assert counts.max() == 3
+    for c in np.nonzero(counts == 3)[0].tolist():
+        lowest = min(res.roots[c], key=lambda r: r.policy[0])
+        assert lowest.policy[0] > p0[c] and lowest.stable
+        np.testing.assert_array_equal(res.policy[c], lowest.policy)

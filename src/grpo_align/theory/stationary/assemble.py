@@ -36,8 +36,8 @@ __all__ = ["ROOT_CHOICE_RULE", "RootChoice", "assemble_roots", "choose_roots", "
 
 #: The rule ``choose_roots`` applies, as the summaries of ``predict`` and the docs state it.
 ROOT_CHOICE_RULE = (
-    "the one the expected flow reaches from pi_ref where the solver knows it (one dimension: the penalty in the "
-    "reward for two reward classes), then the stable one (stability not known to fail) before an unstable one, "
+    "the one the expected flow reaches from pi_ref where the solver knows it (two reward classes: a "
+    "one-dimensional flow, with the penalty in the loss or the reward), then the stable one (stability not known to fail) before an unstable one, "
     "an interior or sliding one before "
     "one on a face of the simplex, then the policy nearest pi_ref (max norm over outputs), then the one whose "
     "reward-level mixture is nearest the reference's"

@@ -387,13 +387,21 @@ def _assemble(
     on_face = np.zeros(n_r, bool) if checked is not None else np.any((pi == 0) & (sub.ref > 0), axis=1)
     kind = np.where(on_face, ROOT_KINDS.index("boundary"), ROOT_KINDS.index("interior"))
     stable_code = np.where(has_eig, stable.astype(np.int64), -1)
+    reached = None
     if single:
         mix_d = pol_d = np.zeros(n_r)
     else:
         assert mix is not None
         mix_d = np.max(np.abs(mix - take(problem.reference_mixture())), axis=1)
         pol_d = np.max(np.abs(pi - sub.ref), axis=1)
-    choice = choose_roots(ctx_r, good, stable_code, kind, mix_d, pol_d, res, n_ctx)
+        # one dimension: at pi_ref the penalty's gradient is 0 and D = P_1 - P_2 > 0 (class 1
+        # is the better), so the flow raises m1 from R1 to the first root above it
+        r1_r = red.ref_mass[ctx_r, take(j1)]
+        above = np.where(m1_r >= r1_r, m1_r, np.nan)
+        first = np.full(n_ctx, np.nan)
+        np.fmin.at(first, ctx_r, above)
+        reached = above == first[ctx_r]
+    choice = choose_roots(ctx_r, good, stable_code, kind, mix_d, pol_d, res, n_ctx, reached=reached)
     if single:
         policy, residual = pi, res
     else:
