@@ -18,21 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
-from collections.abc import Callable
 
 import numpy as np
+from bench_batch import best_time  # this folder is on sys.path when run as a script
 
 import grpo_align as ga
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def binary_prompts(n: int, seed: int = 0) -> ga.Problem:

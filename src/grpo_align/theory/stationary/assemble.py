@@ -32,7 +32,7 @@ from grpo_align.theory.stationary.result import (
     StationaryRoot,
 )
 
-__all__ = ["ROOT_CHOICE_RULE", "RootChoice", "assemble_roots", "choose_roots", "outcome"]
+__all__ = ["ROOT_CHOICE_RULE", "RootChoice", "assemble_roots", "choose_roots", "chosen_fields", "outcome"]
 
 #: The rule ``choose_roots`` applies, as the summaries of ``predict`` and the docs state it.
 ROOT_CHOICE_RULE = (
@@ -142,6 +142,20 @@ def choose_roots(
     chosen = np.where(n_accepted > 0, chosen, -1)
     best = _first_per_context((residual,), context, counts)
     return RootChoice(chosen, best, n_accepted, n_stable, n_boundary, n_sliding)
+
+
+def chosen_fields(
+    choice: RootChoice, policy: np.ndarray, residual: np.ndarray, ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per context, the picked root's policy (C, K) and residual (C,) from the flat roots'
+    ``policy`` (R, K) and ``residual`` (R,); pi_ref and inf for a context without roots."""
+    picked = choice.picked
+    ok = picked >= 0
+    out_policy = ref.copy()
+    out_residual = np.full(ref.shape[0], np.inf)
+    out_policy[ok] = policy[picked[ok]]
+    out_residual[ok] = residual[picked[ok]]
+    return out_policy, out_residual
 
 
 def _limit_message(algo: GRPO, n_face: int, converged: bool) -> str:

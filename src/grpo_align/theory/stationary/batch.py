@@ -35,7 +35,7 @@ import numpy as np
 
 from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.problem import Problem
-from grpo_align.theory.stationary.assemble import choose_roots, outcome
+from grpo_align.theory.stationary.assemble import choose_roots, chosen_fields, outcome
 from grpo_align.theory.stationary.boundary import has_boundary_roots
 from grpo_align.theory.stationary.reduction import Reduced
 from grpo_align.theory.stationary.residual import (
@@ -405,12 +405,7 @@ def _assemble(
     if single:
         policy, residual = pi, res
     else:
-        pick = choice.picked
-        ok_pick = pick >= 0
-        policy = problem.ref.copy()
-        residual = np.full(n_ctx, np.inf)
-        policy[ok_pick] = pi[pick[ok_pick]]
-        residual[ok_pick] = res[pick[ok_pick]]
+        policy, residual = chosen_fields(choice, pi, res, problem.ref)
     status, messages = outcome(choice, kind, res, algo)
     starts = np.concatenate([[0], np.cumsum(counts)])
 

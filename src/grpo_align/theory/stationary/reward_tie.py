@@ -33,7 +33,7 @@ import numpy as np
 from grpo_align.theory.penalties import PENALTIES
 from grpo_align.theory.problem import Problem
 from grpo_align.theory.spec import GRPO
-from grpo_align.theory.stationary.assemble import choose_roots, outcome
+from grpo_align.theory.stationary.assemble import choose_roots, chosen_fields, outcome
 from grpo_align.theory.stationary.batch import LAZY_FROM, LazyRoots
 from grpo_align.theory.stationary.result import RESIDUAL_TOLERANCE, ROOT_KINDS, StationaryResult, StationaryRoot
 from grpo_align.theory.stationary.tables import illinois
@@ -272,12 +272,7 @@ def _assemble_ties(
     reached = (above == first[context]) | single
     choice = choose_roots(context, accepted, stable, kind_code, mix_d, pol_d, residual, n_ctx, reached=reached)
     status, messages = outcome(choice, kind_code, residual, algo)
-    picked = choice.picked
-    policy = problem.ref.copy()
-    res = np.full(n_ctx, np.inf)
-    ok = picked >= 0
-    policy[ok] = pi[picked[ok]]
-    res[ok] = residual[picked[ok]]
+    policy, res = chosen_fields(choice, pi, residual, problem.ref)
     counts = np.bincount(context, minlength=n_ctx)
     starts = np.concatenate([[0], np.cumsum(counts)])
 
